@@ -1,0 +1,27 @@
+"""autodiff: reverse-mode automatic differentiation on scalars (`Value`) and numpy arrays
+(`Tensor`), with one graph engine for both and pictures of the chain rule at work."""
+
+from .checking import gradcheck
+from .differentiate import grad
+from .engine import enable_grad, is_grad_enabled, no_grad
+from .errors import GradcheckError, ShapeError
+from .ops import OPS
+from .rng import manual_seed
+from .tensor import Tensor, concatenate, maximum, minimum, stack, where
+from .value import Value
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "grad", "gradcheck",
+    "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
+    "ShapeError", "GradcheckError",
+]
+
+
+def __getattr__(name):
+    # The renderer imports graphviz; keep it out of the engine's import path.
+    if name in ("draw_graph", "chain_rule", "viz"):
+        from . import viz
+        return viz if name == "viz" else getattr(viz, name)
+    raise AttributeError(f"module 'autodiff' has no attribute {name!r}")

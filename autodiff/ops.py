@@ -1,0 +1,519 @@
+"""The table of primitive operations: each op's forward, its vjp and its math, together.
+
+Every primitive is registered with `@primitive(name, math, forward, scalar=...)` right
+above its vector-Jacobian product. `forward` is the numpy function a `Tensor` runs;
+`scalar` (where given) is the plain-float function a `Value` runs. The decorated
+function is the vjp:
+
+    vjp(g, out, *inputs, **options) -> one gradient per input
+
+It is written only with operators and the few helpers below, which work on raw
+ndarrays, on Python floats and on graph nodes alike. The engine calls it on raw arrays
+for a plain `backward()` (no graph, no overhead) and on the nodes themselves when
+`create_graph=True`, so the same rule yields differentiable gradients to any order.
+
+Gradients may come back with a broadcast shape; the engine reduces them to each
+input's shape in one place (`sum_to`), so no rule here handles broadcasting.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from .engine import Node
+
+
+class Op:
+    """One primitive: name, the math it implements, forward and vjp."""
+
+    __slots__ = ("name", "math", "forward", "scalar", "vjp")
+
+    def __init__(self, name, math, forward, vjp, scalar=None):
+        self.name = name
+        self.math = math
+        self.forward = forward
+        self.vjp = vjp
+        self.scalar = scalar
+
+    def __repr__(self) -> str:
+        return f"Op({self.name!r}: {self.math})"
+
+
+OPS: dict[str, Op] = {}
+
+
+def primitive(name: str, math: str, forward, scalar=None):
+    """Register the decorated vjp together with its forward under `name`."""
+
+    def register(vjp) -> Op:
+        op = Op(name, math, forward, vjp, scalar)
+        OPS[name] = op
+        return op
+
+    return register
+
+
+# ---------------------------------------------------------------------------
+# Helpers a vjp may use: each works on ndarrays/floats and on graph nodes.
+
+def raw(x):
+    """The numbers behind `x`: a node's data, or `x` itself. For masks and counts,
+    which are constants of the derivative (their own derivative is zero a.e.)."""
+    return x.data if isinstance(x, Node) else x
+
+
+def exp(x):
+    return x.exp() if isinstance(x, Node) else np.exp(x)
+
+
+def log(x):
+    if isinstance(x, Node):
+        return x.log()
+    if isinstance(x, float):
+        return scalar_log(x)
+    return np.log(x)
+
+
+def power(x, y):
+    if isinstance(x, Node) or isinstance(y, Node):
+        return x ** y
+    if type(x) is float:
+        return scalar_pow(x, y)
+    return np.power(x, y)
+
+
+def broadcast_to(x, shape):
+    if isinstance(x, Node):
+        return x._apply(BROADCAST_TO, shape=tuple(shape))
+    return np.broadcast_to(x, shape)
+
+
+def sum_to(x, shape):
+    if isinstance(x, Node):
+        return x._apply(SUM_TO, shape=tuple(shape))
+    return reduce_to_shape(x, shape)
+
+
+def scatter(g, index, shape):
+    """A zero array of `shape` with `g` added at `index` (repeated indices add up)."""
+    if isinstance(g, Node):
+        return g._apply(SCATTER, index=index, shape=shape)
+    return _scatter_forward(g, index=index, shape=shape)
+
+
+def like(mask, x):
+    """A boolean or integer mask as numbers of x's dtype, so a float32 rule stays float32."""
+    r = raw(x)
+    if type(r) is float:
+        return float(mask)
+    return np.asarray(mask, dtype=r.dtype)
+
+
+def swap_last(x):
+    """Swap the last two axes (the transpose inside a batched matmul)."""
+    perm = list(range(x.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return x.transpose(perm)
+
+
+def keep_dims(g, shape, axis, keepdims):
+    """Give a reduction's gradient back the reduced axes (as size 1) so it broadcasts."""
+    if keepdims or axis is None and g.ndim == len(shape):
+        return g
+    if axis is None:
+        return g.reshape((1,) * len(shape))
+    axes = normalize_axes(axis, len(shape))
+    full = list(g.shape)
+    for ax in sorted(axes):
+        full.insert(ax, 1)
+    return g.reshape(tuple(full))
+
+
+def normalize_axes(axis, ndim) -> tuple:
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(a + ndim if a < 0 else a for a in axes)
+
+
+def reduce_to_shape(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast gradient down to `shape` (numpy's broadcasting, undone)."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if lead:
+        g = g.reshape(shape)
+    return g
+
+
+# ---------------------------------------------------------------------------
+# Scalar forwards for `Value`: IEEE results (inf, nan) instead of Python exceptions.
+
+def scalar_exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def scalar_log(x: float) -> float:
+    if x > 0:
+        return math.log(x)
+    return -math.inf if x == 0 else math.nan
+
+
+def scalar_div(a: float, b: float) -> float:
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a == 0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def scalar_pow(a: float, b: float) -> float:
+    try:
+        result = a ** b
+    except OverflowError:
+        return math.inf if a > 0 or float(b).is_integer() and b % 2 == 0 else -math.inf
+    except ZeroDivisionError:  # 0 ** negative
+        return math.inf
+    return math.nan if isinstance(result, complex) else result
+
+
+def scalar_sqrt(x: float) -> float:
+    return math.sqrt(x) if x >= 0 else math.nan
+
+
+def scalar_tanh(x: float) -> float:
+    return math.tanh(x)
+
+
+def scalar_sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def scalar_relu(x: float) -> float:
+    return x if x > 0 else 0.0
+
+
+def _sigmoid_forward(x):
+    # Stable at any magnitude: exp only ever sees -|x|, so it never overflows.
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def _power_forward(a, b):
+    return np.power(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Elementwise binary ops. `need` says which inputs want a gradient; a rule may skip
+# the work for the others (and return None there).
+
+@primitive("add", "a + b; d/da = 1, d/db = 1", np.add, operator.add)
+def ADD(g, out, a, b, need=(True, True)):
+    return g, g
+
+
+@primitive("sub", "a - b; d/da = 1, d/db = -1", np.subtract, operator.sub)
+def SUB(g, out, a, b, need=(True, True)):
+    return g, (-g if need[1] else None)
+
+
+@primitive("mul", "a * b; d/da = b, d/db = a", np.multiply, operator.mul)
+def MUL(g, out, a, b, need=(True, True)):
+    return (g * b if need[0] else None), (g * a if need[1] else None)
+
+
+@primitive("div", "a / b; d/da = 1/b, d/db = -a/b**2 = -out/b", np.divide, scalar_div)
+def DIV(g, out, a, b, need=(True, True)):
+    ga = g / b if need[0] or need[1] else None
+    return (ga if need[0] else None), (-ga * out if need[1] else None)
+
+
+@primitive("pow", "a ** b; d/da = b * a**(b-1), d/db = out * log(a)", _power_forward, scalar_pow)
+def POW(g, out, a, b, need=(True, True)):
+    ga = g * b * power(a, b - 1) if need[0] else None
+    gb = g * out * log(a) if need[1] else None
+    return ga, gb
+
+
+@primitive("maximum", "max(a, b); d/da = [a > b] + [a == b]/2, d/db likewise", np.maximum, max)
+def MAXIMUM(g, out, a, b, need=(True, True)):
+    ra, rb = raw(a), raw(b)
+    wa = like(ra > rb, g) + like(ra == rb, g) * 0.5
+    return g * wa, g * (1 - wa)
+
+
+@primitive("minimum", "min(a, b); d/da = [a < b] + [a == b]/2, d/db likewise", np.minimum, min)
+def MINIMUM(g, out, a, b, need=(True, True)):
+    ra, rb = raw(a), raw(b)
+    wa = like(ra < rb, g) + like(ra == rb, g) * 0.5
+    return g * wa, g * (1 - wa)
+
+
+@primitive("matmul", "a @ b; d/da = g @ b^T, d/db = a^T @ g (1-D operands as numpy treats them)",
+           np.matmul)
+def MATMUL(g, out, a, b, need=(True, True)):
+    if a.ndim == 1 and b.ndim == 1:
+        return (g * b if need[0] else None), (g * a if need[1] else None)
+    # Lift 1-D operands to matrices, as numpy's matmul does, then drop the added axis.
+    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = g2.reshape(g2.shape[:-1] + (1, g2.shape[-1]))
+    if b.ndim == 1:
+        g2 = g2.reshape(g2.shape + (1,))
+    ga = gb = None
+    if need[0]:
+        ga = g2 @ swap_last(b2)
+        if a.ndim == 1:
+            ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:])
+    if need[1]:
+        gb = swap_last(a2) @ g2
+        if b.ndim == 1:
+            gb = gb.reshape(gb.shape[:-1])
+    return ga, gb
+
+
+# ---------------------------------------------------------------------------
+# Elementwise unary ops.
+
+@primitive("neg", "-x; d/dx = -1", np.negative, operator.neg)
+def NEG(g, out, x):
+    return (-g,)
+
+
+@primitive("exp", "exp(x); d/dx = exp(x) = out", np.exp, scalar_exp)
+def EXP(g, out, x):
+    return (g * out,)
+
+
+@primitive("log", "log(x); d/dx = 1/x", np.log, scalar_log)
+def LOG(g, out, x):
+    return (g / x,)
+
+
+@primitive("sqrt", "sqrt(x); d/dx = 1 / (2 sqrt(x)) = 1 / (2 out)", np.sqrt, scalar_sqrt)
+def SQRT(g, out, x):
+    return (g / (2 * out),)
+
+
+@primitive("abs", "|x|; d/dx = sign(x), with 0 at x = 0", np.abs, abs)
+def ABS(g, out, x):
+    return (g * like(np.sign(raw(x)), g),)
+
+
+@primitive("tanh", "tanh(x); d/dx = 1 - tanh(x)**2 = 1 - out**2", np.tanh, scalar_tanh)
+def TANH(g, out, x):
+    return (g * (1 - out * out),)
+
+
+@primitive("sigmoid", "1 / (1 + exp(-x)); d/dx = out * (1 - out)", _sigmoid_forward,
+           scalar_sigmoid)
+def SIGMOID(g, out, x):
+    return (g * out * (1 - out),)
+
+
+@primitive("relu", "max(0, x); d/dx = [x > 0] (0 at the kink)", lambda x: np.maximum(x, 0),
+           scalar_relu)
+def RELU(g, out, x):
+    return (g * like(raw(x) > 0, g),)
+
+
+@primitive("clip", "clip(x, lo, hi); d/dx = [lo <= x <= hi]",
+           lambda x, lo, hi: np.clip(x, lo, hi))
+def CLIP(g, out, x, lo, hi):
+    rx = raw(x)
+    inside = np.ones(rx.shape, dtype=bool)
+    if lo is not None:
+        inside &= rx >= lo
+    if hi is not None:
+        inside &= rx <= hi
+    return (g * like(inside, g),)
+
+
+@primitive("pow_const", "x ** c for a constant c; d/dx = c * x**(c-1)",
+           lambda x, c: np.power(x, c), scalar_pow)
+def POW_CONST(g, out, x, c):
+    if c == 2:  # the common square: skip a power
+        return (g * 2 * x,)
+    return (g * c * power(x, c - 1),)
+
+
+def _where_forward(a, b, cond):
+    return np.where(cond, a, b)
+
+
+@primitive("where", "cond ? a : b; d/da = [cond], d/db = [not cond]", _where_forward)
+def WHERE(g, out, a, b, cond):
+    return g * like(cond, g), g * like(~cond, g)
+
+
+# ---------------------------------------------------------------------------
+# Reductions. Options: axis (None, int or tuple; negatives allowed) and keepdims.
+
+@primitive("sum", "sum(x, axis); d/dx = 1 for every summed element",
+           lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims))
+def SUM(g, out, x, axis, keepdims):
+    return (broadcast_to(keep_dims(g, x.shape, axis, keepdims), x.shape),)
+
+
+def _count(shape, axis) -> int:
+    if axis is None:
+        return math.prod(shape)
+    return math.prod(shape[a] for a in normalize_axes(axis, len(shape)))
+
+
+@primitive("mean", "mean(x, axis); d/dx = 1/n for each of the n averaged elements",
+           lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims))
+def MEAN(g, out, x, axis, keepdims):
+    n = _count(x.shape, axis)
+    return (broadcast_to(keep_dims(g, x.shape, axis, keepdims) / n, x.shape),)
+
+
+def _extreme_vjp(g, out, x, axis, keepdims):
+    # The gradient goes to the elements equal to the extreme, split evenly among ties.
+    rx, rout = raw(x), raw(out)
+    hit = rx == keep_dims(rout, rx.shape, axis, keepdims)
+    share = like(hit, g) / like(hit.sum(axis=axis, keepdims=True), g)
+    return (keep_dims(g, rx.shape, axis, keepdims) * share,)
+
+
+@primitive("max", "max(x, axis); d/dx = 1/k at each of the k maxima, 0 elsewhere",
+           lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+def MAX(g, out, x, axis, keepdims):
+    return _extreme_vjp(g, out, x, axis, keepdims)
+
+
+@primitive("min", "min(x, axis); d/dx = 1/k at each of the k minima, 0 elsewhere",
+           lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
+def MIN(g, out, x, axis, keepdims):
+    return _extreme_vjp(g, out, x, axis, keepdims)
+
+
+def _logsumexp_forward(x, axis, keepdims):
+    # Shift by the max so exp never overflows; an all -inf slice stays -inf.
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+# Fused rather than composed from exp/sum/log: the max shift keeps it finite at
+# +-1000, and its vjp reuses `out` (softmax = exp(x - out)) instead of recomputing.
+@primitive("logsumexp", "log(sum(exp(x), axis)); d/dx = softmax(x) = exp(x - out)",
+           _logsumexp_forward)
+def LOGSUMEXP(g, out, x, axis, keepdims):
+    shape = raw(x).shape
+    return (keep_dims(g, shape, axis, keepdims) * exp(x - keep_dims(out, shape, axis, keepdims)),)
+
+
+def _softmax_forward(x, axis):
+    z = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return z / np.sum(z, axis=axis, keepdims=True)
+
+
+@primitive("softmax", "exp(x) / sum(exp(x), axis); vjp = out * (g - sum(g * out, axis))",
+           _softmax_forward)
+def SOFTMAX(g, out, x, axis):
+    return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+
+
+def _log_softmax_forward(x, axis):
+    return x - _logsumexp_forward(x, axis, True)
+
+
+@primitive("log_softmax", "x - logsumexp(x, axis); vjp = g - exp(out) * sum(g, axis)",
+           _log_softmax_forward)
+def LOG_SOFTMAX(g, out, x, axis):
+    return (g - exp(out) * g.sum(axis=axis, keepdims=True),)
+
+
+# ---------------------------------------------------------------------------
+# Shape and indexing.
+
+@primitive("reshape", "reshape(x, shape); the gradient is reshaped back",
+           lambda x, shape: np.reshape(x, shape))
+def RESHAPE(g, out, x, shape):
+    return (g.reshape(x.shape),)
+
+
+@primitive("transpose", "transpose(x, axes); the gradient is transposed by the inverse permutation",
+           lambda x, axes: np.transpose(x, axes))
+def TRANSPOSE(g, out, x, axes):
+    return (g.transpose(tuple(int(i) for i in np.argsort(axes))),)
+
+
+@primitive("getitem", "x[index]; the gradient is scattered back (repeated indices add up)",
+           lambda x, index: x[index])
+def GETITEM(g, out, x, index):
+    return (scatter(g, index, raw(x).shape),)
+
+
+def _scatter_forward(g, index, shape):
+    z = np.zeros(shape, dtype=g.dtype)
+    np.add.at(z, index, g)
+    return z
+
+
+@primitive("scatter", "zeros(shape) with g added at index; vjp = g[index]", _scatter_forward)
+def SCATTER(g, out, x, index, shape):
+    return (g[index],)
+
+
+@primitive("broadcast_to", "broadcast x to shape; vjp sums over the broadcast axes",
+           lambda x, shape: np.broadcast_to(x, shape))
+def BROADCAST_TO(g, out, x, shape):
+    return (sum_to(g, raw(x).shape),)
+
+
+@primitive("sum_to", "sum x down to shape (undoes broadcasting); vjp broadcasts back",
+           lambda x, shape: reduce_to_shape(x, shape))
+def SUM_TO(g, out, x, shape):
+    return (broadcast_to(g, raw(x).shape),)
+
+
+def _concatenate_forward(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+def _slice_along(axis, ndim, start, stop):
+    index = [slice(None)] * ndim
+    index[axis] = slice(start, stop)
+    return tuple(index)
+
+
+@primitive("concatenate", "concatenate(xs, axis); each input gets its slice of the gradient",
+           _concatenate_forward)
+def CONCATENATE(g, out, *xs, axis):
+    ax = axis + g.ndim if axis < 0 else axis
+    grads, start = [], 0
+    for x in xs:
+        stop = start + x.shape[ax]
+        grads.append(g[_slice_along(ax, g.ndim, start, stop)])
+        start = stop
+    return tuple(grads)
+
+
+def _stack_forward(*xs, axis):
+    return np.stack(xs, axis=axis)
+
+
+@primitive("stack", "stack(xs, axis); input i gets the gradient's i-th entry along axis",
+           _stack_forward)
+def STACK(g, out, *xs, axis):
+    ax = axis + g.ndim if axis < 0 else axis
+    prefix = (slice(None),) * ax
+    return tuple(g[prefix + (i,)] for i in range(len(xs)))
+
+
+__all__ = ["OPS", "Op", "primitive"]

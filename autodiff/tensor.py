@@ -1,0 +1,516 @@
+"""`Tensor`: a numpy array that records the operations made on it.
+
+Every method here only converts its arguments and calls a primitive from `ops.OPS`;
+the math and the derivatives live in `ops.py`, backpropagation in `engine.py`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import numpy as np
+
+from . import ops
+from .engine import Node, _mode, run_backward
+from .errors import ShapeError
+from .ops import OPS
+
+_ndarray = np.ndarray
+_new = object.__new__
+
+ADD, SUB, MUL, DIV, POW, MATMUL = (OPS[n] for n in ("add", "sub", "mul", "div", "pow", "matmul"))
+POW_CONST, NEG = OPS["pow_const"], OPS["neg"]
+
+
+def _as_data(data, dtype, where: str) -> np.ndarray:
+    """Convert user data to an ndarray: Python numbers and lists become float64, a float
+    ndarray keeps its dtype, and anything non-numeric is refused."""
+    if isinstance(data, Tensor):
+        data = data.data
+    from_python = not isinstance(data, (np.ndarray, np.generic))
+    try:
+        arr = np.array(data, dtype=dtype)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"{where}: cannot make a numeric array from {type(data).__name__} "
+                        f"data ({err})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: data must be numeric, got dtype {arr.dtype} "
+                        f"from {type(data).__name__}")
+    if dtype is None and from_python:
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def _wrap(arr) -> "Tensor":
+    """A constant (no grad) Tensor around an existing array, without copying."""
+    t = _new(Tensor)
+    t.data = arr if type(arr) is _ndarray else np.asarray(arr)
+    t.grad = None
+    t.requires_grad = False
+    t._parents = ()
+    t._op = None
+    t._saved = None
+    t._kw = None
+    t._retain = True
+    t.label = None
+    return t
+
+
+def _record(out, parents, op, saved, kw) -> "Tensor":
+    """The result of `op`: a graph node when recording and some input needs grad."""
+    t = _new(Tensor)
+    t.data = out if type(out) is _ndarray else np.asarray(out)
+    t.grad = None
+    t.requires_grad = True
+    t._parents = parents
+    t._op = op
+    t._saved = saved
+    t._kw = kw
+    t._retain = False
+    t.label = None
+    return t
+
+
+def _constant(x, like: "Tensor | None", op_name: str) -> "Tensor":
+    """A number or array operand as a constant Tensor. A Python number takes the dtype of
+    the tensor it meets (so `x * 2` keeps float32), as numpy's weak scalars do."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (numbers.Number, np.bool_)):
+        if like is not None and like.data.dtype.kind == "f":
+            return _wrap(np.asarray(x, dtype=like.data.dtype))
+        return _wrap(np.asarray(x, dtype=np.float64))
+    if isinstance(x, (np.ndarray, list, tuple)):
+        return _wrap(_as_data(x, None, op_name) if not isinstance(x, np.ndarray) else x)
+    if isinstance(x, Node):
+        raise TypeError(f"{op_name}: cannot combine a Tensor with a {type(x).__name__}; "
+                        "convert it with Tensor(value.data)")
+    raise TypeError(f"{op_name}: unsupported operand of type {type(x).__name__}")
+
+
+def _describe(inputs, kw) -> str:
+    parts = [f"shapes {', '.join(str(t.data.shape) for t in inputs)}"]
+    dtypes = {str(t.data.dtype) for t in inputs}
+    parts.append(f"dtype{'s' if len(dtypes) > 1 else ''} {', '.join(sorted(dtypes))}")
+    opts = {k: v for k, v in (kw or {}).items() if k not in ("need", "cond", "index")}
+    if opts:
+        parts.append(", ".join(f"{k}={v!r}" for k, v in opts.items()))
+    return "; ".join(parts)
+
+
+def _op_error(op, inputs, kw, err) -> Exception:
+    cls = IndexError if isinstance(err, IndexError) else ShapeError
+    if isinstance(err, TypeError):
+        cls = TypeError
+    if op is MATMUL and len(inputs) == 2:
+        a, b = (t.data.shape for t in inputs)
+        if len(a) and len(b):
+            k_a = a[-1]
+            k_b = b[0] if len(b) == 1 else b[-2]
+            if k_a != k_b:
+                return ShapeError(f"matmul: cannot multiply shapes {a} and {b}: the inner "
+                                  f"dimensions {k_a} and {k_b} differ")
+        return ShapeError(f"matmul: cannot multiply shapes {a} and {b} ({err})")
+    return cls(f"{op.name}: {err} ({_describe(inputs, kw)})")
+
+
+def apply(op, inputs: tuple, kw: dict | None = None) -> "Tensor":
+    """Run primitive `op` on Tensors and record it for backward where needed."""
+    arrays = tuple(t.data for t in inputs)
+    try:
+        out = op.forward(*arrays, **kw) if kw else op.forward(*arrays)
+    except (ValueError, IndexError, TypeError) as err:
+        raise _op_error(op, inputs, kw, err) from None
+    if _mode.enabled:
+        for t in inputs:
+            if t.requires_grad:
+                return _record(out, inputs, op, arrays, kw or None)
+    return _wrap(out)
+
+
+def binary(op, a: "Tensor", b) -> "Tensor":
+    """The fast path of every arithmetic operator."""
+    if type(b) is not Tensor:
+        b = _constant(b, a, op.name)
+    try:
+        out = op.forward(a.data, b.data)
+    except (ValueError, TypeError) as err:
+        raise _op_error(op, (a, b), None, err) from None
+    if _mode.enabled:
+        ra, rb = a.requires_grad, b.requires_grad
+        if ra and rb:
+            return _record(out, (a, b), op, (a.data, b.data), None)
+        if ra or rb:
+            return _record(out, (a, b), op, (a.data, b.data), {"need": (ra, rb)})
+    return _wrap(out)
+
+
+def _reflected(op, a: "Tensor", b) -> "Tensor":
+    return binary(op, _constant(b, a, op.name), a)
+
+
+def _unary(op, x: "Tensor") -> "Tensor":
+    out = op.forward(x.data)
+    if x.requires_grad and _mode.enabled:
+        return _record(out, (x,), op, (x.data,), None)
+    return _wrap(out)
+
+
+def _axis(axis, where: str):
+    if axis is None or isinstance(axis, (int, np.integer)):
+        return None if axis is None else int(axis)
+    if isinstance(axis, (tuple, list)):
+        return tuple(int(a) for a in axis)
+    raise TypeError(f"{where}: axis must be None, an int or a tuple of ints, got {axis!r}")
+
+
+def _check_axes(x: "Tensor", axis, where: str) -> None:
+    if axis is None:
+        return
+    for a in axis if isinstance(axis, tuple) else (axis,):
+        if not -x.ndim <= a < x.ndim:
+            raise ShapeError(f"{where}: axis {a} is out of range for a tensor of shape "
+                             f"{x.shape}")
+
+
+def _index(index):
+    """Tensor indices become arrays (integer, or boolean masks), kept with the node."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    if isinstance(index, tuple):
+        return tuple(_index(i) for i in index)
+    return index
+
+
+class Tensor(Node):
+    """An n-dimensional array of numbers that records operations for reverse-mode autodiff.
+
+    >>> x = Tensor([[1.0, 2.0]], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([[2., 4.]])
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_saved", "_kw",
+                 "_retain", "label", "__weakref__")
+    # `ndarray <op> Tensor` must defer to Tensor's reflected operator.
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, label: str | None = None):
+        self.data = _as_data(data, dtype, "Tensor")
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require grad, "
+                            f"got dtype {self.data.dtype}")
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._op = None
+        self._saved = None
+        self._kw = None
+        self._retain = True  # a leaf keeps its gradient in .grad
+        self.label = label
+
+    # -- attributes ------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def T(self) -> "Tensor":
+        return self.transpose()
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        if self.data.size != 1:
+            raise ValueError(f"item: only a single-element tensor converts to a number, "
+                             f"this one has shape {self.shape}")
+        return self.data.item()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and dtype != self.data.dtype:
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is "
+                             "ambiguous; use .any() or .all() on .data")
+        return bool(self.data)
+
+    __hash__ = Node.__hash__  # identity, as comparisons below are elementwise
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", precision=4, threshold=20,
+                               prefix="Tensor(")
+        extra = "" if self.data.dtype == np.float64 else f", dtype={self.data.dtype}"
+        if self._op is not None:
+            extra += f", op={self._op.name}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        if self.label:
+            extra += f", label={self.label!r}"
+        return f"Tensor({body}{extra})"
+
+    # -- graph -----------------------------------------------------------------------
+    def _store_grad(self, g) -> None:
+        if self.grad is None:
+            self.grad = np.array(g, dtype=self.data.dtype)
+        else:
+            self.grad += g
+
+    def _apply(self, op, *others, **kw) -> "Tensor":
+        return apply(op, (self,) + others, kw)
+
+    def retain_grad(self) -> None:
+        """Keep this intermediate's gradient in `.grad` after backward (leaves always do)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad")
+        self._retain = True
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph (shares memory)."""
+        return _wrap(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad_: only floating-point tensors can require grad, "
+                            f"got dtype {self.data.dtype}")
+        if self._op is not None:
+            raise RuntimeError("requires_grad_: only a leaf tensor's flag can be changed; "
+                               "use detach() first")
+        self.requires_grad = bool(requires_grad)
+        self._retain = True
+        return self
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad.
+
+        `grad` (the upstream gradient, shaped like self) may be omitted only for a
+        single-element tensor. Without `retain_graph`, the buffers saved for backward are
+        released and a second backward through the same graph raises.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad; no leaf it was "
+                               "computed from had requires_grad=True (or it was computed "
+                               "under no_grad())")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: grad can be omitted only for a single-element "
+                                   f"output, but this tensor has shape {self.shape}; pass "
+                                   f"grad= an array of that shape")
+            seed = np.ones_like(self.data)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            if seed.shape != self.shape:
+                raise ShapeError(f"backward: grad has shape {seed.shape} but the tensor has "
+                                 f"shape {self.shape}")
+            seed = seed.astype(self.data.dtype, copy=False)
+        run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
+
+    # -- arithmetic ------------------------------------------------------------------
+    def __add__(self, other): return binary(ADD, self, other)
+    def __radd__(self, other): return _reflected(ADD, self, other)
+    def __sub__(self, other): return binary(SUB, self, other)
+    def __rsub__(self, other): return _reflected(SUB, self, other)
+    def __mul__(self, other): return binary(MUL, self, other)
+    def __rmul__(self, other): return _reflected(MUL, self, other)
+    def __truediv__(self, other): return binary(DIV, self, other)
+    def __rtruediv__(self, other): return _reflected(DIV, self, other)
+    def __matmul__(self, other): return binary(MATMUL, self, other)
+    def __rmatmul__(self, other): return _reflected(MATMUL, self, other)
+    def __neg__(self): return _unary(NEG, self)
+    def __pos__(self): return self
+
+    def __pow__(self, other):
+        if isinstance(other, numbers.Real) and not isinstance(other, Node):
+            c = int(other) if float(other).is_integer() else float(other)
+            return self._apply(POW_CONST, c=c)
+        return binary(POW, self, other)
+
+    def __rpow__(self, other):
+        return _reflected(POW, self, other)
+
+    # Comparisons give boolean constants (no gradient), as in numpy and PyTorch.
+    def _compare(self, other, fn):
+        return _wrap(fn(self.data, other.data if isinstance(other, Tensor) else other))
+
+    def __lt__(self, other): return self._compare(other, np.less)
+    def __le__(self, other): return self._compare(other, np.less_equal)
+    def __gt__(self, other): return self._compare(other, np.greater)
+    def __ge__(self, other): return self._compare(other, np.greater_equal)
+    def __eq__(self, other): return self._compare(other, np.equal)
+    def __ne__(self, other): return self._compare(other, np.not_equal)
+
+    # -- elementwise -----------------------------------------------------------------
+    def exp(self) -> "Tensor": return _unary(OPS["exp"], self)
+    def log(self) -> "Tensor": return _unary(OPS["log"], self)
+    def sqrt(self) -> "Tensor": return _unary(OPS["sqrt"], self)
+    def abs(self) -> "Tensor": return _unary(OPS["abs"], self)
+    __abs__ = abs
+    def tanh(self) -> "Tensor": return _unary(OPS["tanh"], self)
+    def sigmoid(self) -> "Tensor": return _unary(OPS["sigmoid"], self)
+    def relu(self) -> "Tensor": return _unary(OPS["relu"], self)
+
+    def clip(self, lo=None, hi=None) -> "Tensor":
+        """Limit values to [lo, hi]; the gradient passes where lo <= x <= hi."""
+        if lo is None and hi is None:
+            raise ValueError("clip: give at least one of lo and hi")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
+        return self._apply(OPS["clip"], lo=lo, hi=hi)
+
+    # -- reductions ------------------------------------------------------------------
+    def _reduce(self, name, axis, keepdims):
+        axis = _axis(axis, name)
+        _check_axes(self, axis, name)
+        if name in ("max", "min") and self.data.size == 0:
+            raise ShapeError(f"{name}: cannot reduce an empty tensor of shape {self.shape}")
+        return self._apply(OPS[name], axis=axis, keepdims=bool(keepdims))
+
+    def sum(self, axis=None, keepdims: bool = False) -> "Tensor":
+        return self._reduce("sum", axis, keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False) -> "Tensor":
+        return self._reduce("mean", axis, keepdims)
+
+    def max(self, axis=None, keepdims: bool = False) -> "Tensor":
+        return self._reduce("max", axis, keepdims)
+
+    def min(self, axis=None, keepdims: bool = False) -> "Tensor":
+        return self._reduce("min", axis, keepdims)
+
+    def logsumexp(self, axis=None, keepdims: bool = False) -> "Tensor":
+        return self._reduce("logsumexp", axis, keepdims)
+
+    def softmax(self, axis: int = -1) -> "Tensor":
+        axis = _axis(axis, "softmax")
+        _check_axes(self, axis, "softmax")
+        return self._apply(OPS["softmax"], axis=axis)
+
+    def log_softmax(self, axis: int = -1) -> "Tensor":
+        axis = _axis(axis, "log_softmax")
+        _check_axes(self, axis, "log_softmax")
+        return self._apply(OPS["log_softmax"], axis=axis)
+
+    # -- shape -----------------------------------------------------------------------
+    def reshape(self, *shape) -> "Tensor":
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return self._apply(OPS["reshape"], shape=tuple(int(n) for n in shape))
+
+    def transpose(self, *axes) -> "Tensor":
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)) or len(axes) == 1 and axes[0] is None:
+            axes = axes[0]
+        if not axes:
+            axes = tuple(range(self.ndim - 1, -1, -1))
+        axes = tuple(int(a) for a in axes)
+        if sorted(a % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
+            raise ShapeError(f"transpose: axes {axes} are not a permutation of the "
+                             f"{self.ndim} axes of a tensor of shape {self.shape}")
+        return self._apply(OPS["transpose"], axes=tuple(a % self.ndim for a in axes))
+
+    def swapaxes(self, axis1: int, axis2: int) -> "Tensor":
+        perm = list(range(self.ndim))
+        perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
+        return self.transpose(perm)
+
+    def __getitem__(self, index) -> "Tensor":
+        return self._apply(OPS["getitem"], index=_index(index))
+
+
+def fit_array(g, node):
+    """Reduce a broadcast gradient to its input's shape and dtype (plain backward)."""
+    data = node.data
+    if g.shape != data.shape:
+        g = ops.reduce_to_shape(g, data.shape)
+    if g.dtype != data.dtype:
+        g = g.astype(data.dtype)
+    return g
+
+
+def fit_node(g, node):
+    """As `fit_array`, for gradients that are graph nodes (create_graph)."""
+    if not isinstance(g, Tensor):
+        g = _wrap(np.asarray(g))
+    if g.shape != node.data.shape:
+        g = ops.sum_to(g, node.data.shape)
+    return g
+
+
+# -- functions of several tensors ------------------------------------------------------
+
+def _pair(a, b, name):
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    return _constant(a, like, name), _constant(b, like, name)
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise max(a, b); ties send half the gradient to each side."""
+    a, b = _pair(a, b, "maximum")
+    return apply(OPS["maximum"], (a, b))
+
+
+def minimum(a, b) -> Tensor:
+    """Elementwise min(a, b); ties send half the gradient to each side."""
+    a, b = _pair(a, b, "minimum")
+    return apply(OPS["minimum"], (a, b))
+
+
+def where(cond, a, b) -> Tensor:
+    """`a` where `cond` is true, else `b`; the gradient follows the same choice."""
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: cond must be boolean, got dtype {cond.dtype}")
+    a, b = _pair(a, b, "where")
+    try:
+        np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ShapeError(f"where: shapes cond {cond.shape}, a {a.shape} and b {b.shape} do not "
+                         "broadcast together") from None
+    return apply(OPS["where"], (a, b), {"cond": cond})
+
+
+def _sequence(seq, name) -> tuple:
+    if isinstance(seq, Tensor) or not isinstance(seq, Sequence) or not len(seq):
+        raise TypeError(f"{name}: expected a non-empty list or tuple of tensors")
+    like = next((t for t in seq if isinstance(t, Tensor)), None)
+    return tuple(_constant(t, like, name) for t in seq)
+
+
+def concatenate(seq, axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    return apply(OPS["concatenate"], _sequence(seq, "concatenate"), {"axis": int(axis)})
+
+
+def stack(seq, axis: int = 0) -> Tensor:
+    """Join tensors along a new axis."""
+    return apply(OPS["stack"], _sequence(seq, "stack"), {"axis": int(axis)})

@@ -1,0 +1,168 @@
+"""`Value`: a scalar that records the operations made on it (micrograd-compatible).
+
+The math and derivatives are the shared primitives of `ops.py` (their `scalar`
+forwards); backpropagation is the shared engine. After `backward()` every node of the
+graph holds its gradient in `.grad`, as in micrograd.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from .engine import Node, _mode, run_backward
+from .ops import OPS
+
+_new = object.__new__
+ADD, SUB, MUL, DIV, POW, POW_CONST, NEG = (
+    OPS[n] for n in ("add", "sub", "mul", "div", "pow", "pow_const", "neg"))
+EXP, LOG, TANH, SIGMOID, RELU = (OPS[n] for n in ("exp", "log", "tanh", "sigmoid", "relu"))
+
+
+def _number(x, where: str) -> float:
+    if type(x) is float:
+        return x
+    if isinstance(x, numbers.Real):
+        return float(x)
+    if isinstance(x, Node):
+        raise TypeError(f"{where}: cannot combine a Value with a {type(x).__name__}")
+    raise TypeError(f"{where}: expected a real number or a Value, got {type(x).__name__}")
+
+
+def _leaf(data: float) -> "Value":
+    """A constant operand (a number met in arithmetic) as a leaf Value."""
+    v = _new(Value)
+    v.data = data if type(data) is float else _number(data, "Value")
+    v.grad = 0.0
+    v.label = ""
+    v._parents = ()
+    v._op = v._saved = v._kw = None
+    return v
+
+
+def _node(data: float, parents: tuple, op, saved: tuple, kw=None) -> "Value":
+    v = _new(Value)
+    v.data = data
+    v.grad = 0.0
+    v.label = ""
+    if _mode.enabled:
+        v._parents = parents
+        v._op = op
+        v._saved = saved
+        v._kw = kw
+    else:
+        v._parents = ()
+        v._op = v._saved = v._kw = None
+    return v
+
+
+class Value(Node):
+    """A scalar node of a computation graph.
+
+    >>> a = Value(2.0, label="a"); b = Value(-3.0, label="b")
+    >>> c = a * b + a ** 2
+    >>> c.backward()
+    >>> a.grad, b.grad
+    (1.0, 2.0)
+    """
+
+    __slots__ = ("data", "grad", "_parents", "_op", "_saved", "_kw", "label", "__weakref__")
+    requires_grad = True  # every Value gets a gradient, as in micrograd
+    _retain = True        # ... and keeps it in .grad, intermediates included
+
+    def __init__(self, data, label: str = ""):
+        self.data = _number(data, "Value")
+        self.grad = 0.0
+        self._parents = ()
+        self._op = None
+        self._saved = None
+        self._kw = None
+        self.label = label
+
+    # -- micrograd compatibility -------------------------------------------------------
+    @property
+    def _prev(self) -> set:
+        """The set of inputs (micrograd's name); `_parents` keeps order and repeats."""
+        return set(self._parents)
+
+    @property
+    def op(self) -> str:
+        """The name of the operation that produced this value ('' for a leaf)."""
+        return "" if self._op is None else self._op.name
+
+    def __repr__(self) -> str:
+        label = f", label={self.label!r}" if self.label else ""
+        return f"Value(data={self.data:.6g}, grad={self.grad:.6g}{label})" if isinstance(
+            self.grad, float) else f"Value(data={self.data:.6g}{label})"
+
+    # -- graph -------------------------------------------------------------------------
+    def _store_grad(self, g) -> None:
+        self.grad += g
+
+    def _apply(self, op, *others, **kw) -> "Value":
+        inputs = (self,) + others
+        saved = tuple(v.data for v in inputs)
+        return _node(op.scalar(*saved, **kw), inputs, op, saved, kw or None)
+
+    def backward(self, retain_graph: bool = False) -> None:
+        """Add d(self)/d(node) to `.grad` of every node this value was computed from."""
+        run_backward((self,), (1.0,), retain_graph=retain_graph)
+
+    # -- arithmetic --------------------------------------------------------------------
+    def __add__(self, other):
+        if type(other) is not Value:
+            other = _leaf(other)
+        a, b = self.data, other.data
+        return _node(a + b, (self, other), ADD, (a, b))
+
+    def __mul__(self, other):
+        if type(other) is not Value:
+            other = _leaf(other)
+        a, b = self.data, other.data
+        return _node(a * b, (self, other), MUL, (a, b))
+
+    def __sub__(self, other):
+        if type(other) is not Value:
+            other = _leaf(other)
+        a, b = self.data, other.data
+        return _node(a - b, (self, other), SUB, (a, b))
+
+    def __truediv__(self, other):
+        if type(other) is not Value:
+            other = _leaf(other)
+        a, b = self.data, other.data
+        return _node(DIV.scalar(a, b), (self, other), DIV, (a, b))
+
+    def __pow__(self, other):
+        if isinstance(other, Value):
+            a, b = self.data, other.data
+            return _node(POW.scalar(a, b), (self, other), POW, (a, b))
+        c = _number(other, "pow")
+        c = int(c) if c.is_integer() else c
+        return _node(POW_CONST.scalar(self.data, c), (self,), POW_CONST, (self.data,), {"c": c})
+
+    def __radd__(self, other): return Value(_number(other, "add")) + self
+    def __rsub__(self, other): return Value(_number(other, "sub")) - self
+    def __rmul__(self, other): return Value(_number(other, "mul")) * self
+    def __rtruediv__(self, other): return Value(_number(other, "div")) / self
+    def __rpow__(self, other): return Value(_number(other, "pow")) ** self
+
+    def __neg__(self):
+        return _node(-self.data, (self,), NEG, (self.data,))
+
+    # -- functions ---------------------------------------------------------------------
+    def exp(self) -> "Value":
+        return _node(EXP.scalar(self.data), (self,), EXP, (self.data,))
+
+    def log(self) -> "Value":
+        return _node(LOG.scalar(self.data), (self,), LOG, (self.data,))
+
+    def tanh(self) -> "Value":
+        return _node(math.tanh(self.data), (self,), TANH, (self.data,))
+
+    def sigmoid(self) -> "Value":
+        return _node(SIGMOID.scalar(self.data), (self,), SIGMOID, (self.data,))
+
+    def relu(self) -> "Value":
+        x = self.data
+        return _node(x if x > 0 else 0.0, (self,), RELU, (x,))
