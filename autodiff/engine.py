@@ -12,6 +12,7 @@ limited only by memory, never by Python's recursion limit.
 
 from __future__ import annotations
 
+import gc
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -79,25 +80,7 @@ def _released_error(node: Node) -> ReleasedGraphError:
     )
 
 
-def count_dependencies(roots) -> dict:
-    """For each node reachable from `roots` that requires grad, how many edges lead into
-    it from other reachable nodes (its consumers in the graph)."""
-    deps = {}
-    stack = []
-    for root in roots:
-        if root not in deps:
-            deps[root] = 0
-            stack.append(root)
-    while stack:
-        node = stack.pop()
-        for parent in node._parents:
-            if parent.requires_grad:
-                if parent in deps:
-                    deps[parent] += 1
-                else:
-                    deps[parent] = 1
-                    stack.append(parent)
-    return deps
+_backward_lock = threading.Lock()
 
 
 def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False,
@@ -105,25 +88,68 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
     """Apply the chain rule from `roots` (seeded with `seeds`) in reverse topological order.
 
     Every node's total gradient is the sum over its consumers of their vjp outputs; a
-    node is processed once all its consumers have been. Without `capture`, totals go to
-    `.grad` of the nodes whose `_retain` is true (Tensor leaves and retain_grad()
-    intermediates; every Value). With `capture` (a dict node -> None), totals for those
-    nodes are written into it instead and `.grad` is left alone.
+    node is processed once all its consumers have been (Kahn's algorithm). Without
+    `capture`, totals go to `.grad` of the nodes whose `_retain` is true (Tensor leaves
+    and retain_grad() intermediates; every Value). With `capture` (a dict node -> None),
+    totals for those nodes are written into it instead and `.grad` is left alone.
 
     `sum_to(g, node)` reduces a broadcast gradient to the node's shape (one place for
     the whole library); it is None for scalar graphs. With `create_graph` the vjps run
     on the nodes themselves, so the gradients they return are graph nodes too.
+
+    The pending gradient and the count of unprocessed consumers live in two slots of each
+    node (`_g`, `_n`) rather than in dicts: that halves the cost per node. Outside this
+    function they are always None and 0; a lock keeps concurrent backwards apart.
     """
-    deps = count_dependencies(roots)
-    pending = {}
+    # Our graphs hold no reference cycles, so the cyclic collector has nothing to find
+    # here; on large scalar graphs its passes would otherwise dominate backward.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with _backward_lock:
+            visited = _count_consumers(roots)
+            try:
+                _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to)
+            except BaseException:
+                for node in visited:
+                    node._g = None
+                    node._n = 0
+                raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _count_consumers(roots) -> list:
+    """Set `_n` of every node reachable from `roots` (through nodes that require grad)
+    to its number of consumers in that subgraph; return the nodes reached."""
+    stack = list(dict.fromkeys(roots))
+    visited = list(stack)
+    several = len(stack) > 1
+    root_ids = {id(root) for root in stack}
+    while stack:
+        node = stack.pop()
+        for parent in node._parents:
+            if parent.requires_grad:
+                # A parent seen for the first time has no consumers counted yet (a root
+                # reached from another root was already traversed from the start).
+                if not parent._n and not (several and id(parent) in root_ids):
+                    stack.append(parent)
+                    visited.append(parent)
+                parent._n += 1
+    return visited
+
+
+def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to) -> None:
     for root, seed in zip(roots, seeds):
-        pending[root] = pending[root] + seed if root in pending else seed
-    ready = [root for root in pending if deps[root] == 0]
+        root._g = seed if root._g is None else root._g + seed
+    ready = [root for root in dict.fromkeys(roots) if not root._n]
     record = capture is None
 
     while ready:
         node = ready.pop()
-        g = pending.pop(node)
+        g = node._g
+        node._g = None
         if record:
             if node._retain:
                 node._store_grad(g)
@@ -147,11 +173,9 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
                 continue
             if sum_to is not None:
                 pg = sum_to(pg, parent)
-            if parent in pending:
-                pending[parent] = pending[parent] + pg
-            else:
-                pending[parent] = pg
-            left = deps[parent] - 1
-            deps[parent] = left
+            acc = parent._g
+            parent._g = pg if acc is None else acc + pg
+            left = parent._n - 1
+            parent._n = left
             if not left:
                 ready.append(parent)

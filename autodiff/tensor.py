@@ -54,6 +54,8 @@ def _wrap(arr) -> "Tensor":
     t._kw = None
     t._retain = True
     t.label = None
+    t._g = None
+    t._n = 0
     return t
 
 
@@ -69,6 +71,8 @@ def _record(out, parents, op, saved, kw) -> "Tensor":
     t._kw = kw
     t._retain = False
     t.label = None
+    t._g = None
+    t._n = 0
     return t
 
 
@@ -195,7 +199,7 @@ class Tensor(Node):
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_saved", "_kw",
-                 "_retain", "label", "__weakref__")
+                 "_retain", "label", "_g", "_n", "__weakref__")
     # `ndarray <op> Tensor` must defer to Tensor's reflected operator.
     __array_ufunc__ = None
 
@@ -212,6 +216,8 @@ class Tensor(Node):
         self._kw = None
         self._retain = True  # a leaf keeps its gradient in .grad
         self.label = label
+        self._g = None
+        self._n = 0
 
     # -- attributes ------------------------------------------------------------------
     @property

@@ -35,6 +35,8 @@ def _leaf(data: float) -> "Value":
     v.data = data if type(data) is float else _number(data, "Value")
     v.grad = 0.0
     v.label = ""
+    v._g = None
+    v._n = 0
     v._parents = ()
     v._op = v._saved = v._kw = None
     return v
@@ -45,6 +47,8 @@ def _node(data: float, parents: tuple, op, saved: tuple, kw=None) -> "Value":
     v.data = data
     v.grad = 0.0
     v.label = ""
+    v._g = None
+    v._n = 0
     if _mode.enabled:
         v._parents = parents
         v._op = op
@@ -66,7 +70,8 @@ class Value(Node):
     (1.0, 2.0)
     """
 
-    __slots__ = ("data", "grad", "_parents", "_op", "_saved", "_kw", "label", "__weakref__")
+    __slots__ = ("data", "grad", "_parents", "_op", "_saved", "_kw", "label", "_g", "_n",
+                 "__weakref__")
     requires_grad = True  # every Value gets a gradient, as in micrograd
     _retain = True        # ... and keeps it in .grad, intermediates included
 
@@ -78,6 +83,8 @@ class Value(Node):
         self._saved = None
         self._kw = None
         self.label = label
+        self._g = None
+        self._n = 0
 
     # -- micrograd compatibility -------------------------------------------------------
     @property
