@@ -93,8 +93,8 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
     and retain_grad() intermediates; every Value). With `capture` (a dict node -> None),
     totals for those nodes are written into it instead and `.grad` is left alone.
 
-    `sum_to(g, node)` reduces a broadcast gradient to the node's shape (one place for
-    the whole library); it is None for scalar graphs. With `create_graph` the vjps run
+    `sum_to(g, node)` reduces a broadcast gradient to the node's shape and dtype (one
+    place for the whole library); it is None for scalar graphs. With `create_graph` the vjps run
     on the nodes themselves, so the gradients they return are graph nodes too.
 
     The pending gradient and the count of unprocessed consumers live in two slots of each
@@ -145,9 +145,10 @@ def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to) -> Non
         root._g = seed if root._g is None else root._g + seed
     ready = [root for root in dict.fromkeys(roots) if not root._n]
     record = capture is None
+    pop, push = ready.pop, ready.append
 
     while ready:
-        node = ready.pop()
+        node = pop()
         g = node._g
         node._g = None
         if record:
@@ -172,10 +173,12 @@ def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to) -> Non
             if not parent.requires_grad:
                 continue
             if sum_to is not None:
-                pg = sum_to(pg, parent)
+                data = parent.data
+                if pg.shape != data.shape or pg.dtype != data.dtype:
+                    pg = sum_to(pg, parent)
             acc = parent._g
             parent._g = pg if acc is None else acc + pg
             left = parent._n - 1
             parent._n = left
             if not left:
-                ready.append(parent)
+                push(parent)

@@ -114,9 +114,7 @@ def like(mask, x):
 
 def swap_last(x):
     """Swap the last two axes (the transpose inside a batched matmul)."""
-    perm = list(range(x.ndim))
-    perm[-1], perm[-2] = perm[-2], perm[-1]
-    return x.transpose(perm)
+    return x.swapaxes(-1, -2)
 
 
 def keep_dims(g, shape, axis, keepdims):
@@ -262,6 +260,8 @@ def MINIMUM(g, out, a, b, need=(True, True)):
 @primitive("matmul", "a @ b; d/da = g @ b^T, d/db = a^T @ g (1-D operands as numpy treats them)",
            np.matmul)
 def MATMUL(g, out, a, b, need=(True, True)):
+    if a.ndim == 2 and b.ndim == 2:  # the common case, without the general bookkeeping
+        return (g @ b.T if need[0] else None), (a.T @ g if need[1] else None)
     if a.ndim == 1 and b.ndim == 1:
         return (g * b if need[0] else None), (g * a if need[1] else None)
     # Lift 1-D operands to matrices, as numpy's matmul does, then drop the added axis.
@@ -480,6 +480,13 @@ def BROADCAST_TO(g, out, x, shape):
            lambda x, shape: reduce_to_shape(x, shape))
 def SUM_TO(g, out, x, shape):
     return (broadcast_to(g, raw(x).shape),)
+
+
+@primitive("astype", "x converted to another float dtype; the gradient converts back",
+           lambda x, dtype: x.astype(dtype))
+def ASTYPE(g, out, x, dtype):
+    return (g._apply(ASTYPE, dtype=raw(x).dtype) if isinstance(g, Node)
+            else g.astype(raw(x).dtype),)
 
 
 def _concatenate_forward(*xs, axis):

@@ -394,6 +394,14 @@ class Tensor(Node):
             raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
         return self._apply(OPS["clip"], lo=lo, hi=hi)
 
+    def astype(self, dtype) -> "Tensor":
+        """The same values as another dtype; the gradient is converted back."""
+        dtype = np.dtype(dtype)
+        if self.requires_grad and dtype.kind != "f":
+            raise TypeError(f"astype: a tensor that requires grad can only become another "
+                            f"float dtype, not {dtype}")
+        return self._apply(OPS["astype"], dtype=dtype)
+
     # -- reductions ------------------------------------------------------------------
     def _reduce(self, name, axis, keepdims):
         axis = _axis(axis, name)
@@ -469,6 +477,8 @@ def fit_node(g, node):
         g = _wrap(np.asarray(g))
     if g.shape != node.data.shape:
         g = ops.sum_to(g, node.data.shape)
+    if g.dtype != node.data.dtype:
+        g = g._apply(OPS["astype"], dtype=node.data.dtype)
     return g
 
 
