@@ -3,7 +3,7 @@
 
 from .checking import gradcheck
 from .differentiate import grad
-from .engine import enable_grad, is_grad_enabled, no_grad
+from .engine import enable_grad, gc_paused, is_grad_enabled, no_grad
 from .errors import GradcheckError, ShapeError
 from .ops import OPS
 from .rng import manual_seed
@@ -13,7 +13,7 @@ from .value import Value
 __version__ = "0.1.0"
 
 __all__ = [
-    "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "grad", "gradcheck",
+    "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
     "ShapeError", "GradcheckError",
 ]
