@@ -326,7 +326,7 @@ def SIGMOID(g, out, x):
 @primitive("relu", "max(0, x); d/dx = [x > 0] (0 at the kink)", lambda x: np.maximum(x, 0),
            scalar_relu)
 def RELU(g, out, x):
-    return (g * like(raw(x) > 0, g),)
+    return (g * (raw(x) > 0),)  # a boolean mask keeps g's dtype
 
 
 @primitive("clip", "clip(x, lo, hi); d/dx = [lo <= x <= hi]",
@@ -338,7 +338,7 @@ def CLIP(g, out, x, lo, hi):
         inside &= rx >= lo
     if hi is not None:
         inside &= rx <= hi
-    return (g * like(inside, g),)
+    return (g * inside,)
 
 
 @primitive("pow_const", "x ** c for a constant c; d/dx = c * x**(c-1)",
@@ -355,7 +355,7 @@ def _where_forward(a, b, cond):
 
 @primitive("where", "cond ? a : b; d/da = [cond], d/db = [not cond]", _where_forward)
 def WHERE(g, out, a, b, cond):
-    return g * like(cond, g), g * like(~cond, g)
+    return g * cond, g * ~cond
 
 
 # ---------------------------------------------------------------------------
