@@ -77,6 +77,13 @@ def log(x):
     return np.log(x)
 
 
+def divide(x, y):
+    """x / y, with IEEE results (inf, nan) for plain floats instead of ZeroDivisionError."""
+    if type(y) is float and type(x) is float:
+        return scalar_div(x, y)
+    return x / y
+
+
 def power(x, y):
     if isinstance(x, Node) or isinstance(y, Node):
         return x ** y
@@ -232,14 +239,20 @@ def MUL(g, out, a, b, need=(True, True)):
 
 @primitive("div", "a / b; d/da = 1/b, d/db = -a/b**2 = -out/b", np.divide, scalar_div)
 def DIV(g, out, a, b, need=(True, True)):
-    ga = g / b if need[0] or need[1] else None
+    ga = divide(g, b) if need[0] or need[1] else None
     return (ga if need[0] else None), (-ga * out if need[1] else None)
 
 
-@primitive("pow", "a ** b; d/da = b * a**(b-1), d/db = out * log(a)", _power_forward, scalar_pow)
+@primitive("pow", "a ** b; d/da = b * a**(b-1), d/db = out * log(a) (0 where a = 0 <= b)",
+           _power_forward, scalar_pow)
 def POW(g, out, a, b, need=(True, True)):
     ga = g * b * power(a, b - 1) if need[0] else None
-    gb = g * out * log(a) if need[1] else None
+    gb = None
+    if need[1]:
+        # At a = 0 with b >= 0, out * log(a) is 0 * -inf; its limit (and PyTorch's value)
+        # is 0, which log(a + 1) = 0 there gives. The added 1 is a constant.
+        at_zero = (raw(a) == 0) & (raw(b) >= 0)
+        gb = g * out * log(a + like(at_zero, a))
     return ga, gb
 
 
@@ -299,12 +312,12 @@ def EXP(g, out, x):
 
 @primitive("log", "log(x); d/dx = 1/x", np.log, scalar_log)
 def LOG(g, out, x):
-    return (g / x,)
+    return (divide(g, x),)
 
 
 @primitive("sqrt", "sqrt(x); d/dx = 1 / (2 sqrt(x)) = 1 / (2 out)", np.sqrt, scalar_sqrt)
 def SQRT(g, out, x):
-    return (g / (2 * out),)
+    return (divide(g, 2 * out),)
 
 
 @primitive("abs", "|x|; d/dx = sign(x), with 0 at x = 0", np.abs, abs)
@@ -346,6 +359,8 @@ def CLIP(g, out, x, lo, hi):
 def POW_CONST(g, out, x, c):
     if c == 2:  # the common square: skip a power
         return (g * 2 * x,)
+    if c == 0:  # constant 1: zero gradient, even at x = 0 where 0 * 0**-1 would be nan
+        return (g * 0,)
     return (g * c * power(x, c - 1),)
 
 
