@@ -123,9 +123,12 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
     # Our graphs hold no reference cycles, so the cyclic collector has nothing to find
     # here; on large scalar graphs its passes would otherwise dominate backward.
     with gc_paused(), _backward_lock:
-        visited = _count_consumers(roots)
+        # grad(): go only through nodes from which a requested input can be reached, so
+        # the graph below the inputs, and branches that lead to none, stay untouched.
+        needed = None if capture is None else _leading_to(roots, capture)
+        visited = _count_consumers(roots, needed)
         try:
-            _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to)
+            _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to, needed)
         except BaseException:
             for node in visited:
                 node._g = None
@@ -133,17 +136,39 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
             raise
 
 
-def _count_consumers(roots) -> list:
-    """Set `_n` of every node reachable from `roots` (through nodes that require grad)
-    to its number of consumers in that subgraph; return the nodes reached."""
-    stack = list(dict.fromkeys(roots))
+def _leading_to(roots, targets) -> set:
+    """The ids of the nodes (among those reachable from `roots` through nodes that
+    require grad) from which some node of `targets` can be reached, targets included."""
+    target_ids = {id(t) for t in targets}
+    needed, seen = set(), set()
+    stack = [(root, False) for root in roots]
+    while stack:  # iterative depth-first search; a node is decided after its parents
+        node, parents_done = stack.pop()
+        if parents_done:
+            if id(node) in target_ids or any(id(p) in needed for p in node._parents):
+                needed.add(id(node))
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((p, False) for p in node._parents
+                     if p.requires_grad and id(p) not in seen)
+    return needed
+
+
+def _count_consumers(roots, needed: set | None) -> list:
+    """Set `_n` of every node reachable from `roots` (through nodes that require grad,
+    and are in `needed` when given) to its number of consumers in that subgraph; return
+    the nodes reached."""
+    stack = [r for r in dict.fromkeys(roots) if needed is None or id(r) in needed]
     visited = list(stack)
     several = len(stack) > 1
     root_ids = {id(root) for root in stack}
     while stack:
         node = stack.pop()
         for parent in node._parents:
-            if parent.requires_grad:
+            if parent.requires_grad and (needed is None or id(parent) in needed):
                 # A parent seen for the first time has no consumers counted yet (a root
                 # reached from another root was already traversed from the start).
                 if not parent._n and not (several and id(parent) in root_ids):
@@ -153,7 +178,10 @@ def _count_consumers(roots) -> list:
     return visited
 
 
-def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to) -> None:
+def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to, needed) -> None:
+    if needed is not None:
+        kept = [(r, s) for r, s in zip(roots, seeds) if id(r) in needed]
+        roots, seeds = [r for r, _ in kept], [s for _, s in kept]
     for root, seed in zip(roots, seeds):
         root._g = seed if root._g is None else root._g + seed
     ready = [root for root in dict.fromkeys(roots) if not root._n]
@@ -172,6 +200,8 @@ def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to) -> Non
         op = node._op
         if op is None:
             continue
+        if needed is not None and not any(id(p) in needed for p in node._parents):
+            continue  # a requested input with nothing requested below it
         saved = node._saved
         if saved is None:
             raise _released_error(node)
@@ -183,7 +213,7 @@ def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to) -> Non
         if not retain_graph:
             node._saved = None
         for parent, pg in zip(node._parents, grads):
-            if not parent.requires_grad:
+            if not parent.requires_grad or needed is not None and id(parent) not in needed:
                 continue
             if sum_to is not None:
                 data = parent.data

@@ -246,7 +246,12 @@ def DIV(g, out, a, b, need=(True, True)):
 @primitive("pow", "a ** b; d/da = b * a**(b-1), d/db = out * log(a) (0 where a = 0 <= b)",
            _power_forward, scalar_pow)
 def POW(g, out, a, b, need=(True, True)):
-    ga = g * b * power(a, b - 1) if need[0] else None
+    ga = None
+    if need[0]:
+        # At a = 0 with b = 0, b * a**(b-1) is 0 * inf; a**0 is constant, so 0 (as in
+        # PyTorch): shifting a to 1 there makes the power finite. The shift is a constant.
+        flat = (raw(a) == 0) & (raw(b) == 0)
+        ga = g * b * power(a + like(flat, a), b - 1)
     gb = None
     if need[1]:
         # At a = 0 with b >= 0, out * log(a) is 0 * -inf; its limit (and PyTorch's value)
@@ -352,6 +357,20 @@ def CLIP(g, out, x, lo, hi):
     if hi is not None:
         inside &= rx <= hi
     return (g * inside,)
+
+
+# A number operand (x + 2, 0.5 * x) is kept on the node as an option, not wrapped in a
+# leaf node: the graph gets one node per operation instead of two, and backward has
+# no constant leaves to visit. (x - c is x + (-c), exact in IEEE arithmetic.)
+
+@primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add)
+def ADD_CONST(g, out, x, c):
+    return (g,)
+
+
+@primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul)
+def MUL_CONST(g, out, x, c):
+    return (g * c,)
 
 
 @primitive("pow_const", "x ** c for a constant c; d/dx = c * x**(c-1)",

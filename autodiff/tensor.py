@@ -21,6 +21,8 @@ _new = object.__new__
 
 ADD, SUB, MUL, DIV, POW, MATMUL = (OPS[n] for n in ("add", "sub", "mul", "div", "pow", "matmul"))
 POW_CONST, NEG = OPS["pow_const"], OPS["neg"]
+ADD_CONST, MUL_CONST = OPS["add_const"], OPS["mul_const"]
+_python_number = (float, int)
 
 
 def _as_data(data, dtype, where: str) -> np.ndarray:
@@ -343,12 +345,28 @@ class Tensor(Node):
         run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
 
     # -- arithmetic ------------------------------------------------------------------
-    def __add__(self, other): return binary(ADD, self, other)
-    def __radd__(self, other): return _reflected(ADD, self, other)
-    def __sub__(self, other): return binary(SUB, self, other)
+    # A Python number operand is an option of the node (add_const, mul_const), not a
+    # constant leaf: one node per operation, as for Value.
+    def __add__(self, other):
+        if type(other) in _python_number:
+            return self._apply(ADD_CONST, c=other)
+        return binary(ADD, self, other)
+
+    def __radd__(self, other): return self.__add__(other)
+
+    def __sub__(self, other):
+        if type(other) in _python_number:
+            return self._apply(ADD_CONST, c=-other)
+        return binary(SUB, self, other)
+
     def __rsub__(self, other): return _reflected(SUB, self, other)
-    def __mul__(self, other): return binary(MUL, self, other)
-    def __rmul__(self, other): return _reflected(MUL, self, other)
+
+    def __mul__(self, other):
+        if type(other) in _python_number:
+            return self._apply(MUL_CONST, c=other)
+        return binary(MUL, self, other)
+
+    def __rmul__(self, other): return self.__mul__(other)
     def __truediv__(self, other): return binary(DIV, self, other)
     def __rtruediv__(self, other): return _reflected(DIV, self, other)
     def __matmul__(self, other): return binary(MATMUL, self, other)

@@ -16,6 +16,7 @@ from .ops import OPS
 _new = object.__new__
 ADD, SUB, MUL, DIV, POW, POW_CONST, NEG = (
     OPS[n] for n in ("add", "sub", "mul", "div", "pow", "pow_const", "neg"))
+ADD_CONST, MUL_CONST = OPS["add_const"], OPS["mul_const"]
 EXP, LOG, TANH, SIGMOID, RELU = (OPS[n] for n in ("exp", "log", "tanh", "sigmoid", "relu"))
 
 
@@ -117,22 +118,24 @@ class Value(Node):
 
     # -- arithmetic --------------------------------------------------------------------
     def __add__(self, other):
-        if type(other) is not Value:
-            other = _leaf(other)
-        a, b = self.data, other.data
-        return _node(a + b, (self, other), ADD, (a, b))
+        if type(other) is Value:
+            a, b = self.data, other.data
+            return _node(a + b, (self, other), ADD, (a, b))
+        c = _number(other, "add")
+        return _node(self.data + c, (self,), ADD_CONST, (self.data,), {"c": c})
 
     def __mul__(self, other):
-        if type(other) is not Value:
-            other = _leaf(other)
-        a, b = self.data, other.data
-        return _node(a * b, (self, other), MUL, (a, b))
+        if type(other) is Value:
+            a, b = self.data, other.data
+            return _node(a * b, (self, other), MUL, (a, b))
+        c = _number(other, "mul")
+        return _node(self.data * c, (self,), MUL_CONST, (self.data,), {"c": c})
 
     def __sub__(self, other):
-        if type(other) is not Value:
-            other = _leaf(other)
-        a, b = self.data, other.data
-        return _node(a - b, (self, other), SUB, (a, b))
+        if type(other) is Value:
+            a, b = self.data, other.data
+            return _node(a - b, (self, other), SUB, (a, b))
+        return self + -_number(other, "sub")
 
     def __truediv__(self, other):
         if type(other) is not Value:
@@ -148,9 +151,9 @@ class Value(Node):
         c = int(c) if c.is_integer() else c
         return _node(POW_CONST.scalar(self.data, c), (self,), POW_CONST, (self.data,), {"c": c})
 
-    def __radd__(self, other): return Value(_number(other, "add")) + self
-    def __rsub__(self, other): return Value(_number(other, "sub")) - self
-    def __rmul__(self, other): return Value(_number(other, "mul")) * self
+    def __radd__(self, other): return self + other
+    def __rsub__(self, other): return -self + other
+    def __rmul__(self, other): return self * other
     def __rtruediv__(self, other): return Value(_number(other, "div")) / self
     def __rpow__(self, other): return Value(_number(other, "pow")) ** self
 
