@@ -1,0 +1,310 @@
+"""The per-op case table shared by test_ops.py and test_torch_compare.py.
+
+`CASES` maps every name of `autodiff.OPS` to a list of `Case`s. A case builds float64
+input arrays (kept away from kinks and domain edges, so central differences are valid)
+and calls the op through the public API (`fn`), and the same computation in PyTorch
+(`torch_fn`, called only by the torch comparisons). Internal ops (`scatter`,
+`broadcast_to`, `sum_to`) are called with `Tensor._apply`; they are also reached by the
+second-order checks of `getitem`, `sum` and broadcasting binary ops.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from autodiff import OPS, Tensor, concatenate, maximum, minimum, stack, where
+
+
+class _LazyTorch:
+    """`T.name` is `torch.name`, imported on first use (test_ops never imports torch)."""
+
+    def __getattr__(self, name):
+        import torch
+
+        return getattr(torch, name)
+
+
+T = _LazyTorch()
+
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    name: str
+    make: Callable[[np.random.Generator], tuple]
+    fn: Callable
+    torch_fn: Callable
+    second_order: bool = True        # include in the Hessian-vector product checks
+    gradcheck_kw: dict = field(default_factory=dict)
+    out_dtype: Any = None            # when the op itself fixes the output dtype (astype)
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}[{self.name}]"
+
+
+# ---------------------------------------------------------------------------
+# Input makers: each is rng -> ndarray (float64).
+
+def normal(*shape, scale=1.0):
+    return lambda rng: rng.standard_normal(shape) * scale
+
+
+def positive(*shape, lo=0.5, hi=2.0):
+    return lambda rng: rng.uniform(lo, hi, shape)
+
+
+def away(*shape, lo=0.3, hi=1.5):
+    """|x| in [lo, hi] with a random sign: far from the kink of abs/relu at 0."""
+    return lambda rng: rng.uniform(lo, hi, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def _grid(rng, n):
+    # n distinct values on a 0.25 grid (jittered by < 0.05): no ties, no value near a
+    # multiple of 0.25 + 0.125, so thresholds placed there (clip bounds) are far away.
+    return (rng.permutation(n) - n // 2) * 0.25 + rng.uniform(-0.04, 0.04, n)
+
+
+def distinct(*shape):
+    return lambda rng: _grid(rng, math.prod(shape)).reshape(shape)
+
+
+def distinct_pair(shape_a, shape_b):
+    """Two arrays whose values are all different from each other (for maximum/minimum)."""
+    def make(rng):
+        na, nb = math.prod(shape_a), math.prod(shape_b)
+        pool = _grid(rng, na + nb)
+        return pool[:na].reshape(shape_a), pool[na:].reshape(shape_b)
+    return make
+
+
+def ins(*makers):
+    return lambda rng: tuple(m(rng) for m in makers)
+
+
+def _dims(a, axis):
+    return tuple(range(a.ndim)) if axis is None else axis
+
+
+def t_reduce(name):
+    def reduce(a, axis=None, keepdims=False):
+        dims = _dims(a, axis)
+        if name == "logsumexp":
+            return T.logsumexp(a, dim=dims, keepdim=keepdims)
+        return getattr(a, name)(dim=dims, keepdim=keepdims)
+    return reduce
+
+
+IDX = np.array([0, 2, 0])                    # repeated index: gradients must accumulate
+ROWS, COLS = np.array([[0, 1], [1, 1]]), np.array([0, 2])
+MASK = np.array([[True, False, True], [False, True, True]])
+COND_COL = np.array([[True], [False], [True]])
+COND_ROW = np.array([True, False, False, True])
+
+
+def _cases() -> dict[str, list[Case]]:
+    table: dict[str, list[Case]] = {}
+
+    def add(op, name, make, fn, torch_fn, **kw):
+        table.setdefault(op, []).append(Case(op, name, make, fn, torch_fn, **kw))
+
+    # -- elementwise binary, with broadcasting --------------------------------------
+    add("add", "(3,1,4)+(2,4)", ins(normal(3, 1, 4), normal(2, 4)), lambda a, b: a + b,
+        lambda a, b: a + b)
+    add("add", "0-d+(3,)", ins(normal(), normal(3)), lambda a, b: a + b, lambda a, b: a + b)
+    add("add", "x+number", ins(normal(2, 3)), lambda a: a + 2.5, lambda a: a + 2.5)
+    add("add", "number+x", ins(normal(2, 3)), lambda a: 1.5 + a, lambda a: 1.5 + a)
+    add("add", "a+a", ins(normal(3)), lambda a: a + a, lambda a: a + a)
+
+    add("sub", "(4,1)-(1,5)", ins(normal(4, 1), normal(1, 5)), lambda a, b: a - b,
+        lambda a, b: a - b)
+    add("sub", "(3,)-0-d", ins(normal(3), normal()), lambda a, b: a - b, lambda a, b: a - b)
+    add("sub", "number-x", ins(normal(2, 3)), lambda a: 1.0 - a, lambda a: 1.0 - a)
+
+    add("mul", "(3,1,4)*(2,4)", ins(normal(3, 1, 4), normal(2, 4)), lambda a, b: a * b,
+        lambda a, b: a * b)
+    add("mul", "x*x", ins(normal(2, 3)), lambda a: a * a, lambda a: a * a)
+    add("mul", "0-d*(2,3)", ins(normal(), normal(2, 3)), lambda a, b: a * b,
+        lambda a, b: a * b)
+    add("mul", "number*x", ins(normal(3)), lambda a: 2.0 * a, lambda a: 2.0 * a)
+
+    add("div", "(2,3)/(3,)", ins(normal(2, 3), away(3)), lambda a, b: a / b,
+        lambda a, b: a / b)
+    add("div", "0-d/(2,3)", ins(normal(), away(2, 3)), lambda a, b: a / b,
+        lambda a, b: a / b)
+    add("div", "number/x", ins(away(2, 3)), lambda a: 1.0 / a, lambda a: 1.0 / a)
+    add("div", "x/number", ins(normal(3)), lambda a: a / 4.0, lambda a: a / 4.0)
+
+    add("pow", "(2,3)**(3,)", ins(positive(2, 3), normal(3)), lambda a, b: a ** b,
+        lambda a, b: a ** b)
+    add("pow", "number**x", ins(normal(2, 3)), lambda a: 2.0 ** a, lambda a: 2.0 ** a)
+    add("pow", "x**const-tensor", ins(positive(4)),
+        lambda a: a ** Tensor(1.7, dtype=a.dtype), lambda a: a ** T.tensor(1.7, dtype=a.dtype))
+
+    add("maximum", "(2,3)vs(3,)", distinct_pair((2, 3), (3,)), maximum, T.maximum)
+    add("maximum", "(3,1)vs(1,4)", distinct_pair((3, 1), (1, 4)), maximum, T.maximum)
+    add("maximum", "x-vs-number", ins(distinct(2, 3)), lambda a: maximum(a, 0.125),
+        lambda a: T.clamp(a, min=0.125))
+    add("maximum", "number-vs-x", ins(distinct(5)), lambda a: maximum(-0.125, a),
+        lambda a: T.clamp(a, min=-0.125))
+
+    add("minimum", "(2,3)vs(3,)", distinct_pair((2, 3), (3,)), minimum, T.minimum)
+    add("minimum", "(3,1)vs(1,4)", distinct_pair((3, 1), (1, 4)), minimum, T.minimum)
+    add("minimum", "x-vs-number", ins(distinct(2, 3)), lambda a: minimum(a, 0.125),
+        lambda a: T.clamp(a, max=0.125))
+
+    mm = (lambda a, b: a @ b)
+    for name, sa, sb in [("2-D", (3, 4), (4, 2)), ("1-D@1-D", (4,), (4,)),
+                         ("1-D@2-D", (4,), (4, 3)), ("2-D@1-D", (3, 4), (4,)),
+                         ("batched", (2, 3, 4), (2, 4, 5)),
+                         ("batch-broadcast", (2, 1, 3, 4), (5, 4, 2)),
+                         ("batched@2-D", (2, 3, 4), (4, 2)),
+                         ("1-D@batched", (4,), (2, 4, 3)),
+                         ("batched@1-D", (2, 3, 4), (4,))]:
+        add("matmul", name, ins(normal(*sa), normal(*sb)), mm, T.matmul)
+
+    # -- elementwise unary -----------------------------------------------------------
+    add("neg", "(2,3)", ins(normal(2, 3)), lambda a: -a, lambda a: -a)
+    add("neg", "0-d", ins(normal()), lambda a: -a, lambda a: -a)
+    add("exp", "(2,3)", ins(normal(2, 3)), lambda a: a.exp(), lambda a: a.exp())
+    add("exp", "0-d", ins(normal()), lambda a: a.exp(), lambda a: a.exp())
+    add("log", "(2,3)", ins(positive(2, 3)), lambda a: a.log(), lambda a: a.log())
+    add("log", "0-d", ins(positive()), lambda a: a.log(), lambda a: a.log())
+    add("sqrt", "(2,3)", ins(positive(2, 3)), lambda a: a.sqrt(), lambda a: a.sqrt())
+    add("abs", "(2,3)", ins(away(2, 3)), lambda a: a.abs(), lambda a: a.abs())
+    add("abs", "abs()", ins(away(4)), lambda a: abs(a), lambda a: abs(a))
+    add("tanh", "(2,3)", ins(normal(2, 3)), lambda a: a.tanh(), lambda a: a.tanh())
+    add("tanh", "0-d", ins(normal()), lambda a: a.tanh(), lambda a: a.tanh())
+    add("sigmoid", "(2,3)", ins(normal(2, 3, scale=2.0)), lambda a: a.sigmoid(),
+        lambda a: a.sigmoid())
+    add("relu", "(2,3)", ins(away(2, 3)), lambda a: a.relu(), lambda a: a.relu())
+    add("clip", "lo,hi", ins(distinct(3, 4)), lambda a: a.clip(-0.375, 0.625),
+        lambda a: a.clamp(-0.375, 0.625))
+    add("clip", "lo-only", ins(distinct(3, 4)), lambda a: a.clip(lo=-0.375),
+        lambda a: a.clamp(min=-0.375))
+    add("clip", "hi-only", ins(distinct(3, 4)), lambda a: a.clip(hi=0.625),
+        lambda a: a.clamp(max=0.625))
+
+    for name, make, c in [("x**2", normal(2, 3), 2), ("x**3", normal(2, 3), 3),
+                          ("x**1", normal(3), 1), ("x**0.5", positive(2, 3), 0.5),
+                          ("x**-1.5", positive(2, 3), -1.5), ("x**-2", away(2, 3), -2)]:
+        add("pow_const", name, ins(make), (lambda a, c=c: a ** c), (lambda a, c=c: a ** c))
+
+    for name, fn in [("x+2", lambda a: a + 2), ("2.5+x", lambda a: 2.5 + a),
+                     ("x-0.75", lambda a: a - 0.75)]:
+        add("add_const", name, ins(normal(2, 3)), fn, fn)
+    for name, fn in [("x*3", lambda a: a * 3), ("-0.5*x", lambda a: -0.5 * a),
+                     ("x*0", lambda a: a * 0.0)]:
+        add("mul_const", name, ins(normal(2, 3)), fn, fn)
+
+    add("where", "cond(3,1),a(3,4),b(4,)", ins(normal(3, 4), normal(4)),
+        lambda a, b: where(COND_COL, a, b),
+        lambda a, b: T.where(T.as_tensor(COND_COL), a, b))
+    add("where", "b-number", ins(normal(2, 4)), lambda a: where(COND_ROW, a, 0.5),
+        lambda a: T.where(T.as_tensor(COND_ROW), a, T.tensor(0.5, dtype=a.dtype)))
+    add("where", "cond(4,),a(2,1),b(2,4)", ins(normal(2, 1), normal(2, 4)),
+        lambda a, b: where(Tensor(COND_ROW), a, b),
+        lambda a, b: T.where(T.as_tensor(COND_ROW), a, b))
+
+    # -- reductions ------------------------------------------------------------------
+    axes = [(None, False), (1, False), (-1, False), ((0, 2), False), ((0, -1), True),
+            (None, True)]
+    for op, make in [("sum", normal), ("mean", normal), ("max", distinct),
+                     ("min", distinct), ("logsumexp", normal)]:
+        tr = t_reduce({"max": "amax", "min": "amin"}.get(op, op))
+        for axis, keep in axes:
+            add(op, f"axis={axis},keepdims={keep}", ins(make(2, 3, 4)),
+                (lambda a, op=op, axis=axis, keep=keep:
+                 getattr(a, op)(axis=axis, keepdims=keep)),
+                (lambda a, axis=axis, keep=keep, tr=tr: tr(a, axis, keep)))
+    add("sum", "0-d", ins(normal()), lambda a: a.sum(), lambda a: a.sum())
+    add("mean", "default", ins(normal(5)), lambda a: a.mean(), lambda a: a.mean())
+    add("max", "default", ins(distinct(5)), lambda a: a.max(), lambda a: a.amax())
+    add("min", "default", ins(distinct(5)), lambda a: a.min(), lambda a: a.amin())
+
+    for op in ("softmax", "log_softmax"):
+        for name, shape, axis in [("axis=-1", (2, 5), -1), ("axis=0", (3, 4), 0),
+                                  ("3-D,axis=1", (2, 3, 4), 1), ("1-D", (5,), -1)]:
+            add(op, name, ins(normal(*shape, scale=2.0)),
+                (lambda a, op=op, axis=axis: getattr(a, op)(axis=axis)),
+                (lambda a, op=op, axis=axis: getattr(T, op)(a, dim=axis)))
+    add("softmax", "default-axis", ins(normal(3, 4)), lambda a: a.softmax(),
+        lambda a: T.softmax(a, dim=-1))
+    add("log_softmax", "default-axis", ins(normal(3, 4)), lambda a: a.log_softmax(),
+        lambda a: T.log_softmax(a, dim=-1))
+
+    # -- shape and indexing ----------------------------------------------------------
+    add("reshape", "(2,3,4)->(4,-1)", ins(normal(2, 3, 4)), lambda a: a.reshape(4, -1),
+        lambda a: a.reshape(4, -1))
+    add("reshape", "(6,)->tuple(2,3)", ins(normal(6)), lambda a: a.reshape((2, 3)),
+        lambda a: a.reshape(2, 3))
+    add("reshape", "0-d->(1,1)", ins(normal()), lambda a: a.reshape(1, 1),
+        lambda a: a.reshape(1, 1))
+    add("transpose", ".T", ins(normal(2, 3)), lambda a: a.T, lambda a: a.T)
+    add("transpose", "(1,0,2)", ins(normal(2, 3, 4)), lambda a: a.transpose(1, 0, 2),
+        lambda a: a.permute(1, 0, 2))
+    add("transpose", "(-1,0,1)", ins(normal(2, 3, 4)), lambda a: a.transpose((-1, 0, 1)),
+        lambda a: a.permute(-1, 0, 1))
+    add("transpose", "reverse-3-D", ins(normal(2, 3, 4)), lambda a: a.transpose(),
+        lambda a: a.permute(2, 1, 0))
+
+    add("getitem", "repeated[0,2,0]", ins(normal(4)), lambda a: a[[0, 2, 0]],
+        lambda a: a[T.as_tensor(IDX)])
+    add("getitem", "rows-repeated", ins(normal(3, 2)), lambda a: a[IDX],
+        lambda a: a[T.as_tensor(IDX)])
+    add("getitem", "slices", ins(normal(3, 5)), lambda a: a[1:, ::2],
+        lambda a: a[1:, ::2])
+    add("getitem", "int", ins(normal(3, 4)), lambda a: a[1], lambda a: a[1])
+    add("getitem", "negative-int", ins(normal(3, 4)), lambda a: a[:, -1],
+        lambda a: a[:, -1])
+    add("getitem", "bool-mask", ins(normal(2, 3)), lambda a: a[MASK],
+        lambda a: a[T.as_tensor(MASK)])
+    add("getitem", "ellipsis", ins(normal(2, 3, 4)), lambda a: a[..., 2],
+        lambda a: a[..., 2])
+    add("getitem", "2-D-fancy-repeats", ins(normal(2, 3)), lambda a: a[ROWS, COLS],
+        lambda a: a[T.as_tensor(ROWS), T.as_tensor(COLS)])
+
+    add("scatter", "repeated-rows", ins(normal(3, 3)),
+        lambda g: g._apply(OPS["scatter"], index=IDX, shape=(4, 3)),
+        lambda g: T.zeros((4, 3), dtype=g.dtype).index_add(0, T.as_tensor(IDX), g))
+    add("broadcast_to", "(3,1)->(2,3,4)", ins(normal(3, 1)),
+        lambda a: a._apply(OPS["broadcast_to"], shape=(2, 3, 4)),
+        lambda a: a.broadcast_to((2, 3, 4)))
+    add("sum_to", "(2,3,4)->(3,1)", ins(normal(2, 3, 4)),
+        lambda a: a._apply(OPS["sum_to"], shape=(3, 1)),
+        lambda a: a.sum(0).sum(-1, keepdim=True))
+    add("sum_to", "(2,3)->(3,)", ins(normal(2, 3)),
+        lambda a: a._apply(OPS["sum_to"], shape=(3,)), lambda a: a.sum(0))
+
+    add("astype", "to-float64", ins(normal(2, 3)), lambda a: a.astype(np.float64),
+        lambda a: a.to(T.float64), out_dtype=np.float64)
+    # float32 rounding: a large eps (exact for a linear map) keeps central differences sane.
+    add("astype", "to-float32", ins(normal(2, 3)), lambda a: a.astype(np.float32),
+        lambda a: a.to(T.float32), out_dtype=np.float32, second_order=False,
+        gradcheck_kw={"eps": 1e-2, "atol": 1e-4})
+
+    def ones_like(a, shape):
+        return Tensor(np.ones(shape), dtype=a.dtype)
+
+    add("concatenate", "axis=0,three", ins(normal(2, 3), normal(1, 3), normal(3, 3)),
+        lambda a, b, c: concatenate([a, b, c], axis=0), lambda a, b, c: T.cat([a, b, c], 0))
+    add("concatenate", "axis=-1", ins(normal(2, 1), normal(2, 3)),
+        lambda a, b: concatenate((a, b), axis=-1), lambda a, b: T.cat([a, b], -1))
+    add("concatenate", "3-D,axis=-2,with-constant", ins(normal(2, 2, 3), normal(2, 1, 3)),
+        lambda a, b: concatenate([a, ones_like(a, (2, 3, 3)), b], axis=-2),
+        lambda a, b: T.cat([a, T.ones((2, 3, 3), dtype=a.dtype), b], -2))
+    add("stack", "axis=0,three", ins(normal(2, 3), normal(2, 3), normal(2, 3)),
+        lambda a, b, c: stack([a, b, c]), lambda a, b, c: T.stack([a, b, c]))
+    add("stack", "axis=-1", ins(normal(2, 3), normal(2, 3)),
+        lambda a, b: stack([a, b], axis=-1), lambda a, b: T.stack([a, b], -1))
+    add("stack", "0-d", ins(normal(), normal()), lambda a, b: stack([a, b, a]),
+        lambda a, b: T.stack([a, b, a]))
+    return table
+
+
+CASES: dict[str, list[Case]] = _cases()
+ALL_CASES: list[Case] = [case for cases in CASES.values() for case in cases]

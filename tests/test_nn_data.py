@@ -1,0 +1,100 @@
+"""Datasets made from a seed, the split, and the mini-batch loader."""
+
+import numpy as np
+import pytest
+
+import autodiff
+from autodiff import Tensor
+from nn import data
+
+
+@pytest.mark.parametrize("make, classes", [(data.make_xor, 2), (data.make_moons, 2),
+                                           (data.make_circles, 2), (data.make_spirals, 3)])
+def test_datasets_are_seeded_and_well_formed(make, classes):
+    X, y = make(101, seed=3)
+    assert X.shape == (101, 2) and X.dtype == np.float64
+    assert y.shape == (101,) and y.dtype == np.int64
+    assert set(np.unique(y)) == set(range(classes))
+    assert np.bincount(y).min() >= 101 // classes - 1  # balanced
+    X2, y2 = make(101, seed=3)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert not np.array_equal(X, make(101, seed=4)[0])
+
+
+def test_unseeded_datasets_follow_manual_seed():
+    autodiff.manual_seed(7)
+    a = data.make_moons(20, seed=None)[0]
+    autodiff.manual_seed(7)
+    assert np.array_equal(a, data.make_moons(20, seed=None)[0])
+
+
+def test_moons_geometry_without_noise():
+    X, y = data.make_moons(50, noise=0.0)
+    upper = X[y == 0]
+    np.testing.assert_allclose(np.hypot(upper[:, 0], upper[:, 1]), 1.0)
+    lower = X[y == 1]
+    np.testing.assert_allclose(np.hypot(lower[:, 0] - 1, lower[:, 1] - 0.5), 1.0)
+
+
+def test_xor_labels_follow_the_corners():
+    X, y = data.make_xor(200, noise=0.0)
+    assert np.array_equal(y, X[:, 0].astype(int) ^ X[:, 1].astype(int))
+
+
+def test_train_test_split():
+    X, y = np.arange(20).reshape(10, 2), np.arange(10)
+    Xtr, Xte, ytr, yte = data.train_test_split(X, y, test_size=0.2, seed=0)
+    assert len(Xte) == 2 and len(Xtr) == 8
+    assert sorted(np.concatenate([ytr, yte]).tolist()) == list(range(10))
+    assert np.array_equal(Xtr[:, 0] // 2, ytr)
+
+
+@pytest.mark.parametrize("drop_last, sizes", [(False, [4, 4, 2]), (True, [4, 4])])
+def test_loader_batches(drop_last, sizes):
+    X, y = np.arange(20.0).reshape(10, 2), np.arange(10)
+    loader = data.DataLoader(X, y, batch_size=4, drop_last=drop_last)
+    batches = list(loader)
+    assert [len(yb) for _, yb in batches] == sizes and len(loader) == len(sizes)
+    assert all(isinstance(xb, Tensor) for xb, _ in batches)
+    assert np.array_equal(batches[0][1].data, [0, 1, 2, 3])  # no shuffle: in order
+
+
+def test_loader_shuffles_every_pass_and_covers_everything():
+    autodiff.manual_seed(0)
+    y = np.arange(50)
+    loader = data.DataLoader(y, batch_size=8, shuffle=True)
+    first = np.concatenate([b.data for b in loader])
+    second = np.concatenate([b.data for b in loader])
+    assert sorted(first) == list(range(50)) and sorted(second) == list(range(50))
+    assert not np.array_equal(first, second) and not np.array_equal(first, y)
+    again = data.batches(y, batch_size=8, rng=np.random.default_rng(1))
+    assert sorted(np.concatenate([b.data for b in again])) == list(range(50))
+
+
+def test_loader_errors():
+    with pytest.raises(ValueError, match="different lengths"):
+        data.DataLoader(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="batch_size"):
+        data.DataLoader(np.zeros(3), batch_size=0)
+
+
+def test_load_digits():
+    pytest.importorskip("sklearn")
+    Xtr, Xte, ytr, yte = data.load_digits(dtype=np.float32)
+    assert Xtr.shape == (1437, 64) and Xte.shape == (360, 64) and Xtr.dtype == np.float32
+    assert 0 <= Xtr.min() and Xtr.max() <= 1 and set(np.unique(ytr)) == set(range(10))
+
+
+def test_load_digits_without_sklearn(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    with pytest.raises(ImportError, match="scikit-learn"):
+        data.load_digits()

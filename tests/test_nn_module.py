@@ -1,0 +1,248 @@
+"""Module, Parameter, Linear and Sequential: registration, state dicts, shapes, init."""
+
+import numpy as np
+import pytest
+
+import autodiff
+import nn
+from autodiff import Tensor, Value, gradcheck
+from autodiff.errors import ShapeError
+from nn.functional import linear
+
+
+class TwoLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4)
+        self.act = nn.Sigmoid(h=2.0, learnable=True)
+        self.fc2 = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def test_registration_order_and_names():
+    m = TwoLayer()
+    names = [n for n, _ in m.named_parameters()]
+    assert names == ["fc1.weight", "fc1.bias", "act.h", "fc2.weight", "fc2.bias"]
+    assert len(list(m.parameters())) == 5
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in m.parameters())
+
+
+def test_reassignment_and_deletion_update_the_registry():
+    m = TwoLayer()
+    m.fc2 = None
+    assert "fc2.weight" not in dict(m.named_parameters())
+    del m.act
+    assert [n for n, _ in m.named_parameters()] == ["fc1.weight", "fc1.bias"]
+
+
+def test_subclass_without_super_init_still_registers():
+    class Lazy(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(np.ones(2))
+
+        def forward(self, x):
+            return x * self.w
+
+    assert list(Lazy().state_dict()) == ["w"]
+
+
+def test_shared_parameter_is_listed_once():
+    shared = nn.Linear(2, 2)
+    net = nn.Sequential(shared, shared)
+    assert len(list(net.parameters())) == 2
+
+
+def test_forward_backward_and_zero_grad():
+    m = TwoLayer()
+    m(np.ones((5, 3))).sum().backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in m.parameters())
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_zero_grad_resets_values_to_zero():
+    class Scalars(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.v = Value(1.0)
+
+        def parameters(self):
+            return [self.v]
+
+    s = Scalars()
+    (s.v * 3).backward()
+    assert s.v.grad == 3.0
+    s.zero_grad()
+    assert s.v.grad == 0.0
+
+
+def test_train_eval_flags():
+    m = TwoLayer()
+    assert m.eval() is m and not m.training and not m.fc1.training
+    m.train()
+    assert m.training and m.fc2.training
+
+
+def test_state_dict_is_a_copy_and_round_trips():
+    a, b = TwoLayer(), TwoLayer()
+    sd = a.state_dict()
+    sd["fc1.weight"][...] = 0
+    assert not np.all(a.fc1.weight.data == 0)
+    b.load_state_dict(a.state_dict())
+    for (n1, p1), (n2, p2) in zip(a.named_parameters(), b.named_parameters()):
+        assert n1 == n2 and np.array_equal(p1.data, p2.data)
+
+
+def test_load_state_dict_non_strict_reports_skipped_keys():
+    m = TwoLayer()
+    sd = TwoLayer().state_dict()
+    sd.pop("act.h")
+    sd["other"] = np.zeros(2)
+    result = m.load_state_dict(sd, strict=False)
+    assert result.missing_keys == ["act.h"] and result.unexpected_keys == ["other"]
+    assert np.array_equal(m.fc1.weight.data, sd["fc1.weight"])
+
+
+def test_load_state_dict_keeps_the_parameter_arrays():
+    m = TwoLayer()
+    before = m.fc1.weight.data
+    m.load_state_dict(TwoLayer().state_dict())
+    assert m.fc1.weight.data is before  # in place: optimizers keep pointing at it
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda sd: sd.pop("fc2.bias"), "missing keys.*fc2.bias"),
+    (lambda sd: sd.__setitem__("extra", np.zeros(1)), "unexpected keys.*extra"),
+    (lambda sd: sd.__setitem__("fc2.weight", np.zeros((3, 4))), r"fc2.weight.*\(3, 4\).*\(2, 4\)"),
+])
+def test_load_state_dict_errors_leave_the_model_unchanged(edit, match):
+    m = TwoLayer()
+    before = m.state_dict()
+    sd = {k: np.full_like(v, 7.0) for k, v in before.items()}
+    edit(sd)
+    with pytest.raises((KeyError, ShapeError), match=match):
+        m.load_state_dict(sd)
+    for k, v in m.state_dict().items():
+        assert np.array_equal(v, before[k])
+
+
+def test_repr_is_readable():
+    net = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Tanh(h=0.5), nn.Linear(128, 10))
+    assert repr(net) == (
+        "Sequential(\n"
+        "  (0): Linear(in_features=64, out_features=128, bias=True)\n"
+        "  (1): ReLU()\n"
+        "  (2): Tanh(h=0.5)\n"
+        "  (3): Linear(in_features=128, out_features=10, bias=True)\n"
+        ")")
+
+
+def test_parameter_is_a_tensor_that_requires_grad():
+    p = nn.Parameter(np.zeros((2, 3), dtype=np.float32))
+    assert isinstance(p, Tensor) and p.requires_grad and p.dtype == np.float32
+    assert "Parameter" in repr(p)
+
+
+def test_linear_shapes_init_and_dtype():
+    autodiff.manual_seed(3)
+    lin = nn.Linear(50, 7)
+    assert lin.weight.shape == (7, 50) and lin.bias.shape == (7,)
+    bound = 1 / np.sqrt(50)
+    assert np.abs(lin.weight.data).max() <= bound and np.abs(lin.bias.data).max() <= bound
+    assert np.abs(lin.weight.data).max() > 0.8 * bound  # spread over the whole range
+    lin32 = nn.Linear(4, 2, bias=False, dtype=np.float32)
+    assert lin32.bias is None and lin32.weight.dtype == np.float32
+    out = lin32(np.ones((3, 4), dtype=np.float32))
+    assert out.dtype == np.float32 and out.shape == (3, 2)
+
+
+def test_linear_init_follows_manual_seed():
+    autodiff.manual_seed(5)
+    a = nn.Linear(3, 3).weight.data
+    autodiff.manual_seed(5)
+    assert np.array_equal(a, nn.Linear(3, 3).weight.data)
+
+
+def test_linear_input_shapes(rng):
+    lin = nn.Linear(3, 2)
+    w, b = lin.weight.data, lin.bias.data
+    x1 = rng.normal(size=3)
+    np.testing.assert_allclose(lin(x1).data, w @ x1 + b)
+    x3 = rng.normal(size=(2, 5, 3))
+    np.testing.assert_allclose(lin(x3).data, x3 @ w.T + b)
+    with pytest.raises(ShapeError, match=r"in_features=3.*\(5, 4\)"):
+        lin(np.ones((5, 4)))
+
+
+def test_fused_linear_gradients(rng):
+    x = Tensor(rng.normal(size=(4, 3)), requires_grad=True)
+    w = Tensor(rng.normal(size=(2, 3)), requires_grad=True)
+    b = Tensor(rng.normal(size=2), requires_grad=True)
+    assert gradcheck(linear, [x, w, b])
+    assert gradcheck(linear, [x, w])
+    # second order through the fused rule
+    def grad_norm(x, w, b):
+        (gw,) = autodiff.grad((linear(x, w, b).tanh() ** 2).sum(), w, create_graph=True)
+        return (gw * gw).sum()
+    assert gradcheck(grad_norm, [x, w, b])
+
+
+def test_fused_linear_matches_composite_and_skips_frozen_inputs(rng):
+    x = rng.normal(size=(6, 3))
+    lin = nn.Linear(3, 2)
+    lin.bias.requires_grad_(False)
+    lin(x).sum().backward()
+    w = Tensor(lin.weight.data.copy(), requires_grad=True)
+    (Tensor(x) @ w.T + lin.bias.data).sum().backward()
+    np.testing.assert_allclose(lin.weight.grad, w.grad, rtol=1e-14)
+    assert lin.bias.grad is None
+    assert lin.weight.grad.flags["C_CONTIGUOUS"]
+
+
+def test_sequential_container():
+    a, b = nn.Linear(2, 3), nn.ReLU()
+    net = nn.Sequential(a, b)
+    assert len(net) == 2 and net[0] is a and list(net) == [a, b]
+    net.append(nn.Linear(3, 1))
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert net(np.ones((4, 2))).shape == (4, 1)
+    with pytest.raises(TypeError, match="nn.Module"):
+        nn.Sequential(a, lambda x: x)
+
+
+def test_state_dict_keys_match_torch():
+    torch = pytest.importorskip("torch")
+    ours = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    theirs = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
+                                 torch.nn.Linear(128, 10))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for (k, v), (k2, v2) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        assert v.shape == tuple(v2.shape)
+
+
+def test_linear_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    ours = nn.Linear(5, 3)
+    theirs = torch.nn.Linear(5, 3).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    x = rng.normal(size=(4, 5))
+    xt = Tensor(x, requires_grad=True)
+    xt_t = torch.tensor(x, requires_grad=True)
+    a, b = ours(xt), theirs(xt_t)
+    np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-13)
+    seed = rng.normal(size=(4, 3))
+    a.backward(seed)
+    b.backward(torch.tensor(seed))
+    np.testing.assert_allclose(xt.grad, xt_t.grad.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), rtol=1e-13)
+
+
+def test_torch_default_init_bounds_match():
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.Linear(30, 5)
+    bound = 1 / np.sqrt(30)
+    assert float(theirs.weight.detach().abs().max()) <= bound
+    assert float(theirs.bias.detach().abs().max()) <= bound

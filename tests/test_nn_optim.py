@@ -1,0 +1,293 @@
+"""Optimizers and schedules: textbook formulas, PyTorch's torch.optim, Value parameters."""
+
+import math
+
+import numpy as np
+import pytest
+
+import nn
+from autodiff import Tensor, Value
+from nn import optim
+
+STEPS = 6
+
+
+def _grads(rng, shapes, steps=STEPS):
+    return [[rng.normal(size=s) for s in shapes] for _ in range(steps)]
+
+
+def _run_ours(cls, init, grads, **kw):
+    params = [Tensor(p.copy(), requires_grad=True) for p in init]
+    opt = cls(params, **kw)
+    for gs in grads:
+        opt.zero_grad()
+        for p, g in zip(params, gs):
+            p.grad = g.copy()
+        opt.step()
+    return [p.data for p in params]
+
+
+# -- textbook formulas, written plainly (never skipped) ---------------------------------
+
+def _sgd_reference(p, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    p, buf = p.copy(), None
+    for g in grads:
+        d = g + weight_decay * p
+        if momentum:
+            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        p = p - lr * d
+    return p
+
+
+def _adam_reference(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    p, m, v = p.copy(), 0 * p, 0 * p
+    b1, b2 = betas
+    for t, g in enumerate(grads, start=1):
+        g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return p
+
+
+def _rmsprop_reference(p, grads, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
+                       centered=False):
+    p, s, gbar, buf = p.copy(), 0 * p, 0 * p, 0 * p
+    for g in grads:
+        g = g + weight_decay * p
+        s = alpha * s + (1 - alpha) * g * g
+        if centered:
+            gbar = alpha * gbar + (1 - alpha) * g
+            avg = np.sqrt(s - gbar ** 2) + eps
+        else:
+            avg = np.sqrt(s) + eps
+        if momentum:
+            buf = momentum * buf + g / avg
+            p = p - lr * buf
+        else:
+            p = p - lr * g / avg
+    return p
+
+
+CASES = [
+    (optim.SGD, _sgd_reference, dict(lr=0.1)),
+    (optim.SGD, _sgd_reference, dict(lr=0.05, momentum=0.9)),
+    (optim.SGD, _sgd_reference, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (optim.SGD, _sgd_reference, dict(lr=0.05, momentum=0.5, dampening=0.3, weight_decay=0.1)),
+    (optim.Adam, _adam_reference, dict(lr=1e-2)),
+    (optim.Adam, _adam_reference, dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+    (optim.RMSprop, _rmsprop_reference, dict(lr=1e-2)),
+    (optim.RMSprop, _rmsprop_reference, dict(lr=1e-3, alpha=0.9, momentum=0.8,
+                                             weight_decay=0.05)),
+    (optim.RMSprop, _rmsprop_reference, dict(lr=1e-3, centered=True, momentum=0.5)),
+]
+IDS = [f"{c.__name__}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for c, _, kw in CASES]
+
+
+@pytest.mark.parametrize("cls, reference, kw", CASES, ids=IDS)
+def test_matches_textbook_formulas(rng, cls, reference, kw):
+    init = [rng.normal(size=(3, 4)), rng.normal(size=5)]
+    grads = _grads(rng, [(3, 4), (5,)])
+    got = _run_ours(cls, init, grads, **kw)
+    for i, p in enumerate(init):
+        expected = reference(p, [gs[i] for gs in grads], **kw)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-12, atol=1e-14)
+
+
+def test_first_steps_in_closed_form():
+    g = np.array([0.5, -2.0])
+    # SGD: p - lr g
+    np.testing.assert_allclose(_run_ours(optim.SGD, [np.zeros(2)], [[g]], lr=0.1)[0], -0.1 * g)
+    # Adam's first step is lr g / (|g| + eps): about lr in the direction of -sign(g)
+    np.testing.assert_allclose(_run_ours(optim.Adam, [np.zeros(2)], [[g]], lr=0.1)[0],
+                               -0.1 * g / (np.abs(g) + 1e-8), rtol=1e-14)
+    # RMSprop's first step: lr g / (sqrt(1 - alpha) |g| + eps)
+    np.testing.assert_allclose(_run_ours(optim.RMSprop, [np.zeros(2)], [[g]], lr=0.01)[0],
+                               -0.01 * g / (math.sqrt(0.01) * np.abs(g) + 1e-8), rtol=1e-14)
+    # momentum: b1 = g, b2 = mu g + g
+    np.testing.assert_allclose(
+        _run_ours(optim.SGD, [np.zeros(2)], [[g], [g]], lr=1.0, momentum=0.9)[0],
+        -(g + 1.9 * g), rtol=1e-14)
+
+
+@pytest.mark.parametrize("cls, reference, kw", CASES, ids=IDS)
+def test_value_parameters_follow_the_same_rule(rng, cls, reference, kw):
+    init = rng.normal(size=4)
+    grads = _grads(rng, [(4,)])
+    values = [Value(float(x)) for x in init]
+    opt = cls(values, **kw)
+    for (g,) in grads:
+        opt.zero_grad()
+        assert all(v.grad == 0.0 for v in values)
+        for v, gi in zip(values, g):
+            v.grad = float(gi)
+        opt.step()
+    expected = reference(init, [g for (g,) in grads], **kw)
+    np.testing.assert_allclose([v.data for v in values], expected, rtol=1e-12, atol=1e-14)
+    assert all(type(v.data) is float for v in values)
+
+
+def test_mixed_value_and_tensor_parameters(rng):
+    v, t = Value(1.0), Tensor(np.ones(2), requires_grad=True)
+    opt = optim.SGD([v, t], lr=0.5)
+    v.grad, t.grad = 2.0, np.array([1.0, 4.0])
+    opt.step()
+    assert v.data == 0.0 and np.array_equal(t.data, [0.5, -1.0])
+
+
+def test_parameters_without_grad_are_skipped():
+    a, b = Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2), requires_grad=True)
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad = np.ones(2)
+    opt.step()
+    assert np.array_equal(b.data, np.ones(2)) and not np.array_equal(a.data, np.ones(2))
+
+
+def test_step_updates_in_place_without_new_buffers(rng):
+    p = Tensor(rng.normal(size=(50, 50)), requires_grad=True)
+    opt = optim.Adam([p], lr=0.1, weight_decay=0.1)
+    data = p.data
+    p.grad = rng.normal(size=(50, 50))
+    opt.step()
+    buffers = {k: id(v) for k, v in opt.state[id(p)].items() if isinstance(v, np.ndarray)}
+    for _ in range(3):
+        opt.step()
+    assert p.data is data
+    assert buffers == {k: id(v) for k, v in opt.state[id(p)].items()
+                       if isinstance(v, np.ndarray)}
+
+
+def test_float32_parameters_stay_float32(rng):
+    p = Tensor(rng.normal(size=3).astype(np.float32), requires_grad=True)
+    for cls in (optim.SGD, optim.Adam, optim.RMSprop):
+        opt = cls([p], lr=0.01, **({"momentum": 0.9} if cls is not optim.Adam else {}))
+        p.grad = np.ones(3, dtype=np.float32)
+        opt.step()
+        assert p.data.dtype == np.float32
+
+
+def test_param_groups_and_errors():
+    a, b = Tensor(np.ones(1), requires_grad=True), Tensor(np.ones(1), requires_grad=True)
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)
+    a.grad = b.grad = np.ones(1)
+    opt.step()
+    np.testing.assert_allclose([a.data[0], b.data[0]], [0.9, 0.0])
+    with pytest.raises(ValueError, match="empty"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        optim.Adam([a], lr=-1)
+    with pytest.raises(ValueError, match="Nesterov"):
+        optim.SGD([a], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="requires grad"):
+        optim.SGD([Tensor(np.ones(1))], lr=0.1)
+    with pytest.raises(TypeError, match="single"):
+        optim.SGD(a, lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.SGD([a, a], lr=0.1)
+
+
+def test_optimizer_zero_grad_and_closure():
+    t, v = Tensor(np.ones(2), requires_grad=True), Value(2.0)
+    opt = optim.SGD([t, v], lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (t * t).sum()
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 2.0
+    np.testing.assert_allclose(t.data, [0.8, 0.8])
+    v.grad = 1.0
+    opt.zero_grad()
+    assert t.grad is None and v.grad == 0.0
+
+
+def test_schedules_closed_form():
+    p = Tensor(np.ones(1), requires_grad=True)
+    opt = optim.SGD([p], lr=1.0)
+    sched = optim.StepLR(opt, 3, gamma=0.5)
+    lrs = []
+    for _ in range(7):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]
+    opt = optim.SGD([p], lr=1.0)
+    sched = optim.CosineAnnealingLR(opt, T_max=4, eta_min=0.1)
+    lrs = []
+    for _ in range(5):
+        lrs.append(sched.get_last_lr()[0])
+        sched.step()
+    np.testing.assert_allclose(lrs, [1.0, 0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2, 0.55,
+                                     0.1 + 0.9 * (1 + math.cos(3 * math.pi / 4)) / 2, 0.1])
+
+
+# -- against PyTorch -------------------------------------------------------------------
+
+TORCH_CASES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.5, dampening=0.3)),
+    ("Adam", dict(lr=1e-3)),
+    ("Adam", dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+    ("RMSprop", dict(lr=1e-2)),
+    ("RMSprop", dict(lr=1e-3, alpha=0.9, momentum=0.8, weight_decay=0.05)),
+    ("RMSprop", dict(lr=1e-3, centered=True, momentum=0.5, eps=1e-6)),
+]
+
+
+@pytest.mark.parametrize("name, kw", TORCH_CASES,
+                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}"
+                              for n, kw in TORCH_CASES])
+@pytest.mark.parametrize("kind", ["tensor", "value"])
+def test_matches_torch_optim(rng, name, kw, kind):
+    torch = pytest.importorskip("torch")
+    init = [rng.normal(size=(4, 3)), rng.normal(size=3)]
+    grads = _grads(rng, [(4, 3), (3,)], steps=10)
+    theirs = [torch.tensor(p.copy(), requires_grad=True) for p in init]
+    topt = getattr(torch.optim, name)(theirs, **kw)
+    if kind == "tensor":
+        ours = [Tensor(p.copy(), requires_grad=True) for p in init]
+    else:
+        ours = [Value(float(x)) for x in init[1]]
+        init, grads = [init[1]], [[gs[1]] for gs in grads]
+        theirs = theirs[1:]
+        topt = getattr(torch.optim, name)(theirs, **kw)
+    opt = getattr(optim, name)(ours, **kw)
+    for gs in grads:
+        opt.zero_grad()
+        topt.zero_grad()
+        for p, t, g in zip(ours, theirs, gs):
+            t.grad = torch.tensor(g)
+        if kind == "tensor":
+            for p, g in zip(ours, gs):
+                p.grad = g.copy()
+        else:
+            for v, gi in zip(ours, gs[0]):
+                v.grad = float(gi)
+        opt.step()
+        topt.step()
+    got = [p.data for p in ours] if kind == "tensor" else [np.array([v.data for v in ours])]
+    for a, t in zip(got, theirs):
+        np.testing.assert_allclose(a, t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("sched, kw", [("StepLR", dict(step_size=3, gamma=0.3)),
+                                       ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01))])
+def test_schedules_match_torch(sched, kw):
+    torch = pytest.importorskip("torch")
+    p = Tensor(np.ones(1), requires_grad=True)
+    tp = torch.ones(1, requires_grad=True)
+    opt, topt = optim.SGD([p], lr=0.5), torch.optim.SGD([tp], lr=0.5)
+    s = getattr(optim, sched)(opt, **kw)
+    first = "step_size" if sched == "StepLR" else "T_max"
+    rest = {k: v for k, v in kw.items() if k != first}
+    ts = getattr(torch.optim.lr_scheduler, sched)(topt, kw[first], **rest)
+    for _ in range(12):
+        np.testing.assert_allclose(s.get_last_lr(), ts.get_last_lr(), rtol=1e-12)
+        topt.step()
+        s.step()
+        ts.step()
