@@ -1,0 +1,44 @@
+"""nn: neural networks on the autodiff engine.
+
+Two paths that port by changing imports:
+- scalar, micrograd-compatible: `Neuron`, `Layer`, `MLP` on lists of numbers / `Value`s;
+- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Sequential`, activations
+  with a gain h (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.optim`, and
+  `save`/`load` in the safetensors format.
+
+>>> import nn
+>>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+>>> net(np.zeros((2, 4))).shape
+(2, 3)
+"""
+
+import numpy as np  # noqa: F401  (for the doctest above)
+
+from . import data, optim
+from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .layers import Linear, Sequential
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .module import Module, Parameter
+from .scalar import MLP, Layer, Neuron
+from .serialization import CheckpointError, load, save
+from .train import History, accuracy, evaluate, fit
+
+
+def __getattr__(name):
+    # matplotlib stays out of the import path until a plot is asked for.
+    if name in ("plot_history", "plot_decision_boundary", "plot"):
+        import importlib
+
+        plot = importlib.import_module(".plot", __name__)
+        return plot if name == "plot" else getattr(plot, name)
+    raise AttributeError(f"module 'nn' has no attribute {name!r}")
+
+
+__all__ = [
+    "Neuron", "Layer", "MLP",
+    "Module", "Parameter", "Linear", "Sequential",
+    "Sigmoid", "Tanh", "ReLU", "Softmax",
+    "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
+    "optim", "data", "save", "load", "CheckpointError",
+    "fit", "evaluate", "accuracy", "History", "plot_history", "plot_decision_boundary",
+]

@@ -1,0 +1,108 @@
+"""`Linear` and `Sequential`, with PyTorch's shapes, initialisation and key names."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from autodiff import Tensor
+from autodiff.errors import ShapeError
+from autodiff.rng import generator
+
+from .functional import linear
+from .module import Module, Parameter
+
+
+def as_tensor(x, where: str) -> Tensor:
+    """Tensors pass through; arrays and lists become constant Tensors."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)):
+        return Tensor(x)
+    raise TypeError(f"{where}: expected a Tensor or an array, got {type(x).__name__}")
+
+
+class Linear(Module):
+    """y = x W^T + b, with W of shape (out_features, in_features) and b of shape
+    (out_features,); both start uniform in +-1/sqrt(in_features) (PyTorch's default).
+
+    >>> Linear(3, 2)(np.ones((5, 3))).shape
+    (5, 2)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 dtype=np.float64):
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"Linear: in_features and out_features must be positive, got "
+                             f"{in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        dtype = np.dtype(dtype)
+        bound = 1.0 / math.sqrt(in_features)
+        rng = generator()
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features))
+                                .astype(dtype))
+        self.bias = (Parameter(rng.uniform(-bound, bound, out_features).astype(dtype))
+                     if bias else None)
+
+    def forward(self, x) -> Tensor:
+        if type(x) is not Tensor:
+            x = as_tensor(x, "Linear")
+        shape = x.data.shape
+        if not shape or shape[-1] != self.in_features:
+            raise ShapeError(f"Linear(in_features={self.in_features}): input of shape "
+                             f"{shape} does not end in {self.in_features}")
+        return linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Sequential(Module):
+    """Modules applied in order; sub-modules are named "0", "1", ... (or by an OrderedDict).
+
+    >>> net = Sequential(Linear(2, 3), Linear(3, 1))
+    >>> list(net.state_dict())
+    ['0.weight', '0.bias', '1.weight', '1.bias']
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
+            items = list(modules[0].items())
+        else:
+            items = [(str(i), m) for i, m in enumerate(modules)]
+        for name, module in items:
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: item {name!r} is a {type(module).__name__}, "
+                                "not an nn.Module")
+            setattr(self, name, module)
+
+    def append(self, module: Module) -> "Sequential":
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected an nn.Module, got "
+                            f"{type(module).__name__}")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._registries()[1])
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._registries()[1].values())
+
+    def __getitem__(self, index):
+        modules = list(self._registries()[1].items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(modules[index]))
+        return modules[index][1]
+
+    def forward(self, x):
+        for module in self._registries()[1].values():
+            x = module(x)
+        return x

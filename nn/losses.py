@@ -1,0 +1,213 @@
+"""Losses with PyTorch's signatures and `reduction='mean'|'sum'|'none'`.
+
+    MSELoss            (x - y)^2            (with half=True: (x - y)^2 / 2, the lecture's 1/2 MSE)
+    BCELoss            -(y log p + (1 - y) log(1 - p)),  each log clamped to >= -100
+    BCEWithLogitsLoss  softplus(x) - x y,  softplus(x) = log(1 + e^x) = logsumexp(0, x)
+    CrossEntropyLoss   -log_softmax(x)[label]  (or -sum_c t_c log_softmax(x)_c for
+                       class probabilities t)
+
+All are composed from engine primitives, so their gradients (to any order) come from the
+engine's op table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import autodiff
+from autodiff import Tensor
+from autodiff.errors import ShapeError
+
+from .functional import weighted_nll
+from .layers import as_tensor
+from .module import Module
+
+_REDUCTIONS = ("mean", "sum", "none")
+_LOG_FLOOR = math.exp(-100.0)  # BCELoss clamps log(p) to >= -100, as PyTorch does
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _check_reduction(reduction: str, where: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{where}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _target_like(target, x: Tensor, where: str) -> Tensor:
+    """The target as a Tensor of x's shape (and, for arrays, x's float dtype)."""
+    if isinstance(target, Tensor):
+        t = target
+    else:
+        t = Tensor(np.asarray(target, dtype=x.dtype))
+    if t.shape != x.shape:
+        raise ShapeError(f"{where}: input has shape {x.shape} but target has shape "
+                         f"{t.shape}; they must match (reshape one of them)")
+    return t
+
+
+class _Loss(Module):
+    def __init__(self, *, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = _check_reduction(reduction, type(self).__name__)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class MSELoss(_Loss):
+    """mean((x - y)^2); with `half=True` each term is halved, (x - y)^2 / 2, so the
+    gradient is x - y (the lecture's convention).
+
+    >>> MSELoss()(Tensor([1.0, 3.0]), [0.0, 1.0]).item()
+    2.5
+    """
+
+    def __init__(self, *, reduction: str = "mean", half: bool = False):
+        super().__init__(reduction=reduction)
+        self.half = bool(half)
+
+    def forward(self, input, target) -> Tensor:
+        x = as_tensor(input, "MSELoss")
+        d = x - _target_like(target, x, "MSELoss")
+        loss = d * d
+        if self.half:
+            loss = loss * 0.5
+        return _reduce(loss, self.reduction)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", half=True" if self.half else "")
+
+
+class BCELoss(_Loss):
+    """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]; each log is clamped
+    to >= -100 (by flooring its argument at e^-100), so p = 0 or 1 gives a finite loss.
+
+    >>> round(BCELoss()(Tensor([0.5]), [1.0]).item(), 6)
+    0.693147
+    """
+
+    def forward(self, input, target) -> Tensor:
+        p = as_tensor(input, "BCELoss")
+        y = _target_like(target, p, "BCELoss")
+        if p.size and (np.min(p.data) < 0 or np.max(p.data) > 1 or np.isnan(p.data).any()):
+            raise ValueError(f"BCELoss: input must hold probabilities in [0, 1], got values "
+                             f"in [{np.nanmin(p.data):g}, {np.nanmax(p.data):g}]"
+                             f"{' and NaN' if np.isnan(p.data).any() else ''}; "
+                             "use BCEWithLogitsLoss for raw scores")
+        log_p = p.clip(lo=_LOG_FLOOR).log()
+        log_q = (1 - p).clip(lo=_LOG_FLOOR).log()
+        return _reduce(-(y * log_p + (1 - y) * log_q), self.reduction)
+
+
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x) = logsumexp(0, x): stable at any magnitude, derivative sigmoid(x)
+    (exact at x = 0, where relu(x) + log(1 + e^-|x|) would hit two kinks)."""
+    zeros = np.zeros(x.shape, dtype=x.dtype)
+    return autodiff.stack([zeros, x], axis=-1).logsumexp(axis=-1)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """BCE of sigmoid(x) computed from the logits x: softplus(x) - x y (stable).
+
+    >>> round(BCEWithLogitsLoss()(Tensor([0.0]), [1.0]).item(), 6)
+    0.693147
+    """
+
+    def forward(self, input, target) -> Tensor:
+        x = as_tensor(input, "BCEWithLogitsLoss")
+        y = _target_like(target, x, "BCEWithLogitsLoss")
+        return _reduce(softplus(x) - x * y, self.reduction)
+
+
+def _labels(target, n: int, c: int) -> np.ndarray:
+    """Integer class labels of shape (n,), checked to lie in [0, c)."""
+    y = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if y.shape != (n,):
+        raise ShapeError(f"CrossEntropyLoss: logits have shape ({n}, {c}) so labels must have "
+                         f"shape ({n},), got {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            bad = y[~np.isfinite(y) | (y != np.round(y))][0]
+            raise ValueError(f"CrossEntropyLoss: labels must be integers, got {bad!r}")
+        y = y.astype(np.int64)
+    elif y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iu":
+        raise TypeError(f"CrossEntropyLoss: labels must be integers, got dtype {y.dtype}")
+    # Seen as unsigned, a negative label is huge: one max() checks both ends of [0, c).
+    if y.view(f"u{y.itemsize}").max() >= c:
+        i = int(np.flatnonzero((y < 0) | (y >= c))[0])
+        raise IndexError(f"CrossEntropyLoss: label {int(y[i])} (sample {i}) is outside "
+                         f"[0, {c}) for C={c} classes")
+    return y
+
+
+_EYES: dict = {}
+
+
+def _one_hot(y: np.ndarray, c: int, dtype) -> np.ndarray:
+    """Rows of the identity picked by the labels (the identity is cached per size)."""
+    eye = _EYES.get((c, dtype))
+    if eye is None:
+        eye = _EYES[(c, np.dtype(dtype))] = np.eye(c, dtype=dtype)
+    return eye[y]
+
+
+class CrossEntropyLoss(_Loss):
+    """-log softmax(x)[label] from logits x of shape (N, C) and integer labels of shape (N,)
+    (a list, an int array or a Tensor), or class probabilities of shape (N, C).
+    `weight` (C,) rescales each class; 'mean' then divides by the total weight of the
+    labels, as PyTorch does.
+
+    >>> round(CrossEntropyLoss()(Tensor([[0.0, 0.0]]), [1]).item(), 6)
+    0.693147
+    """
+
+    def __init__(self, weight=None, *, reduction: str = "mean"):
+        super().__init__(reduction=reduction)
+        self.weight = None if weight is None else np.asarray(
+            weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
+
+    def forward(self, input, target) -> Tensor:
+        x = as_tensor(input, "CrossEntropyLoss")
+        if x.ndim != 2:
+            raise ShapeError(f"CrossEntropyLoss: logits must have shape (N, C), got {x.shape}")
+        n, c = x.shape
+        if n == 0 or c == 0:
+            raise ShapeError(f"CrossEntropyLoss: logits of shape {x.shape} are empty")
+        if self.weight is not None and self.weight.shape != (c,):
+            raise ShapeError(f"CrossEntropyLoss: weight has shape {self.weight.shape} but "
+                             f"there are C={c} classes")
+        t = np.asarray(target.data if isinstance(target, Tensor) else target)
+        # coef[i, c] is the weight of log_softmax(x)[i, c] in sample i's loss.
+        if t.shape == x.shape and t.dtype.kind == "f":
+            coef = t.astype(x.dtype)
+            if self.weight is not None:
+                coef = coef * self.weight.astype(x.dtype)
+            total = n
+        else:
+            y = _labels(t, n, c)
+            coef = _one_hot(y, c, x.dtype)
+            if self.weight is None:
+                total = n
+            else:
+                w = self.weight[y]
+                coef *= w[:, None]
+                total = w.sum()
+        if self.reduction == "none":
+            return (x.log_softmax(axis=1) * -coef).sum(axis=1)
+        if self.reduction == "mean":
+            coef *= 1.0 / float(total)  # the mean's divisor folds into the weights
+        return weighted_nll(x, coef)  # one fused node (see functional.py)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.weight is None else ", weight=...")

@@ -1,0 +1,70 @@
+"""Adam (Kingma & Ba) with PyTorch's arithmetic.
+
+    g = g + wd p
+    m = m + (1 - beta1) (g - m)             (= beta1 m + (1 - beta1) g)
+    v = beta2 v + (1 - beta2) g^2
+    p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+from .optimizer import Optimizer, scratch
+
+
+class Adam(Optimizer):
+    """Adaptive moments with bias correction; eps is added after the square root.
+
+    >>> from autodiff import Value
+    >>> w = Value(1.0); w.grad = 0.5
+    >>> Adam([w], lr=0.1).step(); round(w.data, 6)   # the first step moves by about lr
+    0.9
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, *,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"Adam: betas must lie in [0, 1), got {group['betas']}")
+        if group["eps"] < 0 or group["weight_decay"] < 0:
+            raise ValueError("Adam: eps and weight_decay must be >= 0")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+        b1, b2 = group["betas"]
+        wd = group["weight_decay"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+            state["tmp"] = np.empty_like(p)
+        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], state["tmp"]
+        state["step"] = t = state["step"] + 1
+        if wd:
+            gw = scratch(state, "grad_wd", p)
+            np.multiply(p, wd, out=gw)
+            gw += g
+            g = gw
+        np.subtract(g, m, out=tmp)
+        tmp *= 1 - b1
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
+        step_size = group["lr"] / (1 - b1 ** t)
+        np.sqrt(v, out=tmp)
+        tmp /= math.sqrt(1 - b2 ** t)
+        tmp += group["eps"]
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp

@@ -1,0 +1,120 @@
+"""`Optimizer`: parameter groups, per-parameter state and one update rule for Tensors and
+Values alike.
+
+A subclass writes `_update(p, g, state, group)`, which changes the ndarray `p` in place
+from the gradient `g`. Tensor parameters are updated on their own `.data`; the Value
+parameters of a group are packed into one float64 array, updated by the same rule, and
+written back, so both kinds follow exactly the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+
+from autodiff import Tensor, Value, enable_grad
+
+from ..module import zero_grads
+
+
+class Optimizer:
+    """Base class: `step()` applies `_update` to every parameter that has a gradient."""
+
+    def __init__(self, params: Iterable, defaults: dict):
+        if isinstance(params, (Tensor, Value)):
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of Tensors "
+                            f"or Values (e.g. model.parameters()), got a single "
+                            f"{type(params).__name__}")
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict] = []
+        self.state: dict = {}  # id(param) -> dict of buffers; ("values", k) for group k
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict) -> None:
+        """Add a dict with "params" and optional per-group hyperparameters."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{type(self).__name__}: a parameter group must be a dict with "
+                            "a 'params' entry")
+        params = group["params"]
+        params = [params] if isinstance(params, (Tensor, Value)) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if isinstance(p, Tensor):
+                if not p.requires_grad or not p.is_leaf:
+                    raise ValueError(f"{type(self).__name__}: parameter {i} must be a leaf "
+                                     "Tensor that requires grad")
+            elif not isinstance(p, Value):
+                raise TypeError(f"{type(self).__name__}: parameter {i} is a "
+                                f"{type(p).__name__}, expected a Tensor or a Value")
+            if id(p) in seen:
+                raise ValueError(f"{type(self).__name__}: parameter {i} appears more than "
+                                 "once")
+            seen.add(id(p))
+        full = {**self.defaults, **group, "params": params}
+        self._check(full)
+        self.param_groups.append(full)
+
+    def _check(self, group: dict) -> None:
+        """Validate a group's hyperparameters (subclasses add their own)."""
+        if group["lr"] < 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {group['lr']}")
+
+    def zero_grad(self) -> None:
+        """Tensor grads to None, Value grads to 0.0."""
+        for group in self.param_groups:
+            zero_grads(group["params"])
+
+    def step(self, closure: Callable | None = None):
+        """Update every parameter from its gradient; `closure` (optional) recomputes and
+        returns the loss first, as in PyTorch."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for k, group in enumerate(self.param_groups):
+            values = []
+            for p in group["params"]:
+                if isinstance(p, Value):
+                    values.append(p)
+                elif p.grad is not None:
+                    state = self.state.get(id(p))
+                    if state is None:
+                        state = self.state[id(p)] = {}
+                    self._update(p.data, p.grad, state, group)
+            if values:
+                self._step_values(values, ("values", k), group)
+        return loss
+
+    def _step_values(self, values: list, key, group: dict) -> None:
+        n = len(values)
+        data = np.fromiter((v.data for v in values), dtype=np.float64, count=n)
+        grad = np.fromiter((v.grad for v in values), dtype=np.float64, count=n)
+        state = self.state.setdefault(key, {})
+        self._update(data, grad, state, group)
+        for v, x in zip(values, data.tolist()):
+            v.data = x
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        return "\n".join(lines) + "\n)"
+
+
+def scratch(state: dict, name: str, like: np.ndarray) -> np.ndarray:
+    """A work buffer shaped like `like`, kept in `state` so steps do not allocate."""
+    buf = state.get(name)
+    if buf is None:
+        buf = state[name] = np.empty_like(like)
+    return buf

@@ -1,0 +1,80 @@
+"""RMSprop (Hinton) with PyTorch's arithmetic.
+
+    g = g + wd p
+    s = alpha s + (1 - alpha) g^2
+    a = sqrt(s) + eps               (centered: sqrt(s - gbar^2) + eps, gbar = mean of g)
+    b = mu b + g / a;  p = p - lr b     (momentum > 0)
+    p = p - lr g / a                    (otherwise)
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from .optimizer import Optimizer, scratch
+
+
+class RMSprop(Optimizer):
+    """Divide the gradient by a running root-mean-square of its recent values.
+
+    >>> from autodiff import Value
+    >>> w = Value(1.0); w.grad = 0.5
+    >>> RMSprop([w], lr=0.01).step(); round(w.data, 4)   # 1 - 0.01 * 0.5 / sqrt(0.01 * 0.25)
+    0.9
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-2, *, alpha: float = 0.99,
+                 eps: float = 1e-8, momentum: float = 0.0, weight_decay: float = 0.0,
+                 centered: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
+                                      weight_decay=weight_decay, centered=centered))
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        if not 0 <= group["alpha"] <= 1:
+            raise ValueError(f"RMSprop: alpha must lie in [0, 1], got {group['alpha']}")
+        for key in ("eps", "momentum", "weight_decay"):
+            if group[key] < 0:
+                raise ValueError(f"RMSprop: {key} must be >= 0, got {group[key]}")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+        alpha, mu, wd = group["alpha"], group["momentum"], group["weight_decay"]
+        if not state:
+            state["square_avg"] = np.zeros_like(p)
+            state["tmp"] = np.empty_like(p)
+        s, tmp = state["square_avg"], state["tmp"]
+        if wd:
+            gw = scratch(state, "grad_wd", p)
+            np.multiply(p, wd, out=gw)
+            gw += g
+            g = gw
+        s *= alpha
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - alpha
+        s += tmp
+        if group["centered"]:
+            gbar = state.get("grad_avg")
+            if gbar is None:
+                gbar = state["grad_avg"] = np.zeros_like(p)
+            np.subtract(g, gbar, out=tmp)
+            tmp *= 1 - alpha
+            gbar += tmp
+            np.multiply(gbar, gbar, out=tmp)
+            np.subtract(s, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
+        else:
+            np.sqrt(s, out=tmp)
+        tmp += group["eps"]
+        np.divide(g, tmp, out=tmp)
+        if mu > 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.zeros_like(p)
+            buf *= mu
+            buf += tmp
+            np.multiply(buf, group["lr"], out=tmp)
+        else:
+            tmp *= group["lr"]
+        p -= tmp

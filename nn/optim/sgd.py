@@ -1,0 +1,71 @@
+"""Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+
+    d = g + wd p
+    b = mu b + (1 - dampening) d        (first step: b = d)
+    d = d + mu b  (Nesterov)   or   d = b
+    p = p - lr d
+
+PyTorch's update rule, step for step.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from .optimizer import Optimizer, scratch
+
+
+class SGD(Optimizer):
+    """p <- p - lr d, with d the (momentum-averaged, weight-decayed) gradient.
+
+    >>> from autodiff import Value
+    >>> w = Value(1.0); w.grad = 0.5
+    >>> SGD([w], lr=0.1).step(); w.data
+    0.95
+    """
+
+    def __init__(self, params: Iterable, lr: float, *, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      nesterov=nesterov, weight_decay=weight_decay))
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        if group["momentum"] < 0 or group["weight_decay"] < 0:
+            raise ValueError(f"SGD: momentum and weight_decay must be >= 0, got "
+                             f"{group['momentum']} and {group['weight_decay']}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening 0")
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        tmp = scratch(state, "tmp", p)
+        d = g
+        if wd:
+            np.multiply(p, wd, out=tmp)
+            tmp += g
+            d = tmp
+        if mu:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d.copy()
+            else:
+                buf *= mu
+                damp = group["dampening"]
+                if damp:
+                    work = scratch(state, "tmp2", p)
+                    np.multiply(d, 1 - damp, out=work)
+                    buf += work
+                else:
+                    buf += d
+            if group["nesterov"]:
+                work = scratch(state, "tmp2", p)
+                np.multiply(buf, mu, out=work)
+                work += d
+                d = work
+            else:
+                d = buf
+        np.multiply(d, lr, out=tmp)
+        p -= tmp

@@ -1,0 +1,124 @@
+"""`fit`: the mini-batch training loop with a progress bar and a per-epoch history.
+
+Each epoch: for every batch, zero_grad, loss = loss_fn(model(xb), yb), backward, step.
+The history records the mean training loss (weighted by batch size) and, for
+classification losses, the accuracy on the batches as they were seen.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autodiff import Tensor, no_grad
+
+from .data import DataLoader
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
+
+
+@dataclass
+class History:
+    """Per-epoch training curves (lists with one entry per epoch)."""
+
+    loss: list = field(default_factory=list)
+    accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items() if v}
+
+
+def accuracy(output, labels, *, threshold: float = 0.0) -> float:
+    """Fraction of correct predictions: argmax over classes for outputs of shape (N, C),
+    else `output > threshold` (0 for logits, 0.5 for probabilities) against 0/1 labels."""
+    out = np.asarray(output.data if isinstance(output, Tensor) else output)
+    y = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if out.ndim == 2 and out.shape[1] > 1:
+        pred = out.argmax(axis=1)
+    else:
+        pred = (out.reshape(len(out)) > threshold).astype(np.int64)
+    return float(np.mean(pred == y.reshape(len(y))))
+
+
+def _threshold(loss_fn) -> float | None:
+    """The decision threshold of a classification loss; None for other losses."""
+    if isinstance(loss_fn, BCELoss):
+        return 0.5
+    if isinstance(loss_fn, (BCEWithLogitsLoss, CrossEntropyLoss)):
+        return 0.0
+    return None
+
+
+def _progress(total: int, *, desc: str, enabled: bool | None):
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+    mininterval = float(os.environ.get("TQDM_MININTERVAL", 0.1))
+    return tqdm(total=total, desc=desc, unit="epoch", disable=not enabled,
+                mininterval=mininterval)
+
+
+def evaluate(model, loss_fn, X, y, *, batch_size: int = 1024) -> tuple[float, float | None]:
+    """Mean loss and (for classification losses) accuracy over a dataset, without grad."""
+    threshold = _threshold(loss_fn)
+    total, correct, n = 0.0, 0.0, len(y)
+    with no_grad():
+        for xb, yb in DataLoader(X, y, batch_size=batch_size):
+            out = model(xb)
+            total += float(loss_fn(out, yb).item()) * len(yb)
+            if threshold is not None:
+                correct += accuracy(out, yb, threshold=threshold) * len(yb)
+    return total / n, (None if threshold is None else correct / n)
+
+
+def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 32,
+        shuffle: bool = True, drop_last: bool = False, validation: tuple | None = None,
+        scheduler=None, progress: bool | None = None, desc: str = "train") -> History:
+    """Train `model` on (X, y) for `epochs` passes of mini-batches; returns a History.
+
+    `validation=(X_val, y_val)` adds val_loss/val_accuracy; `scheduler.step()` runs after
+    each epoch. The progress bar honours TQDM_MININTERVAL and TQDM_DISABLE in the
+    environment; `progress=False` turns it off.
+    """
+    loader = DataLoader(X, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    threshold = _threshold(loss_fn)
+    history = History()
+    model.train()
+    with _progress(epochs, desc=desc, enabled=progress) as bar:
+        for _ in range(epochs):
+            total, correct, seen = 0.0, 0.0, 0
+            for xb, yb in loader:
+                optimizer.zero_grad()
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                loss.backward()
+                optimizer.step()
+                k = len(yb)
+                total += loss.item() * k
+                seen += k
+                if threshold is not None:
+                    correct += accuracy(out, yb, threshold=threshold) * k
+            history.loss.append(total / max(seen, 1))
+            if threshold is not None:
+                history.accuracy.append(correct / max(seen, 1))
+            if validation is not None:
+                model.eval()
+                val_loss, val_acc = evaluate(model, loss_fn, *validation)
+                model.train()
+                history.val_loss.append(val_loss)
+                if val_acc is not None:
+                    history.val_accuracy.append(val_acc)
+            if scheduler is not None:
+                scheduler.step()
+            shown = {"loss": f"{history.loss[-1]:.4f}"}
+            if history.accuracy:
+                shown["acc"] = f"{history.accuracy[-1]:.3f}"
+            if history.val_accuracy:
+                shown["val_acc"] = f"{history.val_accuracy[-1]:.3f}"
+            bar.set_postfix(shown, refresh=False)
+            bar.update(1)
+    return history
