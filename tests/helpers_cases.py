@@ -201,6 +201,21 @@ def _cases() -> dict[str, list[Case]]:
                      ("x*0", lambda a: a * 0.0)]:
         add("mul_const", name, ins(normal(2, 3)), fn, fn)
 
+    def fused_linear(x, w, *b):
+        return x._apply(OPS["linear"], w, *b, need=(True, True) + (True,) * len(b))
+
+    add("linear", "x(4,3)w(2,3)b(2,)", ins(normal(4, 3), normal(2, 3), normal(2)),
+        fused_linear, lambda x, w, b: T.nn.functional.linear(x, w, b))
+    add("linear", "no-bias", ins(normal(5, 3), normal(4, 3)), fused_linear,
+        lambda x, w: T.nn.functional.linear(x, w))
+    coef = np.array([[0.0, 0.5, 0.0], [0.25, 0.0, 0.0], [0.0, 0.0, 0.25]])
+
+    def fused_nll(x):
+        return x._apply(OPS["weighted_nll"], coef=coef.astype(x.dtype), cache={})
+
+    add("weighted_nll", "(3,3)", ins(normal(3, 3)), fused_nll,
+        lambda x: -(T.as_tensor(coef, dtype=x.dtype) * T.log_softmax(x, dim=1)).sum())
+
     add("where", "cond(3,1),a(3,4),b(4,)", ins(normal(3, 4), normal(4)),
         lambda a, b: where(COND_COL, a, b),
         lambda a, b: T.where(T.as_tensor(COND_COL), a, b))
