@@ -735,40 +735,17 @@ def make_moons(n: int, noise: float, seed: int):
     return X[perm], y[perm]
 
 
-class TinyNeuron:
-    """micrograd's Neuron, rebuilt on autodiff.Value (no dependency on our nn package)."""
+def ours_mlp_like(micro_mlp):
+    """Our nn.MLP with the same architecture and the very same initial weights as a
+    micrograd MLP (the library's own scalar path, fused neurons included)."""
+    import nn
 
-    def __init__(self, w, b, nonlin):
-        self.w = [Value(float(v)) for v in w]
-        self.b = Value(float(b))
-        self.nonlin = nonlin
-
-    def __call__(self, x):
-        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
-        return act.relu() if self.nonlin else act
-
-    def parameters(self):
-        return self.w + [self.b]
-
-
-class TinyMLP:
-    def __init__(self, micro_mlp):
-        """Same architecture and the very same initial weights as a micrograd MLP."""
-        self.layers = [[TinyNeuron([w.data for w in n.w], n.b.data, n.nonlin) for n in layer.neurons]
-                       for layer in micro_mlp.layers]
-
-    def __call__(self, x):
-        for layer in self.layers:
-            out = [n(x) for n in layer]
-            x = out[0] if len(out) == 1 else out
-        return x
-
-    def parameters(self):
-        return [p for layer in self.layers for n in layer for p in n.parameters()]
-
-    def zero_grad(self):
-        for p in self.parameters():
-            p.grad = 0.0
+    sizes = [len(micro_mlp.layers[0].neurons[0].w)] + [len(layer.neurons)
+                                                       for layer in micro_mlp.layers]
+    model = nn.MLP(sizes[0], sizes[1:])
+    for ours, theirs in zip(model.parameters(), micro_mlp.parameters()):
+        ours.data = theirs.data
+    return model
 
 
 def moons_step(model, ValueCls, X, y, k):
@@ -820,7 +797,7 @@ def case_moons(cfg: Config) -> None:
     def fresh_pair():
         random.seed(1337)
         micro = MMLP(2, [16, 16, 1])
-        return TinyMLP(micro), micro
+        return ours_mlp_like(micro), micro
 
     steps, skip = cfg.moons_steps, 2
     ours_m, micro_m = fresh_pair()

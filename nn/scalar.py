@@ -11,6 +11,7 @@ import numbers
 from typing import Sequence
 
 from autodiff import Value
+from autodiff.value import affine
 from autodiff.rng import generator
 
 from .module import zero_grads
@@ -58,9 +59,7 @@ class Neuron(ScalarModule):
             x = [x]
         if len(x) != len(self.w):
             raise ValueError(f"Neuron: expected {len(self.w)} inputs, got {len(x)}")
-        act = self.b
-        for wi, xi in zip(self.w, x):
-            act = act + wi * xi
+        act = affine(self.b, self.w, x)  # one node for b + w . x (see autodiff.value.affine)
         return act if self.activation == "linear" else getattr(act, self.activation)()
 
     def parameters(self) -> list[Value]:

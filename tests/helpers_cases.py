@@ -201,6 +201,13 @@ def _cases() -> dict[str, list[Case]]:
                      ("x*0", lambda a: a * 0.0)]:
         add("mul_const", name, ins(normal(2, 3)), fn, fn)
 
+    def fused_affine(b, w1, x1, w2, x2):
+        return b._apply(OPS["affine"], w1, w2, x1, x2, n=2)
+
+    add("affine", "b+w1*x1+w2*x2 (bcast)", ins(normal(3), normal(2, 3), normal(3),
+                                               normal(1), normal(2, 1)),
+        fused_affine, lambda b, w1, x1, w2, x2: b + w1 * x1 + w2 * x2)
+
     def fused_linear(x, w, *b):
         return x._apply(OPS["linear"], w, *b, need=(True, True) + (True,) * len(b))
 

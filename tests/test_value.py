@@ -363,3 +363,28 @@ def test_value_grad_returns_values_and_matches_backward():
     out.backward()
     assert ga.data == pytest.approx(a.grad, rel=1e-13)
     assert gb.data == pytest.approx(b.grad, rel=1e-13)
+
+
+def test_affine_is_one_node_with_the_composite_values_and_gradients():
+    from autodiff import grad, gradcheck
+    from autodiff.value import affine
+
+    def composite(b, w, x):
+        return sum((wi * xi for wi, xi in zip(w, x)), b)
+
+    b, w, x = Value(0.3), [Value(-1.2), Value(0.7)], [Value(2.0), 1.5]
+    y, ref = affine(b, w, x), composite(b, w, x)
+    assert y.data == ref.data and len(y._parents) == 5
+    got = grad(y.tanh(), [b, *w, x[0]])
+    want = grad(ref.tanh(), [b, *w, x[0]])
+    assert [g.data for g in got] == pytest.approx([g.data for g in want], rel=1e-15)
+    assert gradcheck(lambda b, w0, w1, x0: affine(b, [w0, w1], [x0, 1.5]).tanh() ** 2,
+                     [b, *w, x[0]])
+    # second order through the fused node
+    (d_w0,) = grad(affine(b, w, x).tanh(), w[0], create_graph=True)
+    (d_w0x0,) = grad(d_w0, x[0])
+    (r_w0,) = grad(composite(b, w, x).tanh(), w[0], create_graph=True)
+    (r_w0x0,) = grad(r_w0, x[0])
+    assert d_w0x0.data == pytest.approx(r_w0x0.data, rel=1e-12)
+    with pytest.raises(ValueError, match="affine: 2 weights but 1 inputs"):
+        affine(b, w, [1.0])
