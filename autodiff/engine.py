@@ -219,6 +219,10 @@ def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to, needed
                 data = parent.data
                 if pg.shape != data.shape or pg.dtype != data.dtype:
                     pg = sum_to(pg, parent)
+                elif record and pg is g and parent._retain:
+                    # A rule passed its incoming gradient through (add, sub...): the
+                    # array may be stored in another .grad too, so this one gets a copy.
+                    pg = pg.copy()
             acc = parent._g
             parent._g = pg if acc is None else acc + pg
             left = parent._n - 1

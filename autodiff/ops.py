@@ -13,7 +13,9 @@ for a plain `backward()` (no graph, no overhead) and on the nodes themselves whe
 `create_graph=True`, so the same rule yields differentiable gradients to any order.
 
 Gradients may come back with a broadcast shape; the engine reduces them to each
-input's shape in one place (`sum_to`), so no rule here handles broadcasting.
+input's shape in one place (`sum_to`), so no rule here handles broadcasting. A rule may
+return its incoming `g` itself (the engine copies it before a `.grad` keeps it), a view
+of it, or new arrays, but never one new array for two inputs.
 """
 
 from __future__ import annotations

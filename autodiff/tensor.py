@@ -291,7 +291,10 @@ class Tensor(Node):
     # -- graph -----------------------------------------------------------------------
     def _store_grad(self, g) -> None:
         if self.grad is None:
-            self.grad = np.array(g, dtype=self.data.dtype)
+            # The engine hands over arrays nobody else holds (it copies passed-through
+            # gradients); a view or a read-only broadcast is copied here.
+            owned = type(g) is _ndarray and g.base is None and g.flags.writeable
+            self.grad = g if owned else np.array(g, dtype=self.data.dtype)
         else:
             self.grad += g
 
@@ -341,7 +344,7 @@ class Tensor(Node):
             if seed.shape != self.shape:
                 raise ShapeError(f"backward: grad has shape {seed.shape} but the tensor has "
                                  f"shape {self.shape}")
-            seed = seed.astype(self.data.dtype, copy=False)
+            seed = np.array(seed, dtype=self.data.dtype)  # ours: .grad may keep it
         run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
 
     # -- arithmetic ------------------------------------------------------------------

@@ -408,10 +408,26 @@ class FloorMLP:
 
 
 class OursMLP:
+    """The library as a user writes it: nn.Linear / nn.ReLU layers, nn.CrossEntropyLoss."""
+
     def __init__(self, params, x, Y):
-        self.params = [Tensor(p.copy(), requires_grad=True) for p in params]
-        self.x, self.Y = Tensor(x), Tensor(Y)
-        self.inv_n = 1.0 / x.shape[0]
+        import nn
+
+        dtype = params[0].dtype
+        sizes = [params[0].shape[1]] + [w.shape[0] for w in params[0::2]]
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1], dtype=dtype))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.model = nn.Sequential(*layers)
+        linears = [m for m in layers if isinstance(m, nn.Linear)]
+        for lin, w, b in zip(linears, params[0::2], params[1::2]):
+            lin.weight.data[...] = w
+            lin.bias.data[...] = b
+        self.params = list(self.model.parameters())
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.x, self.labels = Tensor(x), Y.argmax(axis=1)
 
     def zero_grad(self):
         for p in self.params:
@@ -419,11 +435,7 @@ class OursMLP:
 
     def step(self):
         self.zero_grad()
-        W1, b1, W2, b2, W3, b3 = self.params
-        h1 = (self.x @ W1.T + b1).relu()
-        h2 = (h1 @ W2.T + b2).relu()
-        logits = h2 @ W3.T + b3
-        loss = -(logits.log_softmax(axis=1) * self.Y).sum() * self.inv_n
+        loss = self.loss_fn(self.model(self.x), self.labels)
         loss.backward()
         for p in self.params:
             p.data -= LR * p.grad

@@ -563,3 +563,33 @@ def test_grad_leaves_unrelated_branches_intact():
     eb.sum().backward()
     np.testing.assert_allclose(b.grad, np.exp([2.0]))
     assert a.grad is None
+
+
+def test_stored_grads_never_alias_each_other_or_the_seed():
+    # add passes its gradient through unchanged: the same array reaches both leaves and
+    # the retained intermediate. Each .grad must still be its own array, because the
+    # next backward accumulates into it in place (and users may edit it).
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    y = a + b
+    y.retain_grad()
+    z = y + 0.0
+    seed = np.ones(2)
+    z.backward(seed)
+    arrays = [a.grad, b.grad, y.grad, seed]
+    for i, first in enumerate(arrays):
+        for second in arrays[i + 1:]:
+            assert not np.shares_memory(first, second)
+    a.grad *= 10.0
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+    (a + b).sum().backward()
+    np.testing.assert_array_equal(a.grad, [11.0, 11.0])
+    np.testing.assert_array_equal(b.grad, [2.0, 2.0])
+    np.testing.assert_array_equal(seed, [1.0, 1.0])
+
+
+def test_a_leaf_root_does_not_keep_the_callers_seed():
+    x = leaf([1.0, 2.0])
+    seed = np.array([0.5, 0.25])
+    x.backward(seed)
+    seed[:] = 0.0
+    np.testing.assert_array_equal(x.grad, [0.5, 0.25])
