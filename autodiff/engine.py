@@ -6,14 +6,16 @@ primitive `_op` that made it (None for a leaf), the `_saved` operands that op's 
 reads, and the op's keyword options `_kw`. Backpropagation here never looks at what
 kind of node it has beyond that, so the scalar and the tensor types share one loop.
 
-The traversal is iterative (Kahn's algorithm from the roots), so graph depth is
+The traversal is iterative (a heap ordered by creation number), so graph depth is
 limited only by memory, never by Python's recursion limit.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
+from heapq import heappop, heappush
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -75,7 +77,8 @@ class Node:
     """Base of `Value` and `Tensor`: the fields the engine reads, nothing more."""
 
     __slots__ = ()
-    # subclasses declare: data, requires_grad, _parents, _op, _saved, _kw
+    # subclasses declare: data, requires_grad, _parents, _op, _saved, _kw, and the
+    # engine's bookkeeping _g (pending gradient) and _seq (creation number)
 
     # subclasses also provide `_retain` (whether `.grad` keeps this node's gradient) and:
     def _store_grad(self, g) -> None:  # pragma: no cover - overridden
@@ -101,24 +104,30 @@ def _released_error(node: Node) -> ReleasedGraphError:
 
 _backward_lock = threading.Lock()
 
+# Every node takes the next number of this counter when it is created. A node is always
+# created after its inputs, so decreasing creation number is a topological order.
+creation_counter = itertools.count()
+
 
 def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False,
                  capture: dict | None = None, sum_to=None) -> None:
     """Apply the chain rule from `roots` (seeded with `seeds`) in reverse topological order.
 
-    Every node's total gradient is the sum over its consumers of their vjp outputs; a
-    node is processed once all its consumers have been (Kahn's algorithm). Without
-    `capture`, totals go to `.grad` of the nodes whose `_retain` is true (Tensor leaves
-    and retain_grad() intermediates; every Value). With `capture` (a dict node -> None),
-    totals for those nodes are written into it instead and `.grad` is left alone.
+    A node's total gradient is the sum over its consumers of their vjp outputs. Pending
+    nodes wait in a heap keyed by creation number, newest first: every consumer of a
+    node was created after it, so when a node leaves the heap its total is complete. This
+    needs no separate pass to count consumers, and no recursion at any depth.
+
+    Without `capture`, totals go to `.grad` of the nodes whose `_retain` is true (Tensor
+    leaves and retain_grad() intermediates; every Value). With `capture` (a dict
+    node -> None), totals for those nodes are written into it and `.grad` is left alone.
 
     `sum_to(g, node)` reduces a broadcast gradient to the node's shape and dtype (one
-    place for the whole library); it is None for scalar graphs. With `create_graph` the vjps run
-    on the nodes themselves, so the gradients they return are graph nodes too.
+    place for the whole library); it is None for scalar graphs. With `create_graph` the
+    vjps run on the nodes themselves, so the gradients they return are graph nodes too.
 
-    The pending gradient and the count of unprocessed consumers live in two slots of each
-    node (`_g`, `_n`) rather than in dicts: that halves the cost per node. Outside this
-    function they are always None and 0; a lock keeps concurrent backwards apart.
+    The pending gradient lives in a slot of each node (`_g`, None outside this function)
+    rather than in a dict; a lock keeps concurrent backwards apart.
     """
     # Our graphs hold no reference cycles, so the cyclic collector has nothing to find
     # here; on large scalar graphs its passes would otherwise dominate backward.
@@ -126,13 +135,13 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
         # grad(): go only through nodes from which a requested input can be reached, so
         # the graph below the inputs, and branches that lead to none, stay untouched.
         needed = None if capture is None else _leading_to(roots, capture)
-        visited = _count_consumers(roots, needed)
+        heap = []
         try:
-            _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to, needed)
+            _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
+                       needed)
         except BaseException:
-            for node in visited:
+            for _, node in heap:
                 node._g = None
-                node._n = 0
             raise
 
 
@@ -157,44 +166,26 @@ def _leading_to(roots, targets) -> set:
     return needed
 
 
-def _count_consumers(roots, needed: set | None) -> list:
-    """Set `_n` of every node reachable from `roots` (through nodes that require grad,
-    and are in `needed` when given) to its number of consumers in that subgraph; return
-    the nodes reached."""
-    stack = [r for r in dict.fromkeys(roots) if needed is None or id(r) in needed]
-    visited = list(stack)
-    several = len(stack) > 1
-    root_ids = {id(root) for root in stack}
-    while stack:
-        node = stack.pop()
-        for parent in node._parents:
-            if parent.requires_grad and (needed is None or id(parent) in needed):
-                # A parent seen for the first time has no consumers counted yet (a root
-                # reached from another root was already traversed from the start).
-                if not parent._n and not (several and id(parent) in root_ids):
-                    stack.append(parent)
-                    visited.append(parent)
-                parent._n += 1
-    return visited
-
-
-def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to, needed) -> None:
-    if needed is not None:
-        kept = [(r, s) for r, s in zip(roots, seeds) if id(r) in needed]
-        roots, seeds = [r for r, _ in kept], [s for _, s in kept]
+def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
+               needed) -> None:
     for root, seed in zip(roots, seeds):
-        root._g = seed if root._g is None else root._g + seed
-    ready = [root for root in dict.fromkeys(roots) if not root._n]
+        if needed is not None and id(root) not in needed:
+            continue
+        if root._g is None:
+            root._g = seed
+            heappush(heap, (-root._seq, root))
+        else:
+            root._g = root._g + seed
     record = capture is None
-    pop, push = ready.pop, ready.append
+    aliased = set()
 
-    while ready:
-        node = pop()
+    while heap:
+        node = heappop(heap)[1]
         g = node._g
         node._g = None
         if record:
             if node._retain:
-                node._store_grad(g)
+                node._store_grad(g.copy() if aliased and id(g) in aliased else g)
         elif node in capture:
             capture[node] = g
         op = node._op
@@ -221,11 +212,12 @@ def _propagate(roots, seeds, retain_graph, create_graph, capture, sum_to, needed
                     pg = sum_to(pg, parent)
                 elif record and pg is g and parent._retain:
                     # A rule passed its incoming gradient through (add, sub...): the
-                    # array may be stored in another .grad too, so this one gets a copy.
-                    pg = pg.copy()
+                    # array may end up in another .grad too, so if it is stored as it
+                    # is (no other contribution is added to it), store a copy.
+                    aliased.add(id(pg))
             acc = parent._g
-            parent._g = pg if acc is None else acc + pg
-            left = parent._n - 1
-            parent._n = left
-            if not left:
-                push(parent)
+            if acc is None:
+                parent._g = pg
+                heappush(heap, (-parent._seq, parent))
+            else:
+                parent._g = acc + pg

@@ -12,12 +12,13 @@ from typing import Sequence
 import numpy as np
 
 from . import ops
-from .engine import Node, _mode, run_backward
+from .engine import Node, _mode, creation_counter, run_backward
 from .errors import ShapeError
 from .ops import OPS
 
 _ndarray = np.ndarray
 _new = object.__new__
+_next_seq = creation_counter.__next__
 
 ADD, SUB, MUL, DIV, POW, MATMUL = (OPS[n] for n in ("add", "sub", "mul", "div", "pow", "matmul"))
 POW_CONST, NEG = OPS["pow_const"], OPS["neg"]
@@ -57,7 +58,7 @@ def _wrap(arr) -> "Tensor":
     t._retain = True
     t.label = None
     t._g = None
-    t._n = 0
+    t._seq = _next_seq()
     return t
 
 
@@ -74,7 +75,7 @@ def _record(out, parents, op, saved, kw) -> "Tensor":
     t._retain = False
     t.label = None
     t._g = None
-    t._n = 0
+    t._seq = _next_seq()
     return t
 
 
@@ -201,7 +202,7 @@ class Tensor(Node):
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_saved", "_kw",
-                 "_retain", "label", "_g", "_n", "__weakref__")
+                 "_retain", "label", "_g", "_seq", "__weakref__")
     # `ndarray <op> Tensor` must defer to Tensor's reflected operator.
     __array_ufunc__ = None
 
@@ -219,7 +220,7 @@ class Tensor(Node):
         self._retain = True  # a leaf keeps its gradient in .grad
         self.label = label
         self._g = None
-        self._n = 0
+        self._seq = _next_seq()
 
     # -- attributes ------------------------------------------------------------------
     @property

@@ -11,10 +11,11 @@ import math
 import numbers
 from typing import Sequence
 
-from .engine import Node, _mode, run_backward
+from .engine import Node, _mode, creation_counter, run_backward
 from .ops import OPS
 
 _new = object.__new__
+_next_seq = creation_counter.__next__
 ADD, SUB, MUL, DIV, POW, POW_CONST, NEG = (
     OPS[n] for n in ("add", "sub", "mul", "div", "pow", "pow_const", "neg"))
 ADD_CONST, MUL_CONST = OPS["add_const"], OPS["mul_const"]
@@ -39,7 +40,7 @@ def _leaf(data: float) -> "Value":
     v.grad = 0.0
     v.label = ""
     v._g = None
-    v._n = 0
+    v._seq = _next_seq()
     v._parents = ()
     v._op = v._saved = v._kw = None
     return v
@@ -51,7 +52,7 @@ def _node(data: float, parents: tuple, op, saved: tuple, kw=None) -> "Value":
     v.grad = 0.0
     v.label = ""
     v._g = None
-    v._n = 0
+    v._seq = _next_seq()
     if _mode.enabled:
         v._parents = parents
         v._op = op
@@ -73,7 +74,7 @@ class Value(Node):
     (1.0, 2.0)
     """
 
-    __slots__ = ("data", "grad", "_parents", "_op", "_saved", "_kw", "label", "_g", "_n",
+    __slots__ = ("data", "grad", "_parents", "_op", "_saved", "_kw", "label", "_g", "_seq",
                  "__weakref__")
     requires_grad = True  # every Value gets a gradient, as in micrograd
     _retain = True        # ... and keeps it in .grad, intermediates included
@@ -87,7 +88,7 @@ class Value(Node):
         self._kw = None
         self.label = label
         self._g = None
-        self._n = 0
+        self._seq = _next_seq()
 
     # -- micrograd compatibility -------------------------------------------------------
     @property
