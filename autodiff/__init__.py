@@ -1,6 +1,8 @@
 """autodiff: reverse-mode automatic differentiation on scalars (`Value`) and numpy arrays
 (`Tensor`), with one graph engine for both and pictures of the chain rule at work."""
 
+import importlib
+
 from .checking import gradcheck
 from .differentiate import grad
 from .engine import enable_grad, gc_paused, is_grad_enabled, no_grad
@@ -21,7 +23,8 @@ __all__ = [
 
 def __getattr__(name):
     # The renderer imports graphviz; keep it out of the engine's import path.
-    if name in ("draw_graph", "chain_rule", "viz"):
-        from . import viz
+    # (import_module, not `from . import viz`, which would call back into this hook.)
+    if name in ("draw_graph", "chain_rule", "backward_steps", "viz"):
+        viz = importlib.import_module(".viz", __name__)
         return viz if name == "viz" else getattr(viz, name)
     raise AttributeError(f"module 'autodiff' has no attribute {name!r}")
