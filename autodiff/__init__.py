@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
-    "ShapeError", "GradcheckError",
+    "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
 ]
 
 
