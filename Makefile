@@ -29,7 +29,7 @@ demo: venv graphviz
 	$(BIN)/python demo.py
 
 test: venv graphviz
-	$(BIN)/python -m pytest -q tests $(if $(NOTEBOOKS),--nbmake --nbmake-kernel=python3 $(NOTEBOOKS))
+	$(BIN)/python -m pytest -q --doctest-modules autodiff nn tests $(if $(NOTEBOOKS),--nbmake --nbmake-kernel=python3 $(NOTEBOOKS))
 
 bench: venv
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import autodiff
-import autodiff.viz as viz
+from autodiff.viz import _common as viz_internals
 from autodiff import Tensor, Value
 from autodiff.viz import DotNotFoundError, backward_steps, chain_rule, draw_graph
 
@@ -104,7 +104,7 @@ def lecture_scalars():
 def snapshot(root):
     """Everything about a graph that viz must not change."""
     state = []
-    for n in viz._topo([root]):
+    for n in viz_internals._topo([root]):
         grad = None if n.grad is None else np.array(n.grad, copy=True)
         saved = None if n._saved is None else tuple(id(s) for s in n._saved)
         state.append((id(n), np.array(n.data, copy=True), grad, saved, n._parents, n._op,
@@ -158,7 +158,7 @@ def test_value_graph_labels_values_grads_and_ops():
         assert op in before
     c.backward()
     after = draw_graph(c).source
-    assert f"grad {viz._num(a.grad)}" in after and f"grad {viz._num(b.grad)}" in after
+    assert f"grad {viz_internals._num(a.grad)}" in after and f"grad {viz_internals._num(b.grad)}" in after
     assert "grad 1</td>" in after  # the root's own gradient
 
 
@@ -186,7 +186,7 @@ def test_edge_labels_are_local_derivatives_before_and_after_backward():
         assert by_tail[node_id(src, "<b>a</b>")] == "-3"       # d(ab)/da = b
         assert by_tail[node_id(src, "<b>b</b>")] == "2"        # d(ab)/db = a
         local = 1 - math.tanh(-6.0) ** 2
-        assert by_tail[node_id(src, "<i>mul</i>")] == viz._num(local)
+        assert by_tail[node_id(src, "<i>mul</i>")] == viz_internals._num(local)
         if stage == "before":
             d.backward()
     assert c._saved is None  # really released, and still drawn with numbers
@@ -332,7 +332,7 @@ def test_drawing_keeps_the_forward_cache_of_fused_ops():
 
     net = nn.Sequential(nn.Linear(4, 3))
     loss = nn.CrossEntropyLoss()(net(Tensor(np.ones((2, 4)))), [0, 2])
-    (fused,) = [n for n in viz._topo([loss]) if n._op is not None and "cache" in (n._kw or {})]
+    (fused,) = [n for n in viz_internals._topo([loss]) if n._op is not None and "cache" in (n._kw or {})]
     cached = dict(fused._kw["cache"])
     assert cached  # the forward left something for its backward
     before = snapshot(loss)
@@ -458,7 +458,7 @@ def test_chain_rule_lecture_scalars():
     assert path.factors[2].value == pytest.approx(h[0] * (1 - h[0]) * a)
     text = str(cr)
     assert "d(Loss)/d(o) · d(o)/d(h1) · d(h1)/d(y1) · d(y1)/d(w12)" in text
-    assert f"= {viz._factor_num(d_o, 4)} · " in text
+    assert f"= {viz_internals._factor_num(d_o, 4)} · " in text
 
     loss.backward()
     for node in (s["a"], s["W1"][0][1], s["b2"], s["x"][0]):

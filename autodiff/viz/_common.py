@@ -1,0 +1,329 @@
+"""What the pictures and the explainer share: walking the graph, re-running an op's vjp
+on the side, naming nodes, and formatting numbers and arrays."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from ..engine import Node
+from ..tensor import Tensor, fit_array
+from ..value import Value
+
+
+# Ops whose Jacobian is diagonal when input and output have the same shape.
+_ELEMENTWISE = frozenset({
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "sqrt",
+    "abs", "tanh", "sigmoid", "relu", "clip", "pow_const", "where", "astype", "add_const",
+    "mul_const"})
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@",
+            "neg": "neg", "pow_const": "**", "add_const": "+", "mul_const": "*"}
+_COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum"})
+_VIEWS = ("both", "forward", "backward")
+
+_RED = "#d62728"
+_PARAM_FILL = "#dbeafe"
+_CONST_FILL = "#f3f4f6"
+_ROOT_FILL = "#dcfce7"
+_OP_FILL = "#eeeeee"
+_HIGHLIGHT = "#ff7f0e"
+
+
+# ---------------------------------------------------------------------------------------
+# Walking the graph, and derivatives computed on the side
+
+def _as_roots(root, where: str) -> tuple:
+    roots = tuple(root) if isinstance(root, (list, tuple)) else (root,)
+    if not roots:
+        raise ValueError(f"{where}: no node given")
+    for r in roots:
+        if not isinstance(r, Node):
+            raise TypeError(f"{where}: expected a Value or a Tensor, got {type(r).__name__}")
+    return roots
+
+
+def _topo(roots) -> list:
+    """Every node reachable from `roots`, inputs before the nodes computed from them
+    (iterative depth-first post-order, so depth is not limited by recursion)."""
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root._parents))]
+        while stack:
+            node, parents = stack[-1]
+            for p in parents:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    stack.append((p, iter(p._parents)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def _inputs(node) -> tuple:
+    """The operands the op's vjp reads: the saved ones, or the parents' data once a
+    backward() released them."""
+    return node._saved if node._saved is not None else tuple(p.data for p in node._parents)
+
+
+def _vjp(node, g) -> tuple:
+    """g times d(node)/d(input) for every input of `node`, each in its input's shape.
+
+    Runs the op's own vjp on plain numbers (never on graph nodes), so nothing is recorded
+    and no `.grad` changes.
+    """
+    op, kw = node._op, node._kw
+    if kw and "need" in kw:  # the engine may skip inputs that need no grad; we want all
+        kw = dict(kw, need=(True,) * len(node._parents))
+    if kw and "cache" in kw:  # a forward's cache is the real backward's to consume
+        kw = dict(kw, cache={})
+    inputs = _inputs(node)
+    with np.errstate(all="ignore"):
+        try:
+            grads = op.vjp(g, node.data, *inputs, **kw) if kw else op.vjp(g, node.data, *inputs)
+        except (ZeroDivisionError, OverflowError):
+            # A scalar rule divided by zero in Python floats; numpy floats give IEEE inf/nan.
+            f64 = np.float64
+            grads = op.vjp(f64(g), f64(node.data), *(f64(x) for x in inputs), **(kw or {}))
+    out = []
+    for parent, pg in zip(node._parents, grads):
+        if pg is None:
+            out.append(None)
+        elif isinstance(parent, Tensor):
+            out.append(fit_array(np.asarray(pg), parent))
+        else:
+            out.append(float(pg))
+    return tuple(out)
+
+
+def _seed(root, grad_output, where: str):
+    if isinstance(root, Value):
+        return 1.0 if grad_output is None else float(grad_output)
+    if grad_output is None:
+        if root.data.size != 1:
+            raise ValueError(f"{where}: the output has shape {root.shape}; pass grad_output= "
+                             "an array of that shape (it can be omitted only for one element)")
+        return np.ones_like(root.data)
+    g = np.asarray(grad_output.data if isinstance(grad_output, Tensor) else grad_output,
+                   dtype=root.data.dtype)
+    if g.shape != root.shape:
+        raise ValueError(f"{where}: grad_output has shape {g.shape} but the output has shape "
+                         f"{root.shape}")
+    return g
+
+
+def _replay(order, seeds: dict, wanted) -> Iterator[tuple]:
+    """Backpropagate on the side, in reverse topological order.
+
+    Yields (node, total gradient, sends) for every node reached, where sends lists
+    (input index, input, contribution, input's gradient before, after). The engine's loop
+    refuses a released graph and writes `.grad`; this one reads only forward data, so the
+    explainer also works after backward(), and it reports each step, which the engine
+    does not expose.
+    """
+    acc = dict(seeds)
+    for node in reversed(order):
+        g = acc.get(id(node))
+        if g is None:
+            continue
+        sends = []
+        if node._op is not None and any(wanted(p) for p in node._parents):
+            for i, (p, pg) in enumerate(zip(node._parents, _vjp(node, g))):
+                if pg is None or not wanted(p):
+                    continue
+                before = acc.get(id(p))
+                after = pg if before is None else before + pg
+                acc[id(p)] = after
+                sends.append((i, p, pg, before, after))
+        yield node, g, sends
+
+
+def _requires_grad(node) -> bool:
+    return node.requires_grad
+
+
+# ---------------------------------------------------------------------------------------
+# Names and number formatting
+
+def _param_names(spec) -> dict:
+    """id(node) -> name, from a module (its parameter names) or a mapping node -> name."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping) and all(isinstance(k, Node) for k in spec):
+        return {id(k): str(v) for k, v in spec.items()}
+    return _cluster_spec(spec)[1]
+
+
+def _names(order, given: dict) -> dict:
+    """id(node) -> (name, generated?): its label, else a given name, else the op's name
+    numbered in topological order ('mul', 'mul2', ...; 'leaf' for unlabeled leaves)."""
+    named, bases = {}, []
+    for node in order:
+        label = node.label or given.get(id(node))
+        if label:
+            named[id(node)] = (str(label), False)
+        else:
+            bases.append((node, "leaf" if node._op is None else node._op.name))
+    totals = Counter(base for _, base in bases)
+    seen = Counter()
+    for node, base in bases:
+        seen[base] += 1
+        named[id(node)] = (base if totals[base] == 1 else f"{base}{seen[base]}", True)
+    return named
+
+
+def _num(x, precision: int = 4) -> str:
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    text = f"{x:.{precision}g}"
+    return "0" if text == "-0" else text
+
+
+def _factor_num(x, precision: int) -> str:
+    text = _num(x, precision)
+    return f"({text})" if text.startswith("-") else text
+
+
+def _array_text(a: np.ndarray, precision: int, *, threshold: int = 12) -> str:
+    """A short preview of an array's values."""
+    a = np.asarray(a)
+    if a.ndim == 0 or a.size == 1:
+        return _num(a.reshape(()), precision) if a.dtype.kind in "biuf" else str(a)
+    return np.array2string(a, precision=precision, threshold=threshold, edgeitems=2,
+                           max_line_width=48, separator=" ",
+                           formatter={"float_kind": lambda v: _num(v, precision)})
+
+
+def _stats_text(a: np.ndarray, precision: int) -> str:
+    """min / mean / max / norm of the finite entries, and how many are not finite."""
+    a = np.asarray(a, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    parts = []
+    if finite.size:
+        parts.append(f"min {_num(finite.min(), precision)}  mean {_num(finite.mean(), precision)}"
+                     f"  max {_num(finite.max(), precision)}  "
+                     f"norm {_num(np.linalg.norm(finite), precision)}")
+    bad = a.size - finite.size
+    if bad:
+        parts.append(f"{int(np.isnan(a).sum())} nan, {int(np.isinf(a).sum())} inf")
+    return "; ".join(parts)
+
+
+def _finite(x) -> bool:
+    if x is None:
+        return True
+    if isinstance(x, float):
+        return math.isfinite(x)
+    a = np.asarray(x)
+    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+
+
+def _shape(node) -> tuple:
+    return () if isinstance(node, Value) else tuple(node.data.shape)
+
+
+def _kind(shape: tuple) -> str:
+    return {0: "scalar", 1: "vector", 2: "matrix"}.get(len(shape), f"{len(shape)}-d tensor")
+
+
+def _diagonal(node, parent) -> bool:
+    """Whether d(node)/d(parent) is diagonal: an elementwise op with equal shapes."""
+    return node._op.name in _ELEMENTWISE and _shape(node) == _shape(parent)
+
+
+def _short(v, limit: int = 18) -> str:
+    text = repr(v.tolist() if isinstance(v, np.ndarray) else v)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _op_text(node) -> str:
+    """An op node's caption: its symbol or name and its options."""
+    op, kw = node._op, dict(node._kw or {})
+    for hidden in ("need", "cond", "cache"):
+        kw.pop(hidden, None)
+    text = _SYMBOLS.get(op.name, op.name)
+    if "c" in kw and op.name.endswith("_const"):
+        return f"{text} {_num(kw['c'])}"
+    if op.name == "affine":
+        return f"b + Σ w·x (n={kw['n']})"
+    if op.name in ("sum", "mean", "max", "min", "logsumexp") and not kw.get("keepdims"):
+        kw.pop("keepdims", None)
+    if kw.get("axis", 0) is None:
+        kw.pop("axis")
+    if kw:
+        text += "(" + ", ".join(f"{k}={_short(v)}" for k, v in kw.items()) + ")"
+    return text
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _lines(text: str) -> str:
+    return "<br/>".join(_esc(line) for line in text.split("\n"))
+
+
+def _cluster_spec(clusters) -> tuple[list, dict]:
+    """Normalise `clusters` to [(name, [nodes])] and names of parameters (id -> name).
+
+    Accepted: a module with named_parameters() (one cluster per sub-module), a mapping
+    name -> nodes or module, or a sequence of (name, nodes or module) pairs.
+    """
+    if clusters is None:
+        return [], {}
+    groups: dict[str, list] = {}
+    names: dict[int, str] = {}
+
+    def join(prefix: str, name: str) -> str:
+        return f"{prefix}.{name}" if prefix else name
+
+    def param(prefix: str, group: str, name: str, p) -> None:
+        names[id(p)] = join(prefix, name)
+        groups.setdefault(group, []).append(p)
+
+    def add(prefix: str, item) -> None:
+        if isinstance(item, Node):
+            groups.setdefault(prefix, []).append(item)
+        elif hasattr(item, "named_parameters"):  # nn.Module: a cluster per sub-module
+            kinds = {}
+            if hasattr(item, "named_modules"):
+                kinds = {name: type(m).__name__ for name, m in item.named_modules()}
+            for name, p in item.named_parameters():
+                owner = name.rsplit(".", 1)[0] if "." in name else ""
+                kind = kinds.get(owner)
+                group = join(prefix, owner) or type(item).__name__
+                if owner and kind:
+                    group += f": {kind}"
+                param(prefix, group, name, p)
+        elif hasattr(item, "layers") or hasattr(item, "neurons"):  # scalar MLP / Layer
+            letter, subs = ("L", item.layers) if hasattr(item, "layers") else ("N", item.neurons)
+            for i, sub in enumerate(subs):
+                add(join(prefix, f"{letter}{i}"), sub)
+        elif hasattr(item, "w") and hasattr(item, "b"):  # a scalar Neuron
+            group = prefix or "neuron"
+            for i, w in enumerate(item.w):
+                param(prefix, group, f"w{i}", w)
+            param(prefix, group, "b", item.b)
+        elif hasattr(item, "parameters"):
+            groups.setdefault(prefix or type(item).__name__, []).extend(item.parameters())
+        else:
+            for x in item:
+                add(prefix, x)
+
+    if hasattr(clusters, "named_parameters") or hasattr(clusters, "parameters"):
+        add("", clusters)
+    else:
+        pairs = clusters.items() if isinstance(clusters, Mapping) else clusters
+        for name, item in pairs:
+            add(str(name), item)
+    return list(groups.items()), names
