@@ -47,32 +47,21 @@ def _as_data(data, dtype, where: str) -> np.ndarray:
 
 def _wrap(arr) -> "Tensor":
     """A constant (no grad) Tensor around an existing array, without copying."""
-    t = _new(Tensor)
-    t.data = arr if type(arr) is _ndarray else np.asarray(arr)
-    t.grad = None
-    t.requires_grad = False
-    t._parents = ()
-    t._op = None
-    t._saved = None
-    t._kw = None
-    t._retain = True
-    t.label = None
-    t._g = None
-    t._seq = _next_seq()
-    return t
+    return _record(arr, (), None, None, None, requires_grad=False)
 
 
-def _record(out, parents, op, saved, kw) -> "Tensor":
-    """The result of `op`: a graph node when recording and some input needs grad."""
+def _record(out, parents, op, saved, kw, requires_grad: bool = True) -> "Tensor":
+    """The result of `op`: a graph node when recording and some input needs grad.
+    (Skips __init__'s checks: this is every operation's path.)"""
     t = _new(Tensor)
     t.data = out if type(out) is _ndarray else np.asarray(out)
     t.grad = None
-    t.requires_grad = True
+    t.requires_grad = requires_grad
     t._parents = parents
     t._op = op
     t._saved = saved
     t._kw = kw
-    t._retain = False
+    t._retain = not requires_grad  # a leaf keeps .grad; an intermediate, on request
     t.label = None
     t._g = None
     t._seq = _next_seq()
