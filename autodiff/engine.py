@@ -89,6 +89,15 @@ class Node:
     def is_leaf(self) -> bool:
         return self._op is None
 
+    def __setstate__(self, state) -> None:
+        # A copy (copy.deepcopy, pickle) is a new node: it takes a new creation number,
+        # after those of its inputs (restored first), so the backward order stays right.
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
+        self._g = None
+        self._seq = next(creation_counter)
+
 
 class ReleasedGraphError(RuntimeError):
     """A second backward went through buffers freed by the first one."""
@@ -131,7 +140,7 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
     """
     # Our graphs hold no reference cycles, so the cyclic collector has nothing to find
     # here; on large scalar graphs its passes would otherwise dominate backward.
-    with gc_paused(), _backward_lock:
+    with _backward_lock, gc_paused():  # lock first: gc state changes are serialised
         # grad(): go only through nodes from which a requested input can be reached, so
         # the graph below the inputs, and branches that lead to none, stay untouched.
         needed = None if capture is None else _leading_to(roots, capture)
@@ -204,7 +213,9 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
         if not retain_graph:
             node._saved = None
         for parent, pg in zip(node._parents, grads):
-            if not parent.requires_grad or needed is not None and id(parent) not in needed:
+            # (pg is None: the input needed no gradient when the op was recorded)
+            if pg is None or not parent.requires_grad or (
+                    needed is not None and id(parent) not in needed):
                 continue
             if sum_to is not None:
                 data = parent.data

@@ -182,12 +182,15 @@ def scalar_div(a: float, b: float) -> float:
 
 
 def scalar_pow(a: float, b: float) -> float:
+    odd = float(b).is_integer() and b % 2 == 1
     try:
         result = a ** b
     except OverflowError:
-        return math.inf if a > 0 or float(b).is_integer() and b % 2 == 0 else -math.inf
-    except ZeroDivisionError:  # 0 ** negative
-        return math.inf
+        if a < 0 and not float(b).is_integer():
+            return math.nan
+        return -math.inf if a < 0 and odd else math.inf
+    except ZeroDivisionError:  # 0 ** negative: inf, keeping the sign of -0.0 for odd b
+        return math.copysign(math.inf, a) if odd else math.inf
     return math.nan if isinstance(result, complex) else result
 
 
@@ -523,10 +526,12 @@ def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
 def _weighted_nll_forward(x, coef, cache):
     log_p = _log_softmax_rows(x)
     cache["log_p"] = log_p  # the vjp's softmax is exp(log_p): no second pass over x
-    return np.asarray(-np.vdot(log_p, coef), dtype=x.dtype)
+    # Classes with zero weight take no part, even at log p = -inf (a masked logit),
+    # where -inf * 0 would make the whole loss nan.
+    return np.asarray(-np.vdot(np.where(coef != 0, log_p, 0), coef), dtype=x.dtype)
 
 
-@primitive("weighted_nll", "-sum(coef * log_softmax(x, axis=1)) for a constant coef; "
+@primitive("weighted_nll", "-sum(coef * log_softmax(x, axis=1)) over coef != 0, coef constant; "
            "d/dx = softmax(x) * rowsum(coef) - coef", _weighted_nll_forward)
 def WEIGHTED_NLL(g, out, x, coef, cache):
     log_p = None if isinstance(x, Node) else cache.pop("log_p", None)

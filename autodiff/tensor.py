@@ -26,6 +26,17 @@ ADD_CONST, MUL_CONST = OPS["add_const"], OPS["mul_const"]
 _python_number = (float, int)
 
 
+def _weak(c):
+    """A Python number as numpy will meet it (weakly typed); an int too large for a
+    float64 becomes +-inf, as IEEE arithmetic would give."""
+    if type(c) is int and not -2 ** 63 <= c < 2 ** 63:
+        try:
+            return float(c)
+        except OverflowError:
+            return np.inf if c > 0 else -np.inf
+    return c
+
+
 def _as_data(data, dtype, where: str) -> np.ndarray:
     """Convert user data to an ndarray: Python numbers and lists become float64, a float
     ndarray keeps its dtype, and anything non-numeric is refused."""
@@ -331,6 +342,8 @@ class Tensor(Node):
             seed = np.ones_like(self.data)
         else:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            if seed.dtype.kind not in "biuf":
+                raise TypeError(f"backward: grad must be numeric, got dtype {seed.dtype}")
             if seed.shape != self.shape:
                 raise ShapeError(f"backward: grad has shape {seed.shape} but the tensor has "
                                  f"shape {self.shape}")
@@ -342,21 +355,21 @@ class Tensor(Node):
     # constant leaf: one node per operation, as for Value.
     def __add__(self, other):
         if type(other) in _python_number:
-            return self._apply(ADD_CONST, c=other)
+            return self._apply(ADD_CONST, c=_weak(other))
         return binary(ADD, self, other)
 
     def __radd__(self, other): return self.__add__(other)
 
     def __sub__(self, other):
         if type(other) in _python_number:
-            return self._apply(ADD_CONST, c=-other)
+            return self._apply(ADD_CONST, c=_weak(-other))
         return binary(SUB, self, other)
 
     def __rsub__(self, other): return _reflected(SUB, self, other)
 
     def __mul__(self, other):
         if type(other) in _python_number:
-            return self._apply(MUL_CONST, c=other)
+            return self._apply(MUL_CONST, c=_weak(other))
         return binary(MUL, self, other)
 
     def __rmul__(self, other): return self.__mul__(other)
@@ -401,7 +414,7 @@ class Tensor(Node):
         """Limit values to [lo, hi]; the gradient passes where lo <= x <= hi."""
         if lo is None and hi is None:
             raise ValueError("clip: give at least one of lo and hi")
-        if lo is not None and hi is not None and lo > hi:
+        if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
             raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
         return self._apply(OPS["clip"], lo=lo, hi=hi)
 
@@ -464,6 +477,7 @@ class Tensor(Node):
         return self._apply(OPS["transpose"], axes=tuple(a % self.ndim for a in axes))
 
     def swapaxes(self, axis1: int, axis2: int) -> "Tensor":
+        _check_axes(self, (axis1, axis2), "swapaxes")
         perm = list(range(self.ndim))
         perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
         return self.transpose(perm)

@@ -27,7 +27,10 @@ def _number(x, where: str) -> float:
     if type(x) is float:
         return x
     if isinstance(x, numbers.Real):
-        return float(x)
+        try:
+            return float(x)
+        except OverflowError:  # an int beyond float range: IEEE says +-inf
+            return math.inf if x > 0 else -math.inf
     if isinstance(x, Node):
         raise TypeError(f"{where}: cannot combine a Value with a {type(x).__name__}")
     raise TypeError(f"{where}: expected a real number or a Value, got {type(x).__name__}")

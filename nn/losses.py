@@ -204,7 +204,12 @@ class CrossEntropyLoss(_Loss):
                 coef *= w[:, None]
                 total = w.sum()
         if self.reduction == "none":
-            return (x.log_softmax(axis=1) * -coef).sum(axis=1)
+            if t.shape == x.shape and t.dtype.kind == "f":
+                return (x.log_softmax(axis=1) * -coef).sum(axis=1)
+            # Pick each row's label rather than weigh every class: a masked logit (-inf)
+            # elsewhere in the row would otherwise turn 0 * -inf into nan.
+            picked = x.log_softmax(axis=1)[np.arange(n), y]
+            return -picked if self.weight is None else picked * -w.astype(x.dtype)
         if self.reduction == "mean":
             coef *= 1.0 / float(total)  # the mean's divisor folds into the weights
         return weighted_nll(x, coef)  # one fused node (see functional.py)

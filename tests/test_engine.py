@@ -593,3 +593,48 @@ def test_a_leaf_root_does_not_keep_the_callers_seed():
     x.backward(seed)
     seed[:] = 0.0
     np.testing.assert_array_equal(x.grad, [0.5, 0.25])
+
+
+def test_copies_take_a_new_place_in_the_backward_order():
+    # A deep copy or an unpickled node is created now: built on, it must still be
+    # processed after everything computed from it (and two copies must never tie).
+    import copy
+    import pickle
+
+    p = leaf([2.0, 3.0])
+    for clone in (copy.deepcopy(p), pickle.loads(pickle.dumps(p)), copy.copy(p)):
+        y = (clone * 2.0).sum() + (clone * 5.0).sum() + (p * 1.0).sum()
+        (g_clone, g_p) = grad(y, [clone, p])
+        np.testing.assert_array_equal(g_clone.data, [7.0, 7.0])
+        np.testing.assert_array_equal(g_p.data, [1.0, 1.0])
+    a = Value(1.5)
+    b = copy.deepcopy(a)
+    (a * b + b).backward()
+    assert (a.grad, b.grad) == (1.5, 2.5)
+
+
+def test_requires_grad_turned_on_after_recording_gets_no_gradient():
+    x, c = leaf([1.0, 2.0]), Tensor([3.0, 4.0])
+    y = (x * c).sum()
+    c.requires_grad_()
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 4.0])
+    assert c.grad is None
+
+
+def test_concurrent_backward_leaves_the_collector_as_it_was():
+    assert gc.isenabled()
+    barrier = threading.Barrier(4)
+
+    def work():
+        barrier.wait()
+        for _ in range(200):
+            x = leaf([1.0, 2.0])
+            (x * x).sum().backward()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gc.isenabled()

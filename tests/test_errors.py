@@ -262,3 +262,14 @@ def test_gradcheck_passes_and_rejects_bad_arguments():
         gradcheck(lambda a: a.sum(), [Tensor([1.0])])
     with pytest.raises(TypeError, match="gradcheck"):
         gradcheck(lambda a: 1.0, [Tensor([1.0], requires_grad=True)])
+
+
+def test_more_mistakes_name_the_operation():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(ShapeError, match=r"swapaxes: axis 5 is out of range .*\(2, 3\)"):
+        x.swapaxes(0, 5)
+    with pytest.raises(ValueError, match="clip: lo=.* is greater than hi="):
+        x.clip(np.ones(3), np.zeros(3))
+    with pytest.raises(TypeError, match="backward: grad must be numeric"):
+        (x * 2.0).backward(np.array([["a"] * 3] * 2))
+    assert np.isinf((Tensor([1.0]) * 10 ** 400).data).all()

@@ -228,3 +228,17 @@ def test_cross_entropy_weights_match_torch(rng):
     b.backward()
     np.testing.assert_allclose(a.item(), b.item(), rtol=1e-13)
     np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_ignores_masked_logits_of_other_classes():
+    # -inf logits (masked classes) that are not the label must not make the loss nan.
+    x = Tensor([[2.0, -np.inf, 0.5], [0.1, 0.2, -np.inf]], requires_grad=True)
+    y = [0, 1]
+    log_p0 = 2.0 - np.log(np.exp(2.0) + np.exp(0.5))
+    log_p1 = 0.2 - np.log(np.exp(0.1) + np.exp(0.2))
+    for reduction, want in [("mean", -(log_p0 + log_p1) / 2), ("sum", -(log_p0 + log_p1))]:
+        assert nn.CrossEntropyLoss(reduction=reduction)(x, y).item() == pytest.approx(want)
+    none = nn.CrossEntropyLoss(reduction="none")(x, y)
+    np.testing.assert_allclose(none.data, [-log_p0, -log_p1])
+    nn.CrossEntropyLoss()(x, y).backward()
+    assert np.isfinite(x.grad).all() and x.grad[0, 1] == 0.0 and x.grad[1, 2] == 0.0

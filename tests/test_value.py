@@ -388,3 +388,12 @@ def test_affine_is_one_node_with_the_composite_values_and_gradients():
     assert d_w0x0.data == pytest.approx(r_w0x0.data, rel=1e-12)
     with pytest.raises(ValueError, match="affine: 2 weights but 1 inputs"):
         affine(b, w, [1.0])
+
+
+def test_huge_ints_and_pow_edge_cases_follow_ieee():
+    assert Value(10 ** 400).data == math.inf and Value(-(10 ** 400)).data == -math.inf
+    assert (Value(1.0) * 10 ** 400).data == math.inf
+    assert math.isnan((Value(-1e200) ** 3.5).data)       # numpy: nan
+    assert (Value(-0.0) ** -1).data == -math.inf           # IEEE: -inf for odd exponents
+    assert (Value(0.0) ** -2).data == math.inf
+    assert (Value(-1e200) ** 3).data == -math.inf
