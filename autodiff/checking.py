@@ -23,7 +23,8 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
     fn may return a tensor of any shape: both sides are compared along a random
     direction v of the output, i.e. v . J against (f(x + eps e) - f(x - eps e)) . v / 2eps
     for every element e of every input. Returns True, or raises GradcheckError naming
-    the input, the index and both values of the worst mismatch.
+    the input, the index and both values of the worst mismatch. float32 (or float16)
+    inputs are checked through float64 copies.
 
     >>> gradcheck(lambda x: (x * x).tanh(), [Tensor([0.3, -1.2], requires_grad=True)])
     True
@@ -31,6 +32,11 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
     inputs = list(inputs)
     if not inputs or not all(isinstance(x, (Tensor, Value)) for x in inputs):
         raise TypeError("gradcheck: inputs must be a non-empty sequence of Tensors or Values")
+    # Central differences with a small eps need float64: lower-precision inputs are
+    # checked through float64 copies (the same math, without float32's rounding noise).
+    inputs = [Tensor(x.data.astype(np.float64), requires_grad=x.requires_grad, label=x.label)
+              if isinstance(x, Tensor) and x.dtype.kind == "f" and x.dtype.itemsize < 8
+              else x for x in inputs]
     wanted = [i for i, x in enumerate(inputs) if x.requires_grad]
     if not wanted:
         raise ValueError("gradcheck: no input requires grad")

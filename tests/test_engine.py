@@ -638,3 +638,11 @@ def test_concurrent_backward_leaves_the_collector_as_it_was():
     for t in threads:
         t.join()
     assert gc.isenabled()
+
+
+def test_gradcheck_checks_float32_inputs_in_float64():
+    from autodiff import gradcheck
+
+    x = Tensor(np.array([0.3, -1.2, 2.0], dtype=np.float32), requires_grad=True)
+    assert gradcheck(lambda t: (t * t).tanh() * 3.0, [x])
+    assert x.dtype == np.float32 and x.grad is None

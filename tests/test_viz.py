@@ -449,7 +449,7 @@ def test_chain_rule_lecture_scalars():
     assert cr.total == pytest.approx(total, rel=1e-12)
     assert sum(p.value for p in cr.paths) == pytest.approx(total, rel=1e-12)
     assert cr.agrees is False  # .grad is still 0.0
-    assert "has backward() run?" in str(cr)
+    assert "a.grad is 0: run backward() first to compare it with the total" in str(cr)
 
     cr = chain_rule(loss, s["W1"][0][1])  # w12: y1 = w11 x1 + w12 x2 + b11
     (path,) = cr.paths

@@ -120,8 +120,9 @@ class ChainRule:
             return f"({wrt}.grad is not set: nothing to compare with)"
         if self.agrees:
             return f"{wrt}.grad agrees with the total ✓"
-        note = (" (0: has backward() run?)" if not np.any(self.grad) else
-                " (gradients accumulate over backward passes until reset)")
+        if not np.any(self.grad):  # a Value's .grad is 0.0 until a backward() fills it
+            return f"({wrt}.grad is 0: run backward() first to compare it with the total)"
+        note = " (gradients accumulate over backward passes until reset)"
         return (f"{wrt}.grad = " + _indent(self._value(self.grad), len(wrt) + 8)
                 + f" differs from the total ✗{note}")
 
