@@ -368,13 +368,14 @@ def CLIP(g, out, x, lo, hi):
 # leaf node: the graph gets one node per operation instead of two, and backward has
 # no constant leaves to visit. (x - c is x + (-c), exact in IEEE arithmetic.)
 
+# Their vjps read no input (a Value saves none; x is accepted but unused).
 @primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add)
-def ADD_CONST(g, out, x, c):
+def ADD_CONST(g, out, *x, c):
     return (g,)
 
 
 @primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul)
-def MUL_CONST(g, out, x, c):
+def MUL_CONST(g, out, *x, c):
     return (g * c,)
 
 
