@@ -113,6 +113,11 @@ def scatter(g, index, shape):
     return _scatter_forward(g, index=index, shape=shape)
 
 
+def floor_at(x, lo):
+    """max(x, lo), elementwise; on nodes, the gradient passes where x >= lo."""
+    return x.clip(lo=lo) if isinstance(x, Node) else np.maximum(x, lo)
+
+
 def like(mask, x):
     """A boolean or integer mask as numbers of x's dtype, so a float32 rule stays float32."""
     r = raw(x)
@@ -544,6 +549,28 @@ def WEIGHTED_NLL(g, out, x, coef, cache):
     p -= coef
     p *= g
     return (p,)
+
+
+def _bce_forward(p, y):
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p), -100)
+        log_q = np.maximum(np.log1p(-p), -100)
+    return -(y * log_p + (1 - y) * log_q)
+
+
+# Fused because composing it from clip and log loses the gradient: at p = 0 or 1 (a
+# saturated sigmoid) the clip that keeps the loss finite would pass no gradient at
+# all, exactly where the prediction is worst. PyTorch's rule instead bounds the
+# denominator, as here.
+@primitive("binary_cross_entropy", "-(y log p + (1-y) log(1-p)), each log clamped at -100; "
+           "d/dp = (p - y) / max(p (1 - p), 1e-12), d/dy = log(1-p) - log(p)", _bce_forward)
+def BINARY_CROSS_ENTROPY(g, out, p, y, need=(True, True)):
+    gp = g * (p - y) / floor_at(p * (1 - p), 1e-12) if need[0] else None
+    gy = None
+    if need[1]:
+        with np.errstate(divide="ignore"):
+            gy = g * (floor_at(log(1 - p), -100) - floor_at(log(p), -100))
+    return gp, gy
 
 
 # ---------------------------------------------------------------------------

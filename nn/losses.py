@@ -12,20 +12,19 @@ engine's op table.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 import autodiff
-from autodiff import Tensor
+from autodiff import OPS, Tensor
 from autodiff.errors import ShapeError
+from autodiff.tensor import binary
 
 from .functional import weighted_nll
 from .layers import as_tensor
 from .module import Module
 
 _REDUCTIONS = ("mean", "sum", "none")
-_LOG_FLOOR = math.exp(-100.0)  # BCELoss clamps log(p) to >= -100, as PyTorch does
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -89,7 +88,8 @@ class MSELoss(_Loss):
 
 class BCELoss(_Loss):
     """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]; each log is clamped
-    to >= -100 (by flooring its argument at e^-100), so p = 0 or 1 gives a finite loss.
+    to >= -100, so p = 0 or 1 gives a finite loss, and the gradient there is PyTorch's,
+    (p - y) / max(p (1 - p), 1e-12).
 
     >>> round(BCELoss()(Tensor([0.5]), [1.0]).item(), 6)
     0.693147
@@ -103,9 +103,9 @@ class BCELoss(_Loss):
                              f"in [{np.nanmin(p.data):g}, {np.nanmax(p.data):g}]"
                              f"{' and NaN' if np.isnan(p.data).any() else ''}; "
                              "use BCEWithLogitsLoss for raw scores")
-        log_p = p.clip(lo=_LOG_FLOOR).log()
-        log_q = (1 - p).clip(lo=_LOG_FLOOR).log()
-        return _reduce(-(y * log_p + (1 - y) * log_q), self.reduction)
+        # One fused node (autodiff/ops.py): finite at p = 0 or 1 and, unlike a clip,
+        # still passing a gradient there.
+        return _reduce(binary(OPS["binary_cross_entropy"], p, y), self.reduction)
 
 
 def softplus(x: Tensor) -> Tensor:

@@ -208,6 +208,13 @@ def _cases() -> dict[str, list[Case]]:
                                                normal(1), normal(2, 1)),
         fused_affine, lambda b, w1, x1, w2, x2: b + w1 * x1 + w2 * x2)
 
+    def fused_bce(p, y):
+        return p._apply(OPS["binary_cross_entropy"], y)
+
+    add("binary_cross_entropy", "p,y (3,4)", ins(positive(3, 4, lo=0.1, hi=0.9),
+                                                 positive(3, 4, lo=0.0, hi=1.0)),
+        fused_bce, lambda p, y: T.nn.functional.binary_cross_entropy(p, y, reduction="none"))
+
     def fused_linear(x, w, *b):
         return x._apply(OPS["linear"], w, *b, need=(True, True) + (True,) * len(b))
 

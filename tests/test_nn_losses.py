@@ -242,3 +242,13 @@ def test_cross_entropy_ignores_masked_logits_of_other_classes():
     np.testing.assert_allclose(none.data, [-log_p0, -log_p1])
     nn.CrossEntropyLoss()(x, y).backward()
     assert np.isfinite(x.grad).all() and x.grad[0, 1] == 0.0 and x.grad[1, 2] == 0.0
+
+
+def test_bce_keeps_a_gradient_at_saturated_probabilities():
+    # p = 0 with y = 1 (and p = 1 with y = 0) is the worst prediction: the loss is the
+    # clamped 100 and the gradient must push hard (PyTorch: (p - y) / 1e-12), not vanish.
+    p = Tensor([0.0, 1.0, 0.25], requires_grad=True)
+    loss = nn.BCELoss(reduction="sum")(p, [1.0, 0.0, 1.0])
+    assert loss.item() == pytest.approx(200.0 - math.log(0.25))
+    loss.backward()
+    np.testing.assert_allclose(p.grad, [-1e12, 1e12, -1 / 0.25])
