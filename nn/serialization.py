@@ -149,7 +149,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def load(module: Module, path: str | os.PathLike) -> Module:
     """Fill the module's parameters from a safetensors file written by `save` (or any
-    safetensors file with the same names, shapes and dtypes). On any mismatch or damage it
+    safetensors file with the same names and shapes; floats of another width are converted
+    to the model's dtype). On any mismatch or damage it
     raises, naming the problem, and leaves the module unchanged."""
     _check_module(module, "nn.load")
     arrays = read_safetensors(path)
@@ -166,7 +167,9 @@ def load(module: Module, path: str | os.PathLike) -> Module:
         if arr.shape != p.shape:
             raise CheckpointError(f"nn.load: {name!r} has shape {arr.shape} in the file but "
                                   f"{p.shape} in the model")
-        if arr.dtype != p.dtype:
+        # A float of another width (a float32 checkpoint from PyTorch into a float64
+        # model, or little- vs big-endian) is converted, as load_state_dict does.
+        if arr.dtype.kind != p.dtype.kind:
             raise CheckpointError(f"nn.load: {name!r} has dtype {arr.dtype} in the file but "
                                   f"{p.dtype} in the model")
     module.load_state_dict(arrays)

@@ -38,9 +38,21 @@ def accuracy(output, labels, *, threshold: float = 0.0) -> float:
     y = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if out.ndim == 2 and out.shape[1] > 1:
         pred = out.argmax(axis=1)
+        if y.shape == out.shape:  # class probabilities (one-hot or soft) as targets
+            y = y.argmax(axis=1)
     else:
         pred = (out.reshape(len(out)) > threshold).astype(np.int64)
     return float(np.mean(pred == y.reshape(len(y))))
+
+
+def _batch_total(loss: Tensor, loss_fn, k: int) -> float:
+    """The summed loss of a batch of k samples, whatever the loss function's reduction."""
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction == "sum":
+        return float(loss.item())
+    if reduction == "none":
+        return float(np.sum(loss.data))
+    return float(loss.item()) * k
 
 
 def _threshold(loss_fn) -> float | None:
@@ -69,7 +81,7 @@ def evaluate(model, loss_fn, X, y, *, batch_size: int = 1024) -> tuple[float, fl
     with no_grad():
         for xb, yb in DataLoader(X, y, batch_size=batch_size):
             out = model(xb)
-            total += float(loss_fn(out, yb).item()) * len(yb)
+            total += _batch_total(loss_fn(out, yb), loss_fn, len(yb))
             if threshold is not None:
                 correct += accuracy(out, yb, threshold=threshold) * len(yb)
     return total / n, (None if threshold is None else correct / n)
@@ -85,6 +97,9 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
     environment; `progress=False` turns it off.
     """
     loader = DataLoader(X, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    if len(loader) == 0:
+        raise ValueError(f"fit: no batch to train on: {len(y)} samples with batch_size="
+                         f"{batch_size} and drop_last={drop_last}")
     threshold = _threshold(loss_fn)
     history = History()
     model.train()
@@ -98,7 +113,7 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
                 loss.backward()
                 optimizer.step()
                 k = len(yb)
-                total += loss.item() * k
+                total += _batch_total(loss, loss_fn, k)
                 seen += k
                 if threshold is not None:
                     correct += accuracy(out, yb, threshold=threshold) * k

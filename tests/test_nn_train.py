@@ -80,3 +80,33 @@ def test_digits_mlp_reaches_95_percent():
            epochs=20, batch_size=64, progress=False)
     _, test_accuracy = nn.evaluate(net, nn.CrossEntropyLoss(), Xte, yte)
     assert test_accuracy >= 0.95, test_accuracy
+
+
+def _tiny_problem():
+    X, y = nn.data.make_moons(10, seed=0)
+    return X, y, nn.Sequential(nn.Linear(2, 2))
+
+
+def test_fit_refuses_an_epoch_without_batches():
+    X, y, net = _tiny_problem()
+    with pytest.raises(ValueError, match="fit: no batch to train on: 10 samples"):
+        nn.fit(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1), X, y,
+               epochs=1, batch_size=32, drop_last=True, progress=False)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fit_and_evaluate_report_the_mean_loss_per_sample(reduction):
+    X, y, net = _tiny_problem()
+    loss_fn = nn.CrossEntropyLoss(reduction=reduction)
+    want = nn.CrossEntropyLoss()(net(X), y).item()
+    history = nn.fit(net, loss_fn, optim.SGD(net.parameters(), lr=0.0), X, y, epochs=1,
+                     batch_size=4, shuffle=False, progress=False)
+    assert history.loss[0] == pytest.approx(want)
+    assert nn.evaluate(net, loss_fn, X, y, batch_size=3)[0] == pytest.approx(want)
+
+
+def test_fit_accepts_class_probability_targets():
+    X, y, net = _tiny_problem()
+    history = nn.fit(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1), X,
+                     np.eye(2)[y], epochs=2, batch_size=4, progress=False)
+    assert len(history.accuracy) == 2 and 0.0 <= history.accuracy[-1] <= 1.0

@@ -586,3 +586,10 @@ def test_clusters_from_nn_modules():
     assert src.count("subgraph cluster_") == 4   # one box per neuron
     assert 'label="L0.N2"' in src and "<b>L1.N0.w2</b>" in src and "<b>L0.N0.b</b>" in src
     assert "b + Σ w·x (n=2)" in src
+
+
+def test_a_bad_cluster_spec_is_named_not_recursed_into():
+    x = Value(1.0, label="x")
+    y = x * 2.0
+    with pytest.raises(TypeError, match="clusters: 'sub' .* is not a node, a module"):
+        draw_graph(y, clusters={"rest": [("sub", x)]})

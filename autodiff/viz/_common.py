@@ -316,6 +316,9 @@ def _cluster_spec(clusters) -> tuple[list, dict]:
             param(prefix, group, "b", item.b)
         elif hasattr(item, "parameters"):
             groups.setdefault(prefix or type(item).__name__, []).extend(item.parameters())
+        elif isinstance(item, (str, bytes)) or not hasattr(item, "__iter__"):
+            raise TypeError(f"draw_graph: clusters: {item!r} (in {prefix or 'the spec'!r}) is "
+                            "not a node, a module or a sequence of them")
         else:
             for x in item:
                 add(prefix, x)
