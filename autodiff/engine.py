@@ -113,9 +113,10 @@ def _released_error(node: Node) -> ReleasedGraphError:
 
 _backward_lock = threading.Lock()
 
-# Every node takes the next number of this counter when it is created. A node is always
-# created after its inputs, so decreasing creation number is a topological order.
-creation_counter = itertools.count()
+# Every node takes the next number of this counter when it is created. The numbers
+# decrease, and a node is always created after its inputs, so increasing creation number
+# (the order a min-heap pops them in) is a reverse topological order: newest first.
+creation_counter = itertools.count(0, -1)
 
 
 def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False,
@@ -182,11 +183,11 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
             continue
         if root._g is None:
             root._g = seed
-            heappush(heap, (-root._seq, root))
+            heappush(heap, (root._seq, root))
         else:
             root._g = root._g + seed
     record = capture is None
-    aliased = set()
+    aliased = set()  # ids of gradients a rule passed through, stored as they are
 
     while heap:
         node = heappop(heap)[1]
@@ -219,16 +220,17 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
                 continue
             if sum_to is not None:
                 data = parent.data
-                if pg.shape != data.shape or pg.dtype != data.dtype:
+                dtype = pg.dtype  # (builtin dtypes are singletons: `is` settles most)
+                if pg.shape != data.shape or dtype is not data.dtype and dtype != data.dtype:
                     pg = sum_to(pg, parent)
-                elif record and pg is g and parent._retain:
+            acc = parent._g
+            if acc is None:
+                parent._g = pg
+                heappush(heap, (parent._seq, parent))
+                if pg is g and record and sum_to is not None and parent._retain:
                     # A rule passed its incoming gradient through (add, sub...): the
                     # array may end up in another .grad too, so if it is stored as it
                     # is (no other contribution is added to it), store a copy.
                     aliased.add(id(pg))
-            acc = parent._g
-            if acc is None:
-                parent._g = pg
-                heappush(heap, (-parent._seq, parent))
             else:
                 parent._g = acc + pg

@@ -31,14 +31,17 @@ from .engine import Node
 class Op:
     """One primitive: name, the math it implements, forward and vjp."""
 
-    __slots__ = ("name", "math", "forward", "scalar", "vjp")
+    __slots__ = ("name", "math", "forward", "scalar", "vjp", "reads_inputs")
 
-    def __init__(self, name, math, forward, vjp, scalar=None):
+    def __init__(self, name, math, forward, vjp, scalar=None, reads_inputs=True):
         self.name = name
         self.math = math
         self.forward = forward
         self.vjp = vjp
         self.scalar = scalar
+        # False: the vjp never reads the input values, so a node saves none of them
+        # (its buffers are then just `out`, and memory is freed earlier)
+        self.reads_inputs = reads_inputs
 
     def __repr__(self) -> str:
         return f"Op({self.name!r}: {self.math})"
@@ -47,11 +50,11 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
-def primitive(name: str, math: str, forward, scalar=None):
+def primitive(name: str, math: str, forward, scalar=None, reads_inputs=True):
     """Register the decorated vjp together with its forward under `name`."""
 
     def register(vjp) -> Op:
-        op = Op(name, math, forward, vjp, scalar)
+        op = Op(name, math, forward, vjp, scalar, reads_inputs)
         OPS[name] = op
         return op
 
@@ -232,13 +235,14 @@ def _power_forward(a, b):
 # Elementwise binary ops. `need` says which inputs want a gradient; a rule may skip
 # the work for the others (and return None there).
 
-@primitive("add", "a + b; d/da = 1, d/db = 1", np.add, operator.add)
-def ADD(g, out, a, b, need=(True, True)):
+# (add and sub read no input: nodes save none, and the vjp accepts and ignores them.)
+@primitive("add", "a + b; d/da = 1, d/db = 1", np.add, operator.add, reads_inputs=False)
+def ADD(g, out, *ab, need=(True, True)):
     return g, g
 
 
-@primitive("sub", "a - b; d/da = 1, d/db = -1", np.subtract, operator.sub)
-def SUB(g, out, a, b, need=(True, True)):
+@primitive("sub", "a - b; d/da = 1, d/db = -1", np.subtract, operator.sub, reads_inputs=False)
+def SUB(g, out, *ab, need=(True, True)):
     return g, (-g if need[1] else None)
 
 
@@ -315,8 +319,8 @@ def MATMUL(g, out, a, b, need=(True, True)):
 # ---------------------------------------------------------------------------
 # Elementwise unary ops.
 
-@primitive("neg", "-x; d/dx = -1", np.negative, operator.neg)
-def NEG(g, out, x):
+@primitive("neg", "-x; d/dx = -1", np.negative, operator.neg, reads_inputs=False)
+def NEG(g, out, *x):
     return (-g,)
 
 
@@ -374,12 +378,14 @@ def CLIP(g, out, x, lo, hi):
 # no constant leaves to visit. (x - c is x + (-c), exact in IEEE arithmetic.)
 
 # Their vjps read no input (a Value saves none; x is accepted but unused).
-@primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add)
+@primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add,
+           reads_inputs=False)
 def ADD_CONST(g, out, *x, c):
     return (g,)
 
 
-@primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul)
+@primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul,
+           reads_inputs=False)
 def MUL_CONST(g, out, *x, c):
     return (g * c,)
 

@@ -132,25 +132,38 @@ def apply(op, inputs: tuple, kw: dict | None = None) -> "Tensor":
     if _mode.enabled:
         for t in inputs:
             if t.requires_grad:
-                return _record(out, inputs, op, arrays, kw or None)
+                return _record(out, inputs, op, arrays if op.reads_inputs else (), kw or None)
     return _wrap(out)
+
+
+# The options of a binary node with one constant operand: which input needs a gradient.
+_NEED = {(True, False): {"need": (True, False)}, (False, True): {"need": (False, True)}}
 
 
 def binary(op, a: "Tensor", b) -> "Tensor":
-    """The fast path of every arithmetic operator."""
+    """The fast path of every arithmetic operator (`_record`, inlined: this is the
+    innermost loop of most programs)."""
     if type(b) is not Tensor:
         b = _constant(b, a, op.name)
+    ad, bd = a.data, b.data
     try:
-        out = op.forward(a.data, b.data)
+        out = op.forward(ad, bd)
     except (ValueError, TypeError) as err:
         raise _op_error(op, (a, b), None, err) from None
-    if _mode.enabled:
-        ra, rb = a.requires_grad, b.requires_grad
-        if ra and rb:
-            return _record(out, (a, b), op, (a.data, b.data), None)
-        if ra or rb:
-            return _record(out, (a, b), op, (a.data, b.data), {"need": (ra, rb)})
-    return _wrap(out)
+    ra, rb = a.requires_grad, b.requires_grad
+    if not (ra or rb) or not _mode.enabled:
+        return _wrap(out)
+    t = _new(Tensor)
+    t.data = out if type(out) is _ndarray else np.asarray(out)
+    t.grad = t.label = t._g = None
+    t.requires_grad = True
+    t._retain = False
+    t._parents = (a, b)
+    t._op = op
+    t._saved = (ad, bd) if op.reads_inputs else ()
+    t._kw = None if ra and rb else _NEED[ra, rb]
+    t._seq = _next_seq()
+    return t
 
 
 def _reflected(op, a: "Tensor", b) -> "Tensor":
@@ -160,7 +173,7 @@ def _reflected(op, a: "Tensor", b) -> "Tensor":
 def _unary(op, x: "Tensor") -> "Tensor":
     out = op.forward(x.data)
     if x.requires_grad and _mode.enabled:
-        return _record(out, (x,), op, (x.data,), None)
+        return _record(out, (x,), op, (x.data,) if op.reads_inputs else (), None)
     return _wrap(out)
 
 
@@ -354,6 +367,8 @@ class Tensor(Node):
     # A Python number operand is an option of the node (add_const, mul_const), not a
     # constant leaf: one node per operation, as for Value.
     def __add__(self, other):
+        if type(other) is Tensor:
+            return binary(ADD, self, other)
         if type(other) in _python_number:
             return self._apply(ADD_CONST, c=_weak(other))
         return binary(ADD, self, other)
@@ -361,6 +376,8 @@ class Tensor(Node):
     def __radd__(self, other): return self.__add__(other)
 
     def __sub__(self, other):
+        if type(other) is Tensor:
+            return binary(SUB, self, other)
         if type(other) in _python_number:
             return self._apply(ADD_CONST, c=_weak(-other))
         return binary(SUB, self, other)
@@ -368,6 +385,8 @@ class Tensor(Node):
     def __rsub__(self, other): return _reflected(SUB, self, other)
 
     def __mul__(self, other):
+        if type(other) is Tensor:
+            return binary(MUL, self, other)
         if type(other) in _python_number:
             return self._apply(MUL_CONST, c=_weak(other))
         return binary(MUL, self, other)
