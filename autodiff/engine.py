@@ -140,19 +140,26 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
     rather than in a dict; a lock keeps concurrent backwards apart.
     """
     # Our graphs hold no reference cycles, so the cyclic collector has nothing to find
-    # here; on large scalar graphs its passes would otherwise dominate backward.
-    with _backward_lock, gc_paused():  # lock first: gc state changes are serialised
-        # grad(): go only through nodes from which a requested input can be reached, so
-        # the graph below the inputs, and branches that lead to none, stay untouched.
-        needed = None if capture is None else _leading_to(roots, capture)
-        heap = []
+    # here; on large scalar graphs its passes would otherwise dominate backward. (This is
+    # gc_paused() written out: it runs once per training step, and the lock comes first
+    # so that changes of the gc state are serialised.)
+    with _backward_lock:
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        heap, leaves = [], []
         try:
-            _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
-                       needed)
+            # grad(): go only through nodes from which a requested input can be reached,
+            # so the graph below the inputs, and branches that lead to none, stay untouched.
+            needed = None if capture is None else _leading_to(roots, capture)
+            _push_roots(heap, roots, seeds, needed)
+            _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed)
         except BaseException:
-            for _, node in heap:
+            for node in leaves + [node for _, node in heap]:
                 node._g = None
             raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
 
 def _leading_to(roots, targets) -> set:
@@ -176,8 +183,7 @@ def _leading_to(roots, targets) -> set:
     return needed
 
 
-def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
-               needed) -> None:
+def _push_roots(heap, roots, seeds, needed) -> None:
     for root, seed in zip(roots, seeds):
         if needed is not None and id(root) not in needed:
             continue
@@ -186,6 +192,9 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
             heappush(heap, (root._seq, root))
         else:
             root._g = root._g + seed
+
+
+def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed) -> None:
     record = capture is None
     aliased = set()  # ids of gradients a rule passed through, stored as they are
 
@@ -193,7 +202,7 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
         node = heappop(heap)[1]
         g = node._g
         node._g = None
-        if record:
+        if record:  # (as in the leaves' loop at the end)
             if node._retain:
                 node._store_grad(g.copy() if aliased and id(g) in aliased else g)
         elif node in capture:
@@ -226,7 +235,10 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
             acc = parent._g
             if acc is None:
                 parent._g = pg
-                heappush(heap, (parent._seq, parent))
+                if parent._op is None:  # a leaf: nothing to propagate, finished last
+                    leaves.append(parent)
+                else:
+                    heappush(heap, (parent._seq, parent))
                 if pg is g and record and sum_to is not None and parent._retain:
                     # A rule passed its incoming gradient through (add, sub...): the
                     # array may end up in another .grad too, so if it is stored as it
@@ -234,3 +246,12 @@ def _propagate(heap, roots, seeds, retain_graph, create_graph, capture, sum_to,
                     aliased.add(id(pg))
             else:
                 parent._g = acc + pg
+
+    for node in leaves:  # their totals are complete once the heap is empty
+        g = node._g
+        node._g = None
+        if record:
+            if node._retain:
+                node._store_grad(g.copy() if aliased and id(g) in aliased else g)
+        elif node in capture:
+            capture[node] = g
