@@ -514,7 +514,7 @@ def LOG_SOFTMAX(g, out, x, axis):
 def _linear_forward(x, w, *b, need):
     out = x @ w.T
     if b:
-        if out.dtype == np.result_type(out, b[0]):
+        if b[0].dtype is out.dtype or out.dtype == np.result_type(out, b[0]):
             out += b[0]  # in place: the layer's output is the only new array
         else:
             out = out + b[0]
@@ -535,23 +535,29 @@ def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def _weighted_nll_forward(x, coef, cache):
+def _weighted_nll_forward(x, coef, cache, rowsum=None):
     log_p = _log_softmax_rows(x)
     cache["log_p"] = log_p  # the vjp's softmax is exp(log_p): no second pass over x
-    # Classes with zero weight take no part, even at log p = -inf (a masked logit),
-    # where -inf * 0 would make the whole loss nan.
-    return np.asarray(-np.vdot(np.where(coef != 0, log_p, 0), coef), dtype=x.dtype)
+    total = np.vdot(log_p, coef)
+    if not math.isfinite(total):
+        # Classes with zero weight take no part, even at log p = -inf (a masked logit),
+        # where -inf * 0 would make the whole loss nan.
+        total = np.vdot(np.where(coef != 0, log_p, 0), coef)
+    return np.asarray(-total, dtype=x.dtype)
 
 
 @primitive("weighted_nll", "-sum(coef * log_softmax(x, axis=1)) over coef != 0, coef constant; "
-           "d/dx = softmax(x) * rowsum(coef) - coef", _weighted_nll_forward)
-def WEIGHTED_NLL(g, out, x, coef, cache):
+           "d/dx = softmax(x) * rowsum(coef) - coef (rowsum: given by the caller who knows "
+           "it, else computed)", _weighted_nll_forward)
+def WEIGHTED_NLL(g, out, x, coef, cache, rowsum=None):
+    if rowsum is None:
+        rowsum = coef.sum(axis=1, keepdims=True)
     log_p = None if isinstance(x, Node) else cache.pop("log_p", None)
     if log_p is None:  # graph mode, or a second backward after the first used the cache
         p = x.softmax(axis=1) if isinstance(x, Node) else _softmax_forward(x, 1)
-        return ((p * coef.sum(axis=1, keepdims=True) - coef) * g,)
+        return ((p * rowsum - coef) * g,)
     p = np.exp(log_p, out=log_p)  # plain backward: finish in place, no new arrays
-    p *= coef.sum(axis=1, keepdims=True)
+    p *= rowsum
     p -= coef
     p *= g
     return (p,)

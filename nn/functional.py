@@ -24,6 +24,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                  {"need": (x.requires_grad, weight.requires_grad, bias.requires_grad)})
 
 
-def weighted_nll(logits: Tensor, coef: np.ndarray) -> Tensor:
-    """-sum_ic coef_ic log_softmax(logits)_ic, a scalar (one fused node)."""
-    return apply(WEIGHTED_NLL, (logits,), {"coef": coef, "cache": {}})
+def weighted_nll(logits: Tensor, coef: np.ndarray, rowsum=None) -> Tensor:
+    """-sum_ic coef_ic log_softmax(logits)_ic, a scalar (one fused node). `rowsum`, the
+    row sums of coef (shape (N, 1), or one number for all rows), saves the backward from
+    computing them when the caller knows them."""
+    kw = {"coef": coef, "cache": {}}
+    if rowsum is not None:
+        kw["rowsum"] = rowsum
+    return apply(WEIGHTED_NLL, (logits,), kw)

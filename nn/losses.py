@@ -154,11 +154,15 @@ def _labels(target, n: int, c: int) -> np.ndarray:
 _EYES: dict = {}
 
 
-def _one_hot(y: np.ndarray, c: int, dtype) -> np.ndarray:
-    """Rows of the identity picked by the labels (the identity is cached per size)."""
-    eye = _EYES.get((c, dtype))
+def _one_hot(y: np.ndarray, c: int, dtype, scale: float = 1.0) -> np.ndarray:
+    """Rows of `scale` times the identity picked by the labels (a new array; the scaled
+    identities are cached, a few at a time)."""
+    key = (c, np.dtype(dtype), scale)
+    eye = _EYES.get(key)
     if eye is None:
-        eye = _EYES[(c, np.dtype(dtype))] = np.eye(c, dtype=dtype)
+        if len(_EYES) >= 64:
+            _EYES.clear()
+        eye = _EYES[key] = np.eye(c, dtype=dtype) * np.asarray(scale, dtype=dtype)
     return eye[y]
 
 
@@ -188,31 +192,35 @@ class CrossEntropyLoss(_Loss):
             raise ShapeError(f"CrossEntropyLoss: weight has shape {self.weight.shape} but "
                              f"there are C={c} classes")
         t = np.asarray(target.data if isinstance(target, Tensor) else target)
+        mean = self.reduction == "mean"
         # coef[i, c] is the weight of log_softmax(x)[i, c] in sample i's loss.
         if t.shape == x.shape and t.dtype.kind == "f":
             coef = t.astype(x.dtype)
             if self.weight is not None:
                 coef = coef * self.weight.astype(x.dtype)
-            total = n
-        else:
-            y = _labels(t, n, c)
-            coef = _one_hot(y, c, x.dtype)
-            if self.weight is None:
-                total = n
-            else:
-                w = self.weight[y]
-                coef *= w[:, None]
-                total = w.sum()
-        if self.reduction == "none":
-            if t.shape == x.shape and t.dtype.kind == "f":
+            if self.reduction == "none":
                 return (x.log_softmax(axis=1) * -coef).sum(axis=1)
+            if mean:
+                coef *= 1.0 / n
+            return weighted_nll(x, coef)  # one fused node (see functional.py)
+        y = _labels(t, n, c)
+        if self.reduction == "none":
             # Pick each row's label rather than weigh every class: a masked logit (-inf)
             # elsewhere in the row would otherwise turn 0 * -inf into nan.
             picked = x.log_softmax(axis=1)[np.arange(n), y]
-            return -picked if self.weight is None else picked * -w.astype(x.dtype)
-        if self.reduction == "mean":
-            coef *= 1.0 / float(total)  # the mean's divisor folds into the weights
-        return weighted_nll(x, coef)  # one fused node (see functional.py)
+            if self.weight is None:
+                return -picked
+            return picked * -self.weight[y].astype(x.dtype)
+        if self.weight is None:
+            # The mean's divisor folds into the one-hot rows, each of which sums to it.
+            scale = 1.0 / n if mean else 1.0
+            return weighted_nll(x, _one_hot(y, c, x.dtype, scale), rowsum=scale)
+        w = self.weight[y]
+        coef = _one_hot(y, c, x.dtype)
+        coef *= w[:, None]
+        if mean:
+            coef *= 1.0 / float(w.sum())  # PyTorch: divided by the labels' total weight
+        return weighted_nll(x, coef)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.weight is None else ", weight=...")
