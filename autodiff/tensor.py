@@ -352,7 +352,8 @@ class Tensor(Node):
                 raise RuntimeError(f"backward: grad can be omitted only for a single-element "
                                    f"output, but this tensor has shape {self.shape}; pass "
                                    f"grad= an array of that shape")
-            seed = np.ones_like(self.data)
+            data = self.data  # (np.array(1) is 5x faster than ones_like for 0-d)
+            seed = np.array(1, data.dtype) if data.ndim == 0 else np.ones(data.shape, data.dtype)
         else:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
             if seed.dtype.kind not in "biuf":

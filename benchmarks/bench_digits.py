@@ -2,7 +2,10 @@
 seconds per epoch of
 
   (a) ours: nn.Linear / nn.ReLU / nn.CrossEntropyLoss / nn.optim.Adam on autodiff Tensors
-  (b) floor: forward, backward and Adam written by hand in numpy (in-place updates)
+  (b) floor: forward, backward and Adam written by hand in numpy (in-place updates, Adam
+      parameter by parameter as one writes it by hand: the ratios' reference)
+  (b') the same floor with Adam on one flat buffer (as our optimizers update a group of
+      parameters; see nn/optim/flat.py), for comparison: shows what ours gains there
   (c) torch CPU, torch.set_num_threads(1), torch.optim.Adam with its defaults
   (d) mygrad and HIPS autograd, when installed (their gradients, our numpy Adam)
 
@@ -79,9 +82,27 @@ class NumpyAdam:
 
 # -- contestants: each returns a function running one epoch over the given batches -----
 
-def make_floor(X, y):
-    W1, b1, W2, b2, W3, b3 = params = init_params()
-    opt = NumpyAdam(params)
+def make_floor(X, y, flat=False):
+    params = init_params()
+    if flat:  # parameters as views of one buffer; the gradients copied into another
+        buffer = np.concatenate([p.ravel() for p in params])
+        grad_buffer = np.empty_like(buffer)
+        bounds = np.cumsum([0] + [p.size for p in params])
+        params = [buffer[a:b].reshape(p.shape) for p, a, b in zip(params, bounds, bounds[1:])]
+        grad_views = [grad_buffer[a:b].reshape(p.shape)
+                      for p, a, b in zip(params, bounds, bounds[1:])]
+        flat_opt = NumpyAdam([buffer])
+
+        class Opt:
+            @staticmethod
+            def step(grads):
+                for view, g in zip(grad_views, grads):
+                    view[...] = g
+                flat_opt.step([grad_buffer])
+        opt = Opt()
+    else:
+        opt = NumpyAdam(params)
+    W1, b1, W2, b2, W3, b3 = params
 
     def epoch(order):
         total = 0.0
@@ -215,6 +236,7 @@ def make_autograd(X, y):
 CONTESTANTS = {
     "ours (nn + autodiff)": make_ours,
     "numpy floor (hand-written)": make_floor,
+    "numpy floor, flat Adam": lambda X, y: make_floor(X, y, flat=True),
     "torch (1 thread)": make_torch,
     "mygrad": make_mygrad,
     "autograd (HIPS)": make_autograd,

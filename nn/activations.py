@@ -30,7 +30,8 @@ class _Gained(Module):
             self.h = float(h)
 
     def forward(self, x) -> Tensor:
-        x = as_tensor(x, type(self).__name__)
+        if type(x) is not Tensor:
+            x = as_tensor(x, type(self).__name__)
         if self.learnable or self.h != 1.0:
             x = x * self.h
         return getattr(x, self._fn)()

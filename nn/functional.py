@@ -19,9 +19,20 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         y = x @ weight.T
         return y if bias is None else y + bias
     if bias is None:
-        return apply(LINEAR, (x, weight), {"need": (x.requires_grad, weight.requires_grad)})
+        return apply(LINEAR, (x, weight), _needs(x.requires_grad, weight.requires_grad))
     return apply(LINEAR, (x, weight, bias),
-                 {"need": (x.requires_grad, weight.requires_grad, bias.requires_grad)})
+                 _needs(x.requires_grad, weight.requires_grad, bias.requires_grad))
+
+
+_NEEDS: dict = {}
+
+
+def _needs(*flags) -> dict:
+    """The node options {"need": flags}, one shared (never mutated) dict per pattern."""
+    kw = _NEEDS.get(flags)
+    if kw is None:
+        kw = _NEEDS[flags] = {"need": flags}
+    return kw
 
 
 def weighted_nll(logits: Tensor, coef: np.ndarray, rowsum=None) -> Tensor:

@@ -96,6 +96,85 @@ def test_matches_textbook_formulas(rng, cls, reference, kw):
         np.testing.assert_allclose(got[i], expected, rtol=1e-12, atol=1e-14)
 
 
+def _one_by_one(cls, init, grads, **kw):
+    """The same updates with one optimizer per parameter: never the flat path."""
+    params = [Tensor(p.copy(), requires_grad=True) for p in init]
+    opts = [cls([p], **kw) for p in params]
+    for gs in grads:
+        for p, g, opt in zip(params, gs, opts):
+            if g is not None:
+                p.grad = g.copy()
+                opt.step()
+    return [p.data for p in params]
+
+
+@pytest.mark.parametrize("cls, reference, kw", CASES, ids=IDS)
+def test_flat_group_update_is_bitwise_the_per_parameter_one(rng, cls, reference, kw):
+    shapes = [(3, 4), (5,), (), (2, 1, 3)]
+    init = [rng.normal(size=s) for s in shapes]
+    grads = _grads(rng, shapes)
+    got = _run_ours(cls, init, grads, **kw)
+    assert got[0].base is got[3].base is not None  # laid end to end in one buffer
+    for a, b in zip(got, _one_by_one(cls, init, grads, **kw)):
+        assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_flat_group_state_views_and_fallbacks(rng):
+    shapes = [(3, 4), (5,), (4,)]
+    init = [rng.normal(size=s) for s in shapes]
+    grads = _grads(rng, shapes, steps=8)
+    grads[3][1] = None  # parameter 1 sits out step 3: skipped, its step count falls behind
+    params = [Tensor(p.copy(), requires_grad=True) for p in init]
+    opt = optim.Adam(params, lr=0.05, weight_decay=0.01)
+    for t, gs in enumerate(grads):
+        opt.zero_grad()
+        for p, g in zip(params, gs):
+            p.grad = None if g is None else g.copy()
+        if t == 5:  # a rebound .data is picked up, not silently ignored
+            params[2].data = params[2].data + 1.0  # (the reference below does the same)
+        opt.step()
+        if t == 0:  # the flat path is taken: one buffer behind all three
+            assert params[0].data.base is params[2].data.base is not None
+        state = opt.state[id(params[0])]
+        assert state["exp_avg"].shape == (3, 4) and state["step"] == t + 1
+    ref_params = [Tensor(p.copy(), requires_grad=True) for p in init]
+    ref_opts = [optim.Adam([p], lr=0.05, weight_decay=0.01) for p in ref_params]
+    for t, gs in enumerate(grads):
+        if t == 5:
+            ref_params[2].data = ref_params[2].data + 1.0
+        for p, g, o in zip(ref_params, gs, ref_opts):
+            if g is not None:
+                p.grad = g.copy()
+                o.step()
+    for a, b in zip(params, ref_params):
+        assert np.array_equal(a.data, b.data)
+    assert opt.state[id(params[1])]["step"] == 7
+
+
+def test_flat_group_rejects_a_gradient_of_the_wrong_shape(rng):
+    params = [Tensor(np.zeros(3), requires_grad=True), Tensor(np.zeros(2), requires_grad=True)]
+    opt = optim.SGD(params, lr=0.1)
+    params[0].grad, params[1].grad = np.ones(3), np.ones(2)
+    opt.step()
+    params[1].grad = np.ones(1)  # would broadcast silently
+    with pytest.raises(ValueError, match=r"SGD.step: parameter 1 has shape \(2,\) but its "
+                                         r"gradient has shape \(1,\)"):
+        opt.step()
+    single = optim.SGD([params[1]], lr=0.1)  # the one-by-one path says the same
+    with pytest.raises(ValueError, match="parameter 0 has shape"):
+        single.step()
+
+
+def test_mixed_dtypes_in_a_group_update_one_by_one(rng):
+    a = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    b = Tensor(np.ones(2), requires_grad=True)
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = np.ones(3, dtype=np.float32), np.ones(2)
+    opt.step()
+    assert a.data.dtype == np.float32 and b.data.dtype == np.float64
+    assert np.allclose(a.data, 0.9) and np.allclose(b.data, 0.9)
+
+
 def test_first_steps_in_closed_form():
     g = np.array([0.5, -2.0])
     # SGD: p - lr g

@@ -2,9 +2,11 @@
 Values alike.
 
 A subclass writes `_update(p, g, state, group)`, which changes the ndarray `p` in place
-from the gradient `g`. Tensor parameters are updated on their own `.data`; the Value
-parameters of a group are packed into one float64 array, updated by the same rule, and
-written back, so both kinds follow exactly the same arithmetic.
+from the gradient `g`, elementwise. The Tensor parameters of a group are updated all at
+once on one flat buffer (see flat.py: their `.data` become views into it at the first
+step), or one by one where that cannot be; the Value parameters of a group are packed
+into one float64 array, updated by the same rule, and written back. All follow exactly
+the same arithmetic.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from autodiff import Tensor, Value, enable_grad
 
 from ..module import zero_grads
+from .flat import FlatGroup
 
 
 class Optimizer:
@@ -32,6 +35,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self.state: dict = {}  # id(param) -> dict of buffers; ("values", k) for group k
+        self._flat: dict = {}  # group index -> FlatGroup of its Tensor parameters
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
@@ -78,18 +82,37 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for k, group in enumerate(self.param_groups):
-            values = []
+            values, tensors = [], []
             for p in group["params"]:
                 if isinstance(p, Value):
                     values.append(p)
                 elif p.grad is not None:
-                    state = self.state.get(id(p))
-                    if state is None:
-                        state = self.state[id(p)] = {}
-                    self._update(p.data, p.grad, state, group)
+                    tensors.append(p)
+            if tensors:
+                self._step_tensors(tensors, k, group)
             if values:
                 self._step_values(values, ("values", k), group)
         return loss
+
+    def _step_tensors(self, params: list, k: int, group: dict) -> None:
+        where = f"{type(self).__name__}.step"
+        flat = self._flat.get(k)
+        if flat is None or not flat.matches(params):
+            states = [self.state.setdefault(id(p), {}) for p in params]
+            every = len(params) == sum(not isinstance(p, Value) for p in group["params"])
+            flat = FlatGroup.build(params, states) if every else None
+            if flat is None:  # one by one (on views of the old flat buffers, if any)
+                self._flat.pop(k, None)
+                for i, (p, state) in enumerate(zip(params, states)):
+                    if np.shape(p.grad) != p.data.shape:
+                        raise ValueError(f"{where}: parameter {i} has shape {p.data.shape} "
+                                         f"but its gradient has shape {np.shape(p.grad)}")
+                    self._update(p.data, p.grad, state, group)
+                return
+            self._flat[k] = flat
+        flat.gather_grads(where)
+        self._update(flat.data, flat.grad, flat.state, group)
+        flat.sync_state()
 
     def _step_values(self, values: list, key, group: dict) -> None:
         n = len(values)
