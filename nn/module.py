@@ -46,6 +46,15 @@ def zero_grads(params: Iterable) -> None:
             p.grad = None
 
 
+def match_names(entries: list, keys) -> tuple[list, list]:
+    """(missing, unexpected) names for loading `keys` into the (name, parameter) `entries`:
+    a name is missing only if no other name of its (tied) parameter is given."""
+    names = {name for name, _ in entries}
+    given = {id(p) for name, p in entries if name in keys}
+    missing = [name for name, p in entries if name not in keys and id(p) not in given]
+    return missing, [k for k in keys if k not in names]
+
+
 class Module:
     """Base class of every tensor-path layer: subclass it, assign Parameters and Modules
     in `__init__`, and write `forward`.
@@ -76,8 +85,12 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         params, modules = self._registries()
-        params.pop(name, None)
-        modules.pop(name, None)
+        # Replacing a parameter (or module) by another keeps its place in the order, as
+        # in PyTorch; anything else takes the name out of the registries.
+        if not (isinstance(value, Parameter) and name in params):
+            params.pop(name, None)
+        if not (isinstance(value, Module) and name in modules):
+            modules.pop(name, None)
         if isinstance(value, Parameter):
             params[name] = value
         elif isinstance(value, Module):
@@ -128,6 +141,21 @@ class Module:
                     seen.add(id(p))
                     yield (f"{module_name}.{name}" if module_name else name), p
 
+    def _all_named_parameters(self) -> list[tuple[str, Parameter]]:
+        """Every (dotted name, parameter) in PyTorch's state_dict order, a parameter tied
+        into several places (or a module registered twice) under each of its names;
+        `named_parameters()` gives each parameter once."""
+        out, stack = [], [("", self, ())]
+        while stack:
+            prefix, module, ancestors = stack.pop()
+            params, children = module._registries()
+            out.extend((prefix + name, p) for name, p in params.items())
+            inside = ancestors + (id(module),)
+            for name, child in reversed(children.items()):
+                if id(child) not in inside:  # (a module inside itself: visited once)
+                    stack.append((f"{prefix}{name}.", child, inside))
+        return out
+
     def parameters(self) -> Iterator[Parameter]:
         for _, p in self.named_parameters():
             yield p
@@ -146,16 +174,17 @@ class Module:
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Parameter name -> a copy of its array (PyTorch key names, e.g. "0.weight")."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Parameter name -> a copy of its array (PyTorch key names, e.g. "0.weight"; a
+        tied parameter under each of its names, as PyTorch lists it)."""
+        return OrderedDict((name, p.data.copy()) for name, p in self._all_named_parameters())
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays into the parameters (in place). Every key and shape is checked before
         anything is written, so on any error the module is left unchanged. With
-        strict=False, missing and unexpected keys are skipped and returned."""
-        own = OrderedDict(self.named_parameters())
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        strict=False, missing and unexpected keys are skipped and returned. A tied
+        parameter needs one of its names (if several are given, they must agree)."""
+        missing, unexpected = match_names(self._all_named_parameters(), state_dict)
+        own = OrderedDict(self._all_named_parameters())
         if strict and (missing or unexpected):
             parts = []
             if missing:
@@ -163,7 +192,7 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
             raise KeyError(f"load_state_dict: {type(self).__name__}: {'; '.join(parts)}")
-        arrays = {}
+        arrays, seen = {}, {}
         for name, p in own.items():
             if name not in state_dict:
                 continue
@@ -174,6 +203,10 @@ class Module:
                                  f"state dict but {p.shape} in the model")
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: {name!r} has non-numeric dtype {arr.dtype}")
+            other = seen.setdefault(id(p), name)
+            if other != name and not np.array_equal(arrays[other], arr):
+                raise ValueError(f"load_state_dict: {other!r} and {name!r} name the same "
+                                 "(tied) parameter but hold different values")
             arrays[name] = arr
         for name, arr in arrays.items():
             np.copyto(own[name].data, arr, casting="unsafe")

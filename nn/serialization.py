@@ -19,7 +19,7 @@ import struct
 
 import numpy as np
 
-from .module import Module
+from .module import Module, match_names
 
 _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
            "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
@@ -154,9 +154,9 @@ def load(module: Module, path: str | os.PathLike) -> Module:
     raises, naming the problem, and leaves the module unchanged."""
     _check_module(module, "nn.load")
     arrays = read_safetensors(path)
-    own = dict(module.named_parameters())
-    missing = sorted(set(own) - set(arrays))
-    unexpected = sorted(set(arrays) - set(own))
+    entries = module._all_named_parameters()
+    missing, unexpected = (sorted(names) for names in match_names(entries, arrays))
+    own = {name: p for name, p in entries if name in arrays}
     if missing or unexpected:
         parts = ([f"missing {missing}"] if missing else []) + (
             [f"unexpected {unexpected}"] if unexpected else [])

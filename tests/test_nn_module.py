@@ -246,3 +246,49 @@ def test_torch_default_init_bounds_match():
     bound = 1 / np.sqrt(30)
     assert float(theirs.weight.detach().abs().max()) <= bound
     assert float(theirs.bias.detach().abs().max()) <= bound
+
+
+class _Tied(nn.Module):
+    """An encoder and decoder sharing one weight (as tied embeddings do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(3, 3)
+        self.dec = nn.Linear(3, 3)
+        self.dec.weight = self.enc.weight
+
+
+def test_tied_parameters_are_listed_under_every_name_as_pytorch_does():
+    m = _Tied()
+    assert list(m.state_dict()) == ["enc.weight", "enc.bias", "dec.weight", "dec.bias"]
+    assert [n for n, _ in m.named_parameters()] == ["enc.weight", "enc.bias", "dec.bias"]
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        pass
+    if torch is not None:  # the same key list as the PyTorch module
+        t = torch.nn.Module()
+        t.enc, t.dec = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+        t.dec.weight = t.enc.weight
+        assert list(t.state_dict()) == list(m.state_dict())
+
+
+def test_tied_parameters_load_from_one_or_both_names(tmp_path):
+    src, dst = _Tied(), _Tied()
+    state = src.state_dict()
+    dst.load_state_dict(state)  # both names, equal values
+    assert np.array_equal(dst.dec.weight.data, src.enc.weight.data)
+    one = {k: v for k, v in state.items() if k != "dec.weight"}  # deduplicated files
+    assert _Tied().load_state_dict(one) == ([], [])
+    bad = dict(state, **{"dec.weight": state["enc.weight"] + 1})
+    before = dst.enc.bias.data.copy()
+    with pytest.raises(ValueError, match="'enc.weight' and 'dec.weight' name the same"):
+        dst.load_state_dict(bad)
+    assert np.array_equal(dst.enc.bias.data, before)  # unchanged
+    with pytest.raises(KeyError, match=r"missing keys \['enc.weight', 'dec.weight'\]"):
+        dst.load_state_dict({k: v for k, v in one.items() if k != "enc.weight"})
+    nn.save(src, tmp_path / "tied.safetensors")  # round trip through a file
+    nn.load(dst, tmp_path / "tied.safetensors")
+    assert dst.dec.weight is dst.enc.weight
+    assert np.array_equal(dst.enc.weight.data, src.enc.weight.data)
