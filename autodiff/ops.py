@@ -46,8 +46,16 @@ class Op:
     def __repr__(self) -> str:
         return f"Op({self.name!r}: {self.math})"
 
+    def __reduce__(self):
+        # One object per primitive: copies and pickles of a graph refer to it by name.
+        return _op_named, (self.name,)
+
 
 OPS: dict[str, Op] = {}
+
+
+def _op_named(name: str) -> Op:
+    return OPS[name]
 
 
 def primitive(name: str, math: str, forward, scalar=None, reads_inputs=True):

@@ -125,6 +125,15 @@ class Value(Node):
         p = self._in
         return p if type(p) is tuple else (p,)
 
+    def __setstate__(self, state) -> None:
+        # Pickles from before `_in` held the inputs under `_parents`.
+        slots = state[1] if isinstance(state, tuple) else state
+        if slots and "_parents" in slots:
+            slots = dict(slots)
+            slots["_in"] = slots.pop("_parents")
+            state = (state[0], slots) if isinstance(state, tuple) else slots
+        super().__setstate__(state)
+
     # -- micrograd compatibility -------------------------------------------------------
     @property
     def _prev(self) -> set:

@@ -155,9 +155,15 @@ _EYES: dict = {}
 
 
 def _one_hot(y: np.ndarray, c: int, dtype, scale: float = 1.0) -> np.ndarray:
-    """Rows of `scale` times the identity picked by the labels (a new array; the scaled
-    identities are cached, a few at a time)."""
-    key = (c, np.dtype(dtype), scale)
+    """Rows of `scale` times the identity picked by the labels (a new array). Picking rows
+    of a cached identity is the fastest way for a few classes; for many (an identity of
+    over 1 MB) the rows are written directly instead."""
+    dtype = np.dtype(dtype)
+    if c * c * dtype.itemsize > 2 ** 20:
+        out = np.zeros((len(y), c), dtype)
+        out[np.arange(len(y)), y] = scale
+        return out
+    key = (c, dtype, scale)
     eye = _EYES.get(key)
     if eye is None:
         if len(_EYES) >= 64:

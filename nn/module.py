@@ -204,7 +204,7 @@ class Module:
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: {name!r} has non-numeric dtype {arr.dtype}")
             other = seen.setdefault(id(p), name)
-            if other != name and not np.array_equal(arrays[other], arr):
+            if other != name and not np.array_equal(arrays[other], arr, equal_nan=True):
                 raise ValueError(f"load_state_dict: {other!r} and {name!r} name the same "
                                  "(tied) parameter but hold different values")
             arrays[name] = arr

@@ -646,3 +646,23 @@ def test_gradcheck_checks_float32_inputs_in_float64():
     x = Tensor(np.array([0.3, -1.2, 2.0], dtype=np.float32), requires_grad=True)
     assert gradcheck(lambda t: (t * t).tanh() * 3.0, [x])
     assert x.dtype == np.float32 and x.grad is None
+
+
+def test_value_graphs_copy_and_unpickle_including_the_old_layout():
+    import copy
+    import pickle
+
+    a = Value(2.0)
+    y = (a * 3.0).tanh() + a  # unary nodes keep their input bare
+    for clone in (copy.deepcopy(y), pickle.loads(pickle.dumps(y))):
+        assert clone._op is y._op  # one object per primitive
+        clone.backward()
+        leaf_ = clone._parents[1]
+        assert leaf_.is_leaf and leaf_.grad == pytest.approx(1 + 3 * (1 - np.tanh(6.0) ** 2))
+    # A pickle written when the inputs were stored under `_parents`:
+    _, slots = a.__getstate__()
+    old = dict(slots)
+    old["_parents"] = old.pop("_in")
+    restored = Value.__new__(Value)
+    restored.__setstate__((None, old))
+    assert restored._parents == () and restored.data == 2.0

@@ -292,3 +292,10 @@ def test_tied_parameters_load_from_one_or_both_names(tmp_path):
     nn.load(dst, tmp_path / "tied.safetensors")
     assert dst.dec.weight is dst.enc.weight
     assert np.array_equal(dst.enc.weight.data, src.enc.weight.data)
+
+
+def test_tied_parameters_holding_nan_reload():
+    m = _Tied()
+    m.enc.weight.data[0, 0] = np.nan
+    m.load_state_dict(m.state_dict())
+    assert np.isnan(m.dec.weight.data[0, 0])

@@ -135,7 +135,7 @@ def test_flat_group_state_views_and_fallbacks(rng):
         opt.step()
         if t == 0:  # the flat path is taken: one buffer behind all three
             assert params[0].data.base is params[2].data.base is not None
-        state = opt.state[id(params[0])]
+        state = opt.state[params[0]]
         assert state["exp_avg"].shape == (3, 4) and state["step"] == t + 1
     ref_params = [Tensor(p.copy(), requires_grad=True) for p in init]
     ref_opts = [optim.Adam([p], lr=0.05, weight_decay=0.01) for p in ref_params]
@@ -148,7 +148,7 @@ def test_flat_group_state_views_and_fallbacks(rng):
                 o.step()
     for a, b in zip(params, ref_params):
         assert np.array_equal(a.data, b.data)
-    assert opt.state[id(params[1])]["step"] == 7
+    assert opt.state[params[1]]["step"] == 7
 
 
 def test_flat_group_rejects_a_gradient_of_the_wrong_shape(rng):
@@ -230,11 +230,11 @@ def test_step_updates_in_place_without_new_buffers(rng):
     data = p.data
     p.grad = rng.normal(size=(50, 50))
     opt.step()
-    buffers = {k: id(v) for k, v in opt.state[id(p)].items() if isinstance(v, np.ndarray)}
+    buffers = {k: id(v) for k, v in opt.state[p].items() if isinstance(v, np.ndarray)}
     for _ in range(3):
         opt.step()
     assert p.data is data
-    assert buffers == {k: id(v) for k, v in opt.state[id(p)].items()
+    assert buffers == {k: id(v) for k, v in opt.state[p].items()
                        if isinstance(v, np.ndarray)}
 
 
@@ -370,3 +370,67 @@ def test_schedules_match_torch(sched, kw):
         topt.step()
         s.step()
         ts.step()
+
+
+def _two_layer_step(model, opt, x):
+    opt.zero_grad()
+    model(x).sum().backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_and_optimizer_keep_training(rng, how):
+    import copy
+    import pickle
+    x = Tensor(rng.normal(size=(4, 2)))
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    _two_layer_step(model, opt, x)
+    pair = (copy.deepcopy((model, opt)) if how == "deepcopy"
+            else pickle.loads(pickle.dumps((model, opt))))
+    for _ in range(3):
+        _two_layer_step(model, opt, x)
+        _two_layer_step(*pair, x)
+    for a, b in zip(model.parameters(), pair[0].parameters()):
+        assert np.array_equal(a.data, b.data)  # the copy moved exactly as the original
+
+
+def test_changes_to_optimizer_state_are_honoured(rng):
+    params = [Tensor(rng.normal(size=3), requires_grad=True) for _ in range(2)]
+    opt = optim.Adam(params, lr=0.1)
+    for _ in range(3):
+        for p in params:
+            p.grad = np.ones(3)
+        opt.step()
+    opt.state.clear()  # a restart: fresh moments and step count
+    start = [p.data.copy() for p in params]
+    fresh = [Tensor(s.copy(), requires_grad=True) for s in start]
+    ref = optim.Adam(fresh, lr=0.1)
+    for _ in range(2):
+        for p in params + fresh:
+            p.grad = np.ones(3)
+        opt.step()
+        ref.step()
+    for a, b in zip(params, fresh):
+        assert np.array_equal(a.data, b.data)
+    assert opt.state[params[0]]["step"] == 2
+    opt.state[params[1]]["step"] = 0  # one parameter's count changed by hand
+    for p in params:
+        p.grad = np.ones(3)
+    opt.step()
+    assert opt.state[params[0]]["step"] == 3 and opt.state[params[1]]["step"] == 1
+
+
+def test_number_gradients_and_checks_before_any_update():
+    a, b = Tensor(1.0, requires_grad=True), Tensor(2.0, requires_grad=True)
+    opt = optim.SGD([a, b], lr=0.5)
+    a.grad = b.grad = 0.5  # plain numbers on 0-d parameters
+    opt.step()
+    assert a.data == 0.75 and b.data == 1.75
+    c = Tensor(np.zeros(2), requires_grad=True)
+    opt = optim.SGD([a, c, b], lr=0.5)
+    a.grad, c.grad, b.grad = 1.0, None, np.ones(3)  # the last one is wrong
+    with pytest.raises(ValueError, match=r"parameter 2 has shape \(\) but its gradient has "
+                                         r"shape \(3,\)"):
+        opt.step()
+    assert a.data == 0.75  # nothing was updated

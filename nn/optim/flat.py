@@ -22,7 +22,7 @@ class FlatGroup:
     """The Tensor parameters of a group, laid end to end."""
 
     __slots__ = ("params", "data", "views", "grad", "grad_views", "state", "param_states",
-                 "synced")
+                 "expected", "synced")
 
     def __init__(self, params: list, states: list[dict]):
         dtype = params[0].data.dtype
@@ -47,6 +47,7 @@ class FlatGroup:
             else:
                 self.state[key] = value
         self.param_states = states
+        self.expected = [{} for _ in states]  # what sync_state put in each state dict
         self.synced = -1
         self.sync_state()
 
@@ -72,23 +73,28 @@ class FlatGroup:
                     return None  # e.g. different step counts
         return cls(params, states)
 
-    def matches(self, params: list) -> bool:
-        """Whether this step's parameters (those with a gradient) are still exactly ours,
-        each `.data` still our view."""
+    def matches(self, params: list, states: dict) -> bool:
+        """Whether this step's parameters (those with a gradient) are still exactly ours:
+        each `.data` still our view of our buffer (a copied optimizer's are not), and its
+        entry of the optimizer's `states` still the dict we filled, unchanged."""
         if len(params) != len(self.params):
             return False
-        for p, q, view in zip(params, self.params, self.views):
-            if p is not q or p.data is not view:
+        for p, q, view, mine, expected in zip(params, self.params, self.views,
+                                              self.param_states, self.expected):
+            if p is not q or p.data is not view or view.base is not self.data:
                 return False
+            state = states.get(p)
+            if state is not mine or len(state) != len(expected):
+                return False
+            for key, value in expected.items():
+                if state.get(key) is not value:
+                    return False
         return True
 
-    def gather_grads(self, where: str) -> None:
-        for i, (p, view) in enumerate(zip(self.params, self.grad_views)):
-            g = p.grad
-            if g.shape != view.shape:
-                raise ValueError(f"{where}: parameter {i} has shape {view.shape} but its "
-                                 f"gradient has shape {np.shape(g)}")
-            view[...] = g
+    def gather_grads(self) -> None:
+        """Copy the gradients (checked for shape by the caller) into the flat buffer."""
+        for p, view in zip(self.params, self.grad_views):
+            view[...] = p.grad
 
     def sync_state(self) -> None:
         """Give the per-parameter state dicts views of (and the numbers in) the flat state."""
@@ -96,10 +102,11 @@ class FlatGroup:
             bounds = np.cumsum([0] + [v.size for v in self.views])
             for key, value in self.state.items():
                 if isinstance(value, np.ndarray):
-                    for s, view, a, b in zip(self.param_states, self.views, bounds, bounds[1:]):
-                        s[key] = value[a:b].reshape(view.shape)
+                    for s, expected, view, a, b in zip(self.param_states, self.expected,
+                                                       self.views, bounds, bounds[1:]):
+                        s[key] = expected[key] = value[a:b].reshape(view.shape)
             self.synced = len(self.state)
         for key, value in self.state.items():
             if not isinstance(value, np.ndarray):
-                for s in self.param_states:
-                    s[key] = value
+                for s, expected in zip(self.param_states, self.expected):
+                    s[key] = expected[key] = value

@@ -34,7 +34,9 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
-        self.state: dict = {}  # id(param) -> dict of buffers; ("values", k) for group k
+        # parameter -> dict of its buffers (keyed as in PyTorch, so copies of a model and
+        # its optimizer made together stay paired); ("values", k) for group k's Values
+        self.state: dict = {}
         self._flat: dict = {}  # group index -> FlatGroup of its Tensor parameters
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
@@ -95,24 +97,33 @@ class Optimizer:
         return loss
 
     def _step_tensors(self, params: list, k: int, group: dict) -> None:
-        where = f"{type(self).__name__}.step"
+        for p in params:  # all checked before anything changes
+            if np.shape(p.grad) != p.data.shape:
+                i = next(i for i, q in enumerate(group["params"]) if q is p)
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
+                                 f"{p.data.shape} but its gradient has shape "
+                                 f"{np.shape(p.grad)}")
         flat = self._flat.get(k)
-        if flat is None or not flat.matches(params):
-            states = [self.state.setdefault(id(p), {}) for p in params]
+        if flat is None or not flat.matches(params, self.state):
+            states = [self.state.setdefault(p, {}) for p in params]
             every = len(params) == sum(not isinstance(p, Value) for p in group["params"])
             flat = FlatGroup.build(params, states) if every else None
             if flat is None:  # one by one (on views of the old flat buffers, if any)
                 self._flat.pop(k, None)
-                for i, (p, state) in enumerate(zip(params, states)):
-                    if np.shape(p.grad) != p.data.shape:
-                        raise ValueError(f"{where}: parameter {i} has shape {p.data.shape} "
-                                         f"but its gradient has shape {np.shape(p.grad)}")
-                    self._update(p.data, p.grad, state, group)
+                for p, state in zip(params, states):
+                    # (in the parameter's dtype, as the flat buffer holds it)
+                    g = np.asarray(p.grad, dtype=p.data.dtype)
+                    self._update(p.data, g, state, group)
                 return
             self._flat[k] = flat
-        flat.gather_grads(where)
+        flat.gather_grads()
         self._update(flat.data, flat.grad, flat.state, group)
         flat.sync_state()
+
+    def __getstate__(self) -> dict:
+        # A copy (copy.deepcopy, pickle) rebuilds its flat buffers from the copied
+        # parameters and state at its first step.
+        return dict(self.__dict__, _flat={})
 
     def _step_values(self, values: list, key, group: dict) -> None:
         n = len(values)
