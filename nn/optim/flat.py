@@ -15,6 +15,8 @@ which reads and writes the same buffers.
 
 from __future__ import annotations
 
+from operator import is_
+
 import numpy as np
 
 
@@ -84,11 +86,9 @@ class FlatGroup:
             if p is not q or p.data is not view or view.base is not self.data:
                 return False
             state = states.get(p)
-            if state is not mine or len(state) != len(expected):
+            if state is not mine or len(state) != len(expected) or not all(
+                    map(is_, map(state.get, expected), expected.values())):
                 return False
-            for key, value in expected.items():
-                if state.get(key) is not value:
-                    return False
         return True
 
     def gather_grads(self) -> None:
