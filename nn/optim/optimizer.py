@@ -98,7 +98,8 @@ class Optimizer:
 
     def _step_tensors(self, params: list, k: int, group: dict) -> None:
         for p in params:  # all checked before anything changes
-            if np.shape(p.grad) != p.data.shape:
+            g = p.grad
+            if (g.shape if type(g) is np.ndarray else np.shape(g)) != p.data.shape:
                 i = next(i for i, q in enumerate(group["params"]) if q is p)
                 raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
                                  f"{p.data.shape} but its gradient has shape "
