@@ -35,6 +35,7 @@ bench: venv
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_digits.py
+	$(BIN)/python benchmarks/bound_adds.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo_output
