@@ -2,9 +2,9 @@
 
 Two paths that port by changing imports:
 - scalar, micrograd-compatible: `Neuron`, `Layer`, `MLP` on lists of numbers / `Value`s;
-- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Sequential`, activations
-  with a gain h (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.optim`, and
-  `save`/`load` in the safetensors format.
+- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Sequential`, `ModuleList`,
+  activations with a gain h (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.optim`,
+  and `save`/`load` in the safetensors format.
 
 >>> import nn
 >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -16,7 +16,7 @@ import numpy as np  # noqa: F401  (for the doctest above)
 
 from . import data, optim
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .layers import Linear, Sequential
+from .layers import Linear, ModuleList, Sequential
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
 from .scalar import MLP, Layer, Neuron
@@ -36,7 +36,7 @@ def __getattr__(name):
 
 __all__ = [
     "Neuron", "Layer", "MLP",
-    "Module", "Parameter", "Linear", "Sequential",
+    "Module", "Parameter", "Linear", "Sequential", "ModuleList",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "optim", "data", "save", "load", "CheckpointError",

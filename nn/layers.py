@@ -63,7 +63,42 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: sub-modules kept in order, found by position."""
+
+    def _add(self, module, where: str) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"{where}: expected an nn.Module, got {type(module).__name__}")
+        setattr(self, str(len(self)), module)
+
+    def append(self, module: Module):
+        self._add(module, f"{type(self).__name__}.append")
+        return self
+
+    def __len__(self) -> int:
+        return len(self._registries()[1])
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._registries()[1].values())
+
+    def _position(self, index: int) -> int:
+        n = len(self)
+        if not isinstance(index, int) or not -n <= index < n:
+            raise IndexError(f"{type(self).__name__}: index {index!r} is out of range for "
+                             f"{n} modules")
+        return index % n
+
+    def __getitem__(self, index):
+        items = list(self._registries()[1].items())
+        if isinstance(index, slice):
+            return self._from_items(items[index])
+        return items[self._position(index)][1]
+
+    def _from_items(self, items: list) -> "_ModuleSequence":  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Sequential(_ModuleSequence):
     """Modules applied in order; sub-modules are named "0", "1", ... (or by an OrderedDict).
 
     >>> net = Sequential(Linear(2, 3), Linear(3, 1))
@@ -83,26 +118,40 @@ class Sequential(Module):
                                 "not an nn.Module")
             setattr(self, name, module)
 
-    def append(self, module: Module) -> "Sequential":
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential.append: expected an nn.Module, got "
-                            f"{type(module).__name__}")
-        setattr(self, str(len(self)), module)
-        return self
-
-    def __len__(self) -> int:
-        return len(self._registries()[1])
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._registries()[1].values())
-
-    def __getitem__(self, index):
-        modules = list(self._registries()[1].items())
-        if isinstance(index, slice):
-            return Sequential(OrderedDict(modules[index]))
-        return modules[index][1]
+    def _from_items(self, items: list) -> "Sequential":
+        return Sequential(OrderedDict(items))  # a slice keeps the names
 
     def forward(self, x):
         for module in self._registries()[1].values():
             x = module(x)
         return x
+
+
+class ModuleList(_ModuleSequence):
+    """A list of sub-modules, registered (their parameters count) but not called in any order:
+    `forward` is yours to write. Named "0", "1", ... as in PyTorch.
+
+    >>> blocks = ModuleList([Linear(2, 2) for _ in range(3)])
+    >>> len(blocks), list(blocks.state_dict())[:2]
+    (3, ['0.weight', '0.bias'])
+    """
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def extend(self, modules) -> "ModuleList":
+        if isinstance(modules, Module):
+            raise TypeError("ModuleList.extend: expected an iterable of modules, got a "
+                            f"single {type(modules).__name__} (use append)")
+        for module in modules:
+            self._add(module, "ModuleList")
+        return self
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: expected an nn.Module, got {type(module).__name__}")
+        setattr(self, str(self._position(index)), module)
+
+    def _from_items(self, items: list) -> "ModuleList":
+        return ModuleList(m for _, m in items)  # a slice is numbered afresh, as in PyTorch

@@ -299,3 +299,59 @@ def test_tied_parameters_holding_nan_reload():
     m.enc.weight.data[0, 0] = np.nan
     m.load_state_dict(m.state_dict())
     assert np.isnan(m.dec.weight.data[0, 0])
+
+
+class _Blocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])
+        self.head = nn.Linear(3, 1)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x).tanh()
+        return self.head(x)
+
+
+def test_module_list_registers_indexes_and_trains(rng):
+    m = _Blocks()
+    names = list(m.state_dict())
+    assert names[:2] == ["blocks.0.weight", "blocks.0.bias"] and len(names) == 8
+    assert len(m.blocks) == 3 and m.blocks[-1] is m.blocks[2]
+    assert [type(b) for b in m.blocks[1:]] == [nn.Linear, nn.Linear]
+    assert list(m.blocks[1:].state_dict())[:1] == ["0.weight"]  # a slice is renumbered
+    replacement = nn.Linear(3, 3)
+    m.blocks[1] = replacement
+    assert m.blocks[1] is replacement and list(m.state_dict()) == names  # same place
+    m.blocks.append(nn.Linear(3, 3)).extend([nn.Linear(3, 3)])
+    assert len(m.blocks) == 5 and len(list(m.parameters())) == 12
+    x = Tensor(rng.normal(size=(4, 3)))
+    opt = nn.optim.SGD(m.parameters(), lr=0.1)
+    before = m.blocks[4].weight.data.copy()
+    m(x).sum().backward()
+    opt.step()
+    assert not np.array_equal(before, m.blocks[4].weight.data)  # trained through the list
+    with pytest.raises(IndexError, match="ModuleList: index 5 is out of range for 5 modules"):
+        m.blocks[5]
+    with pytest.raises(TypeError, match="expected an nn.Module, got int"):
+        m.blocks.append(3)
+    with pytest.raises(TypeError, match="single Linear"):
+        nn.ModuleList(nn.Linear(2, 2))
+    with pytest.raises(NotImplementedError, match="ModuleList must define forward"):
+        m.blocks(x)
+
+
+def test_module_list_keys_match_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = _Blocks(), torch.nn.Module()
+    theirs.blocks = torch.nn.ModuleList([torch.nn.Linear(3, 3) for _ in range(3)])
+    theirs.head = torch.nn.Linear(3, 1)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = np.ones((2, 3))
+    with torch.no_grad():
+        t = torch.from_numpy(x).float()
+        for block in theirs.blocks:
+            t = torch.tanh(block(t))
+        expected = theirs.head(t).numpy()
+    np.testing.assert_allclose(ours(Tensor(x)).data, expected, rtol=1e-6)
