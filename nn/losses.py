@@ -128,8 +128,10 @@ class BCEWithLogitsLoss(_Loss):
         return _reduce(softplus(x) - x * y, self.reduction)
 
 
-def _labels(target, n: int, c: int) -> np.ndarray:
-    """Integer class labels of shape (n,), checked to lie in [0, c)."""
+def _labels(target, n: int, c: int, ignore_index: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer class labels of shape (n,), checked to lie in [0, c) or to equal
+    `ignore_index`, and the mask of the rows to keep (None when all are kept). Ignored rows
+    get label 0, so the labels can index."""
     y = np.asarray(target.data if isinstance(target, Tensor) else target)
     if y.shape != (n,):
         raise ShapeError(f"CrossEntropyLoss: logits have shape ({n}, {c}) so labels must have "
@@ -144,11 +146,19 @@ def _labels(target, n: int, c: int) -> np.ndarray:
     elif y.dtype.kind not in "iu":
         raise TypeError(f"CrossEntropyLoss: labels must be integers, got dtype {y.dtype}")
     # Seen as unsigned, a negative label is huge: one max() checks both ends of [0, c).
-    if y.view(f"u{y.itemsize}").max() >= c:
-        i = int(np.flatnonzero((y < 0) | (y >= c))[0])
+    in_range = y.view(f"u{y.itemsize}").max() < c
+    if in_range and not 0 <= ignore_index < c:
+        return y, None
+    keep = y != ignore_index
+    if in_range and keep.all():
+        return y, None
+    outside = keep & ((y < 0) | (y >= c))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
         raise IndexError(f"CrossEntropyLoss: label {int(y[i])} (sample {i}) is outside "
-                         f"[0, {c}) for C={c} classes")
-    return y
+                         f"[0, {c}) for C={c} classes (and is not ignore_index="
+                         f"{ignore_index})")
+    return np.where(keep, y, 0), keep
 
 
 _EYES: dict = {}
@@ -175,17 +185,25 @@ def _one_hot(y: np.ndarray, c: int, dtype, scale: float = 1.0) -> np.ndarray:
 class CrossEntropyLoss(_Loss):
     """-log softmax(x)[label] from logits x of shape (N, C) and integer labels of shape (N,)
     (a list, an int array or a Tensor), or class probabilities of shape (N, C).
-    `weight` (C,) rescales each class; 'mean' then divides by the total weight of the
-    labels, as PyTorch does.
+    As in PyTorch: `weight` (C,) rescales each class, and 'mean' then divides by the total
+    weight of the labels; samples labelled `ignore_index` count for nothing, not even in
+    the mean's divisor; `label_smoothing` e mixes the target with the uniform
+    distribution, (1 - e) target + e / C.
 
     >>> round(CrossEntropyLoss()(Tensor([[0.0, 0.0]]), [1]).item(), 6)
     0.693147
     """
 
-    def __init__(self, weight=None, *, reduction: str = "mean"):
+    def __init__(self, weight=None, *, reduction: str = "mean", ignore_index: int = -100,
+                 label_smoothing: float = 0.0):
         super().__init__(reduction=reduction)
         self.weight = None if weight is None else np.asarray(
             weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
+        self.ignore_index = int(ignore_index)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must lie in [0, 1], got "
+                             f"{label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, input, target) -> Tensor:
         x = as_tensor(input, "CrossEntropyLoss")
@@ -198,10 +216,12 @@ class CrossEntropyLoss(_Loss):
             raise ShapeError(f"CrossEntropyLoss: weight has shape {self.weight.shape} but "
                              f"there are C={c} classes")
         t = np.asarray(target.data if isinstance(target, Tensor) else target)
-        mean = self.reduction == "mean"
+        mean, eps = self.reduction == "mean", self.label_smoothing
         # coef[i, c] is the weight of log_softmax(x)[i, c] in sample i's loss.
         if t.shape == x.shape and t.dtype.kind == "f":
             coef = t.astype(x.dtype)
+            if eps:
+                coef = coef * (1 - eps) + eps / c
             if self.weight is not None:
                 coef = coef * self.weight.astype(x.dtype)
             if self.reduction == "none":
@@ -209,7 +229,9 @@ class CrossEntropyLoss(_Loss):
             if mean:
                 coef *= 1.0 / n
             return weighted_nll(x, coef)  # one fused node (see functional.py)
-        y = _labels(t, n, c)
+        y, keep = _labels(t, n, c, self.ignore_index)
+        if keep is not None or eps:
+            return self._general(x, y, keep, eps)
         if self.reduction == "none":
             # Pick each row's label rather than weigh every class: a masked logit (-inf)
             # elsewhere in the row would otherwise turn 0 * -inf into nan.
@@ -228,5 +250,31 @@ class CrossEntropyLoss(_Loss):
             coef *= 1.0 / float(w.sum())  # PyTorch: divided by the labels' total weight
         return weighted_nll(x, coef)
 
+    def _general(self, x: Tensor, y: np.ndarray, keep, eps: float) -> Tensor:
+        """Labels with ignored samples and/or label smoothing: PyTorch's
+        (1 - e) nll + e/C sum_c (-w_c log p_c) per kept sample, the mean divided by the
+        kept samples' total label weight."""
+        n, c = x.shape
+        w = np.ones(c) if self.weight is None else self.weight
+        rows = w[y] if keep is None else w[y] * keep
+        coef = _one_hot(y, c, np.float64) * ((1 - eps) * rows)[:, None]
+        if eps:
+            coef += (eps / c) * (w[None, :] if keep is None else keep[:, None] * w[None, :])
+        coef = coef.astype(x.dtype)
+        if self.reduction == "none":
+            # Rows and classes that count for nothing are left out, not multiplied by 0:
+            # a masked logit (-inf) there would otherwise make the loss nan.
+            log_p = autodiff.where(coef != 0, x.log_softmax(axis=1), 0.0)
+            return (log_p * -coef).sum(axis=1)
+        if self.reduction == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):  # all ignored: nan
+                coef = coef / coef.dtype.type(rows.sum())
+        return weighted_nll(x, coef)
+
     def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.weight is None else ", weight=...")
+        extra = "" if self.weight is None else ", weight=..."
+        if self.ignore_index != -100:
+            extra += f", ignore_index={self.ignore_index}"
+        if self.label_smoothing:
+            extra += f", label_smoothing={self.label_smoothing:g}"
+        return super().extra_repr() + extra

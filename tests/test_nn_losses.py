@@ -252,3 +252,64 @@ def test_bce_keeps_a_gradient_at_saturated_probabilities():
     assert loss.item() == pytest.approx(200.0 - math.log(0.25))
     loss.backward()
     np.testing.assert_allclose(p.grad, [-1e12, 1e12, -1 / 0.25])
+
+
+def _smoothed_reference(z, y, w, eps, ignore, reduction):
+    """PyTorch's documented formula, written plainly."""
+    c = z.shape[1]
+    logp = z - z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    w = np.ones(c) if w is None else w
+    keep = np.asarray(y) != ignore
+    yy = np.where(keep, y, 0)
+    nll = -w[yy] * logp[np.arange(len(y)), yy] * keep
+    smooth = -(logp * w).sum(axis=1) * keep
+    loss = (1 - eps) * nll + eps / c * smooth
+    if reduction == "none":
+        return loss
+    return loss.sum() / (w[yy] * keep).sum() if reduction == "mean" else loss.sum()
+
+
+IGNORE_CASES = [(0.0, -100, None), (0.1, -100, None), (0.2, 2, None),
+                (0.0, -100, [0.5, 2.0, 1.0, 0.25]), (0.3, 1, [0.5, 2.0, 1.0, 0.25])]
+
+
+@pytest.mark.parametrize("eps, ignore, w", IGNORE_CASES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_ignore_index_and_label_smoothing(rng, eps, ignore, w, reduction):
+    z = rng.normal(size=(6, 4))
+    y = rng.integers(0, 4, size=6)
+    y[[1, 4]] = ignore
+    w = None if w is None else np.array(w)
+    fn = nn.CrossEntropyLoss(w, reduction=reduction, ignore_index=ignore, label_smoothing=eps)
+    got = fn(_t(z), y)
+    np.testing.assert_allclose(got.data, _smoothed_reference(z, y, w, eps, ignore, reduction),
+                               rtol=1e-12)
+    assert gradcheck(lambda x: fn(x, y), [_t(z)])  # never skipped
+    torch = pytest.importorskip("torch")
+    ours, theirs = _torch_pair(torch, z)
+    a = fn(ours, y)
+    b = torch.nn.CrossEntropyLoss(None if w is None else torch.tensor(w), reduction=reduction,
+                                  ignore_index=ignore, label_smoothing=eps)(theirs,
+                                                                           torch.tensor(y))
+    a.sum().backward()
+    b.sum().backward()
+    np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_ignore_edges():
+    z = _t(np.array([[0.0, -np.inf, 1.0], [2.0, 0.0, 0.0]]))
+    none = nn.CrossEntropyLoss(reduction="none", ignore_index=7)(z, [7, 0])
+    assert none.data[0] == 0.0 and np.isfinite(none.data).all()  # an ignored masked row
+    assert np.isnan(nn.CrossEntropyLoss()(z, [-100, -100]).item())  # as PyTorch: 0 / 0
+    with pytest.raises(IndexError, match=r"label 5 .*not ignore_index=-100"):
+        nn.CrossEntropyLoss()(z, [5, -100])
+    with pytest.raises(ValueError, match="label_smoothing must lie in"):
+        nn.CrossEntropyLoss(label_smoothing=1.5)
+    probs = np.array([[0.2, 0.0, 0.8], [1.0, 0.0, 0.0]])
+    torch = pytest.importorskip("torch")
+    zz = np.array([[0.1, 0.4, 1.0], [2.0, 0.0, -1.0]])
+    a = nn.CrossEntropyLoss(label_smoothing=0.1)(_t(zz), probs).item()
+    b = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.tensor(zz), torch.tensor(probs))
+    assert a == pytest.approx(b.item(), rel=1e-12)
