@@ -157,11 +157,11 @@ def test_flat_group_rejects_a_gradient_of_the_wrong_shape(rng):
     params[0].grad, params[1].grad = np.ones(3), np.ones(2)
     opt.step()
     params[1].grad = np.ones(1)  # would broadcast silently
-    with pytest.raises(ValueError, match=r"SGD.step: parameter 1 has shape \(2,\) but its "
-                                         r"gradient has shape \(1,\)"):
+    with pytest.raises(ValueError, match=r"SGD.step: parameter 1 of group 0 has shape \(2,\) "
+                                         r"but its gradient has shape \(1,\)"):
         opt.step()
     single = optim.SGD([params[1]], lr=0.1)  # the one-by-one path says the same
-    with pytest.raises(ValueError, match="parameter 0 has shape"):
+    with pytest.raises(ValueError, match="parameter 0 of group 0 has shape"):
         single.step()
 
 
@@ -430,7 +430,79 @@ def test_number_gradients_and_checks_before_any_update():
     c = Tensor(np.zeros(2), requires_grad=True)
     opt = optim.SGD([a, c, b], lr=0.5)
     a.grad, c.grad, b.grad = 1.0, None, np.ones(3)  # the last one is wrong
-    with pytest.raises(ValueError, match=r"parameter 2 has shape \(\) but its gradient has "
-                                         r"shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"parameter 2 of group 0 has shape \(\) but its "
+                                         r"gradient has shape \(3,\)"):
         opt.step()
     assert a.data == 0.75  # nothing was updated
+
+
+def _ones(*shapes):
+    return [Tensor(np.ones(s), requires_grad=True) for s in shapes]
+
+
+def test_a_reset_buffer_is_refilled_where_the_state_shows_it():
+    a, b = _ones(2, 2)
+    opt = optim.SGD([a, b], lr=0.1, momentum=0.9)
+    for reset in (False, True):
+        a.grad = b.grad = np.ones(2)
+        if reset:
+            for p in (a, b):
+                opt.state[p]["momentum_buffer"] = None
+        opt.step()
+    np.testing.assert_array_equal(opt.state[a]["momentum_buffer"], [1.0, 1.0])
+    a.grad, b.grad = np.ones(2), None  # a one-by-one step must see that buffer
+    opt.step()
+    np.testing.assert_allclose(a.data, 1 - 0.1 * (1 + 1 + 1.9))
+
+
+def test_state_in_pytorchs_shape_and_odd_state_fall_back_to_one_by_one():
+    a, b = _ones(2, 3)
+    opt = optim.Adam([a, b], lr=0.1)
+    for p in (a, b):  # what a torch user would set: no scratch buffers, a 0-d step
+        opt.state[p] = {"step": np.array(0.0), "exp_avg": np.zeros(p.shape),
+                        "exp_avg_sq": np.zeros(p.shape)}
+    ref = _ones(2, 3)
+    ref_opts = [optim.Adam([p], lr=0.1) for p in ref]
+    for _ in range(2):
+        for p in (a, b, *ref):
+            p.grad = np.full(p.shape, 0.5)
+        opt.step()
+        for o in ref_opts:
+            o.step()
+    for p, q in zip((a, b), ref):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-15)
+
+
+def test_rebound_data_of_other_sizes_is_not_mixed_into_other_state():
+    a, b = _ones(2, 3)
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad, b.grad = np.ones(2), np.ones(3)
+    opt.step()
+    a.data, b.data = np.zeros(3), np.zeros(2)  # sizes swapped: the moments no longer fit
+    a.grad, b.grad = np.ones(3), np.ones(2)
+    with pytest.raises(ValueError):
+        opt.step()  # as PyTorch and one optimizer per parameter: an error, not a mix
+
+
+def test_parameters_sharing_memory_stay_tied():
+    base = np.ones(2)
+    a, b = Tensor(base, requires_grad=True), Tensor(np.zeros(1), requires_grad=True)
+    b.data = a.data  # the same array behind two parameters
+    opt = optim.SGD([a, b], lr=0.1)
+    for _ in range(2):
+        a.grad, b.grad = np.ones(2), np.ones(2)
+        opt.step()
+    np.testing.assert_allclose(a.data, 0.6)  # each step moved the array twice
+    assert a.data is b.data
+
+
+def test_a_bad_gradient_in_any_group_stops_the_whole_step():
+    a, b, c = _ones(2, 2, 2)
+    opt = optim.SGD([{"params": [a, b]}, {"params": [c], "lr": 0.5}], lr=0.1)
+    a.grad, b.grad, c.grad = np.ones(2), np.ones(2), np.ones(3)
+    with pytest.raises(ValueError, match=r"parameter 0 of group 1 has shape \(2,\)"):
+        opt.step()
+    c.grad = np.array(["x", "y"])
+    with pytest.raises(ValueError, match="non-numeric dtype"):
+        opt.step()
+    assert all(np.array_equal(p.data, np.ones(2)) for p in (a, b, c))

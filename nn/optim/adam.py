@@ -42,12 +42,11 @@ class Adam(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
         b1, b2 = group["betas"]
         wd = group["weight_decay"]
-        if not state:
+        if "exp_avg" not in state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p)
             state["exp_avg_sq"] = np.zeros_like(p)
-            state["tmp"] = np.empty_like(p)
-        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], state["tmp"]
+        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], scratch(state, "tmp", p)
         state["step"] = t = state["step"] + 1
         if wd:
             gw = scratch(state, "grad_wd", p)

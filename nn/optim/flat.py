@@ -18,6 +18,7 @@ from __future__ import annotations
 from operator import is_
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 
 class FlatGroup:
@@ -50,28 +51,32 @@ class FlatGroup:
                 self.state[key] = value
         self.param_states = states
         self.expected = [{} for _ in states]  # what sync_state put in each state dict
-        self.synced = -1
+        self.synced = None
         self.sync_state()
 
     @classmethod
     def build(cls, params: list, states: list[dict]) -> "FlatGroup | None":
         """A flat group for `params` with their current `states`, or None where the
-        per-parameter path must stay (one parameter, mixed dtypes, unequal state)."""
+        per-parameter path must stay: one parameter, mixed dtypes, parameters sharing
+        memory (laid apart they would be untied), or state that does not split into
+        per-parameter arrays of the parameters' shapes plus equal numbers."""
         if len(params) < 2:
             return None
         dtype = params[0].data.dtype
-        if any(p.data.dtype != dtype for p in params):
+        if any(p.data.dtype != dtype for p in params) or _overlapping(params):
             return None
         keys = states[0].keys()
-        for s in states[1:]:
+        for p, s in zip(params, states):
             if s.keys() != keys:
                 return None
             for key, value in s.items():
                 first = states[0][key]
                 if isinstance(value, np.ndarray):
-                    if value.dtype != dtype or not isinstance(first, np.ndarray):
+                    if (value.dtype != dtype or value.shape != p.data.shape
+                            or not isinstance(first, np.ndarray)):
                         return None
-                elif isinstance(first, np.ndarray) or value != first:
+                elif isinstance(first, np.ndarray) or type(value) is not type(first) or (
+                        value != first):
                     return None  # e.g. different step counts
         return cls(params, states)
 
@@ -98,15 +103,23 @@ class FlatGroup:
 
     def sync_state(self) -> None:
         """Give the per-parameter state dicts views of (and the numbers in) the flat state."""
-        if self.synced != len(self.state):
+        arrays = tuple((key, id(value)) for key, value in self.state.items()
+                       if isinstance(value, np.ndarray))
+        if self.synced != arrays:  # a buffer was created (or replaced) by the update
             bounds = np.cumsum([0] + [v.size for v in self.views])
             for key, value in self.state.items():
                 if isinstance(value, np.ndarray):
                     for s, expected, view, a, b in zip(self.param_states, self.expected,
                                                        self.views, bounds, bounds[1:]):
                         s[key] = expected[key] = value[a:b].reshape(view.shape)
-            self.synced = len(self.state)
+            self.synced = arrays
         for key, value in self.state.items():
             if not isinstance(value, np.ndarray):
                 for s, expected in zip(self.param_states, self.expected):
                     s[key] = expected[key] = value
+
+
+def _overlapping(params: list) -> bool:
+    """Whether any two parameters' arrays share memory (by their address ranges)."""
+    spans = sorted(byte_bounds(p.data) for p in params)
+    return any(b_lo < a_hi for (_, a_hi), (b_lo, _) in zip(spans, spans[1:]))

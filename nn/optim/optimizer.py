@@ -83,6 +83,7 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        plan = []
         for k, group in enumerate(self.param_groups):
             values, tensors = [], []
             for p in group["params"]:
@@ -90,20 +91,30 @@ class Optimizer:
                     values.append(p)
                 elif p.grad is not None:
                     tensors.append(p)
+            self._check_grads(tensors, k, group)  # every group, before anything changes
+            plan.append((k, group, values, tensors))
+        for k, group, values, tensors in plan:
             if tensors:
                 self._step_tensors(tensors, k, group)
             if values:
                 self._step_values(values, ("values", k), group)
         return loss
 
-    def _step_tensors(self, params: list, k: int, group: dict) -> None:
-        for p in params:  # all checked before anything changes
+    def _check_grads(self, params: list, k: int, group: dict) -> None:
+        for p in params:
             g = p.grad
-            if (g.shape if type(g) is np.ndarray else np.shape(g)) != p.data.shape:
+            if type(g) is np.ndarray:
+                shape, kind = g.shape, g.dtype.kind
+            else:
+                shape, kind = np.shape(g), np.asarray(g).dtype.kind
+            if shape != p.data.shape or kind not in "biuf":
                 i = next(i for i, q in enumerate(group["params"]) if q is p)
-                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
-                                 f"{p.data.shape} but its gradient has shape "
-                                 f"{np.shape(p.grad)}")
+                what = (f"shape {shape}" if shape != p.data.shape
+                        else f"non-numeric dtype {np.asarray(g).dtype}")
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} of group {k} "
+                                 f"has shape {p.data.shape} but its gradient has {what}")
+
+    def _step_tensors(self, params: list, k: int, group: dict) -> None:
         flat = self._flat.get(k)
         if flat is None or not flat.matches(params, self.state):
             states = [self.state.setdefault(p, {}) for p in params]
@@ -111,9 +122,9 @@ class Optimizer:
             flat = FlatGroup.build(params, states) if every else None
             if flat is None:  # one by one (on views of the old flat buffers, if any)
                 self._flat.pop(k, None)
-                for p, state in zip(params, states):
-                    # (in the parameter's dtype, as the flat buffer holds it)
-                    g = np.asarray(p.grad, dtype=p.data.dtype)
+                # (in the parameter's dtype, as the flat buffer holds it)
+                grads = [np.asarray(p.grad, dtype=p.data.dtype) for p in params]
+                for p, g, state in zip(params, grads, states):
                     self._update(p.data, g, state, group)
                 return
             self._flat[k] = flat

@@ -41,10 +41,9 @@ class RMSprop(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
         alpha, mu, wd = group["alpha"], group["momentum"], group["weight_decay"]
-        if not state:
+        if "square_avg" not in state:
             state["square_avg"] = np.zeros_like(p)
-            state["tmp"] = np.empty_like(p)
-        s, tmp = state["square_avg"], state["tmp"]
+        s, tmp = state["square_avg"], scratch(state, "tmp", p)
         if wd:
             gw = scratch(state, "grad_wd", p)
             np.multiply(p, wd, out=gw)
