@@ -365,8 +365,10 @@ def test_schedules_match_torch(sched, kw):
     first = "step_size" if sched == "StepLR" else "T_max"
     rest = {k: v for k, v in kw.items() if k != first}
     ts = getattr(torch.optim.lr_scheduler, sched)(topt, kw[first], **rest)
-    for _ in range(12):
+    for epoch in range(25):
         np.testing.assert_allclose(s.get_last_lr(), ts.get_last_lr(), rtol=1e-12)
+        if epoch == 9:  # an lr set by hand carries on, as in PyTorch
+            opt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.01
         topt.step()
         s.step()
         ts.step()

@@ -2,6 +2,10 @@
 
     StepLR:             lr_t = lr_0 * gamma^floor(t / step_size)
     CosineAnnealingLR:  lr_t = eta_min + (lr_0 - eta_min) (1 + cos(pi t / T_max)) / 2
+
+Each step computes the new lr from the current one (PyTorch's recursive forms, which give
+the formulas above when nothing else touches the lr), so an lr changed by hand, or by
+another schedule on the same optimizer, carries on as it does in PyTorch.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from .optimizer import Optimizer
 
 
 class LRScheduler:
-    """Sets every group's "lr" from its initial value and the epoch count `last_epoch`."""
+    """Sets every group's "lr" from its current value, its initial value and the epoch
+    count `last_epoch`."""
 
     def __init__(self, optimizer: Optimizer):
         if not isinstance(optimizer, Optimizer):
@@ -25,14 +30,16 @@ class LRScheduler:
         self.last_epoch = -1
         self.step()
 
-    def lr_at(self, base_lr: float, epoch: int) -> float:
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        """The lr of `epoch` from the lr of the epoch before."""
         raise NotImplementedError
 
     def step(self) -> None:
         """Advance one epoch and set the new learning rates."""
         self.last_epoch += 1
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base, self.last_epoch)
+            if self.last_epoch > 0:
+                group["lr"] = self.next_lr(group["lr"], base, self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
@@ -48,8 +55,8 @@ class StepLR(LRScheduler):
         self.step_size, self.gamma = int(step_size), float(gamma)
         super().__init__(optimizer)
 
-    def lr_at(self, base_lr: float, epoch: int) -> float:
-        return base_lr * self.gamma ** (epoch // self.step_size)
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        return lr * self.gamma if epoch % self.step_size == 0 else lr
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -61,6 +68,9 @@ class CosineAnnealingLR(LRScheduler):
         self.T_max, self.eta_min = int(T_max), float(eta_min)
         super().__init__(optimizer)
 
-    def lr_at(self, base_lr: float, epoch: int) -> float:
-        return self.eta_min + (base_lr - self.eta_min) * (
-            1 + math.cos(math.pi * epoch / self.T_max)) / 2
+    def next_lr(self, lr: float, base_lr: float, epoch: int) -> float:
+        t, eta = self.T_max, self.eta_min
+        if (epoch - 1 - t) % (2 * t) == 0:  # leaving the bottom: the ratio below is 0/0
+            return lr + (base_lr - eta) * (1 - math.cos(math.pi / t)) / 2
+        return eta + (lr - eta) * (1 + math.cos(math.pi * epoch / t)) / (
+            1 + math.cos(math.pi * (epoch - 1) / t))
