@@ -8,9 +8,11 @@ arithmetic, that is most of the optimizer's time (benchmarks/bench_digits.py).
 
 To make it so, the group's parameters get as `.data` views into one flat array (same
 values, updated in place from then on), and their per-parameter state entries become
-views into the flat state. Any change that breaks this (a `.data` rebound, a parameter
-without a gradient, a different dtype) sends that step back to the per-parameter path,
-which reads and writes the same buffers.
+views into the flat state. The flat group is a cache, checked at every step: a change
+that breaks it (a `.data` rebound, an edited or cleared `opt.state`, a copy of the
+optimizer) rebuilds it, and where it cannot hold (a parameter without a gradient this
+step, mixed dtypes, parameters sharing memory, state of other shapes) the step goes
+parameter by parameter, on the same buffers.
 """
 
 from __future__ import annotations
