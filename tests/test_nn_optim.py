@@ -508,3 +508,22 @@ def test_a_bad_gradient_in_any_group_stops_the_whole_step():
     with pytest.raises(ValueError, match="non-numeric dtype"):
         opt.step()
     assert all(np.array_equal(p.data, np.ones(2)) for p in (a, b, c))
+
+
+def test_value_groups_must_keep_their_members():
+    a, b = Value(1.0), Value(2.0)
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad = b.grad = 1.0
+    opt.step()
+    opt.param_groups[0]["params"].append(Value(3.0))
+    with pytest.raises(ValueError, match="Value parameters of group 0 are not the ones"):
+        opt.step()
+    opt.param_groups[0]["params"].pop()
+    b.grad = None
+    before = a.data
+    with pytest.raises(ValueError, match=r"Value parameter 1 of group 0 has grad None"):
+        opt.step()
+    assert a.data == before  # nothing moved
+    b.grad = 1.0
+    opt.step()  # the original members carry on
+    assert a.data < before

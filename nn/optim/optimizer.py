@@ -91,7 +91,7 @@ class Optimizer:
                     values.append(p)
                 elif p.grad is not None:
                     tensors.append(p)
-            self._check_grads(tensors, k, group)  # every group, before anything changes
+            self._check_grads(tensors, values, k, group)  # all, before anything changes
             plan.append((k, group, values, tensors))
         for k, group, values, tensors in plan:
             if tensors:
@@ -100,7 +100,13 @@ class Optimizer:
                 self._step_values(values, ("values", k), group)
         return loss
 
-    def _check_grads(self, params: list, k: int, group: dict) -> None:
+    def _check_grads(self, params: list, values: list, k: int, group: dict) -> None:
+        for v in values:
+            if not isinstance(v.grad, (float, int, np.floating, np.integer)):
+                i = next(i for i, q in enumerate(group["params"]) if q is v)
+                raise ValueError(f"{type(self).__name__}.step: Value parameter {i} of group "
+                                 f"{k} has grad {v.grad!r}, not a number (zero_grad() sets "
+                                 "Value grads to 0.0)")
         for p in params:
             g = p.grad
             if type(g) is np.ndarray:
@@ -138,10 +144,17 @@ class Optimizer:
         return dict(self.__dict__, _flat={})
 
     def _step_values(self, values: list, key, group: dict) -> None:
+        state = self.state.setdefault(key, {})
+        members = tuple(values)
+        if state.setdefault("values", members) != members:  # (Values compare by identity)
+            raise ValueError(
+                f"{type(self).__name__}.step: the Value parameters of group {key[1]} are not "
+                "the ones of earlier steps (a Value added or removed, or a group removed); "
+                "their optimizer state is kept for the group as a whole and cannot follow. "
+                "Create a new optimizer.")
         n = len(values)
         data = np.fromiter((v.data for v in values), dtype=np.float64, count=n)
         grad = np.fromiter((v.grad for v in values), dtype=np.float64, count=n)
-        state = self.state.setdefault(key, {})
         self._update(data, grad, state, group)
         for v, x in zip(values, data.tolist()):
             v.data = x
