@@ -86,15 +86,15 @@ class FlatGroup:
         """Whether this step's parameters (those with a gradient) are still exactly ours:
         each `.data` still our view of our buffer (a copied optimizer's are not), and its
         entry of the optimizer's `states` still the dict we filled, unchanged."""
-        if len(params) != len(self.params):
+        if len(params) != len(self.params) or not all(map(is_, params, self.params)):
             return False
-        for p, q, view, mine, expected in zip(params, self.params, self.views,
-                                              self.param_states, self.expected):
-            if p is not q or p.data is not view or view.base is not self.data:
+        data = self.data
+        for p, view, mine, expected in zip(params, self.views, self.param_states,
+                                           self.expected):
+            if p.data is not view or view.base is not data or states.get(p) is not mine:
                 return False
-            state = states.get(p)
-            if state is not mine or len(state) != len(expected) or not all(
-                    map(is_, map(state.get, expected), expected.values())):
+            if len(mine) != len(expected) or not all(
+                    map(is_, map(mine.get, expected), expected.values())):
                 return False
         return True
 

@@ -110,6 +110,8 @@ class Optimizer:
         for p in params:
             g = p.grad
             if type(g) is np.ndarray:
+                if g.dtype is p.data.dtype and g.shape == p.data.shape:
+                    continue  # (the common case, decided without the general checks)
                 shape, kind = g.shape, g.dtype.kind
             else:
                 shape, kind = np.shape(g), np.asarray(g).dtype.kind
