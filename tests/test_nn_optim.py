@@ -527,3 +527,39 @@ def test_value_groups_must_keep_their_members():
     b.grad = 1.0
     opt.step()  # the original members carry on
     assert a.data < before
+
+
+@pytest.mark.parametrize("edit", ["setitem", "del", "pop", "update", "clear", "ior",
+                                  "setdefault", "popitem", "replace"])
+def test_every_kind_of_state_edit_is_noticed(edit):
+    a, b = _ones(2, 2)
+    opt = optim.SGD([a, b], lr=0.1, momentum=0.9)
+    a.grad = b.grad = np.ones(2)
+    opt.step()
+    state = opt.state[a]
+    if edit == "setitem":
+        state["momentum_buffer"] = np.zeros(2)
+    elif edit == "del":
+        del state["momentum_buffer"]
+    elif edit == "pop":
+        state.pop("momentum_buffer")
+    elif edit == "update":
+        state.update(momentum_buffer=np.zeros(2))
+    elif edit == "clear":
+        state.clear()
+    elif edit == "ior":
+        state |= {"momentum_buffer": np.zeros(2)}
+    elif edit == "setdefault":
+        state.setdefault("extra", 1.0)
+    elif edit == "popitem":
+        state.popitem()
+    else:
+        opt.state[a] = {"momentum_buffer": np.zeros(2)}
+    ref = Tensor(a.data.copy(), requires_grad=True)
+    ref_opt = optim.SGD([ref], lr=0.1, momentum=0.9)
+    if "momentum_buffer" in opt.state[a]:
+        ref_opt.state[ref] = {"momentum_buffer": opt.state[a]["momentum_buffer"].copy()}
+    a.grad = b.grad = ref.grad = np.ones(2)
+    opt.step()
+    ref_opt.step()
+    np.testing.assert_array_equal(a.data, ref.data)  # stepped from the edited state

@@ -23,13 +23,57 @@ import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
 
+class ParamState(dict):
+    """One parameter's optimizer state: a dict that records being edited, so a flat group
+    can tell at a glance whether the state it holds is still the one the user sees."""
+
+    __slots__ = ("edited",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.edited = False
+
+    # Every way of changing a dict marks it edited.
+    def __setitem__(self, key, value):
+        self.edited = True
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self.edited = True
+        super().__delitem__(key)
+
+    def __ior__(self, other):
+        self.edited = True
+        return super().__ior__(other)
+
+    def pop(self, *args):
+        self.edited = True
+        return super().pop(*args)
+
+    def popitem(self):
+        self.edited = True
+        return super().popitem()
+
+    def clear(self):
+        self.edited = True
+        super().clear()
+
+    def update(self, *args, **kwargs):
+        self.edited = True
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        self.edited = True
+        return super().setdefault(key, default)
+
+
 class FlatGroup:
     """The Tensor parameters of a group, laid end to end."""
 
     __slots__ = ("params", "data", "views", "grad", "grad_views", "state", "param_states",
-                 "expected", "synced")
+                 "synced")
 
-    def __init__(self, params: list, states: list[dict]):
+    def __init__(self, params: list, states: list[ParamState]):
         dtype = params[0].data.dtype
         sizes = [p.data.size for p in params]
         self.data = data = np.empty(sum(sizes), dtype)
@@ -45,14 +89,15 @@ class FlatGroup:
             self.grad_views.append(self.grad[offset:offset + n].reshape(view.shape))
             offset += n
         # The state so far (all parameters have the same keys and step, see `build`).
+        for state in states:
+            state.edited = False
         self.state = {}
         for key, value in states[0].items():
             if isinstance(value, np.ndarray):
                 self.state[key] = np.concatenate([s[key].reshape(-1) for s in states])
             else:
                 self.state[key] = value
-        self.param_states = states
-        self.expected = [{} for _ in states]  # what sync_state put in each state dict
+        self.param_states = states  # ParamStates, in opt.state
         self.synced = None
         self.sync_state()
 
@@ -88,13 +133,8 @@ class FlatGroup:
         entry of the optimizer's `states` still the dict we filled, unchanged."""
         if len(params) != len(self.params) or not all(map(is_, params, self.params)):
             return False
-        data = self.data
-        for p, view, mine, expected in zip(params, self.views, self.param_states,
-                                           self.expected):
-            if p.data is not view or view.base is not data or states.get(p) is not mine:
-                return False
-            if len(mine) != len(expected) or not all(
-                    map(is_, map(mine.get, expected), expected.values())):
+        for p, view, mine in zip(params, self.views, self.param_states):
+            if p.data is not view or mine.edited or states.get(p) is not mine:
                 return False
         return True
 
@@ -104,21 +144,22 @@ class FlatGroup:
             view[...] = p.grad
 
     def sync_state(self) -> None:
-        """Give the per-parameter state dicts views of (and the numbers in) the flat state."""
+        """Give the per-parameter state dicts views of (and the numbers in) the flat state.
+        (Written with dict.__setitem__: these are not the user's edits.)"""
+        put = dict.__setitem__
         arrays = tuple((key, id(value)) for key, value in self.state.items()
                        if isinstance(value, np.ndarray))
         if self.synced != arrays:  # a buffer was created (or replaced) by the update
             bounds = np.cumsum([0] + [v.size for v in self.views])
             for key, value in self.state.items():
                 if isinstance(value, np.ndarray):
-                    for s, expected, view, a, b in zip(self.param_states, self.expected,
-                                                       self.views, bounds, bounds[1:]):
-                        s[key] = expected[key] = value[a:b].reshape(view.shape)
+                    for s, view, a, b in zip(self.param_states, self.views, bounds, bounds[1:]):
+                        put(s, key, value[a:b].reshape(view.shape))
             self.synced = arrays
         for key, value in self.state.items():
             if not isinstance(value, np.ndarray):
-                for s, expected in zip(self.param_states, self.expected):
-                    s[key] = expected[key] = value
+                for s in self.param_states:
+                    put(s, key, value)
 
 
 def _overlapping(params: list) -> bool:

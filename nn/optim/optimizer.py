@@ -18,7 +18,7 @@ import numpy as np
 from autodiff import Tensor, Value, enable_grad
 
 from ..module import zero_grads
-from .flat import FlatGroup
+from .flat import FlatGroup, ParamState
 
 
 class Optimizer:
@@ -125,7 +125,12 @@ class Optimizer:
     def _step_tensors(self, params: list, k: int, group: dict) -> None:
         flat = self._flat.get(k)
         if flat is None or not flat.matches(params, self.state):
-            states = [self.state.setdefault(p, {}) for p in params]
+            states = []
+            for p in params:
+                state = self.state.get(p)
+                if type(state) is not ParamState:  # (the flat group notices its edits)
+                    state = self.state[p] = ParamState(state or {})
+                states.append(state)
             every = len(params) == sum(not isinstance(p, Value) for p in group["params"])
             flat = FlatGroup.build(params, states) if every else None
             if flat is None:  # one by one (on views of the old flat buffers, if any)
