@@ -20,7 +20,11 @@ from __future__ import annotations
 from operator import is_
 
 import numpy as np
-from numpy.lib.array_utils import byte_bounds
+
+try:  # numpy >= 2
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy 1.26 (pyproject allows it)
+    byte_bounds = np.byte_bounds
 
 
 class ParamState(dict):
