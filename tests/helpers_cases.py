@@ -24,6 +24,8 @@ class _LazyTorch:
     building the cases never imports torch (the tests must run without it)."""
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # doctest's collector probes __wrapped__ and the like
+            raise AttributeError(name)
         import torch
 
         return getattr(torch, name)
