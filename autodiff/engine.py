@@ -73,21 +73,119 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class Version:
+    """How often a tensor's memory was changed in place through the library (`count`),
+    and when last (`tick`, a creation number: the change is newer than every node made
+    before it). Shared by tensors that share memory (views, `detach()`)."""
+
+    __slots__ = ("count", "tick")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.tick = 1  # older than every node
+
+
+class _Changes:
+    # The tick of the newest in-place change anywhere: a node made after it saved
+    # nothing that has changed since, so backward checks only the nodes made before.
+    last = 1
+    # The tick of the newest leaf to start requiring grad (requires_grad_()): it takes
+    # a new creation number then, and nodes made before it send it no gradient.
+    grad_on = 1
+
+
+_changes = _Changes()
+
+
+def bump_version(node) -> None:
+    """Record that `node`'s memory was just changed in place."""
+    vc = node._vc
+    if vc is None:
+        vc = node._vc = Version()
+    vc.count += 1
+    vc.tick = _changes.last = next(creation_counter)
+
+
+class ModifiedInPlaceError(RuntimeError):
+    """Backward would read an array that an in-place operation changed after the forward."""
+
+
+def _modified_error(node, what: str, changed) -> ModifiedInPlaceError:
+    shape = getattr(changed.data, "shape", ())
+    dtype = getattr(changed.data, "dtype", type(changed.data).__name__)
+    return ModifiedInPlaceError(
+        f"backward: {what} of the '{node._op.name}' node (shape {shape}, dtype {dtype}) was "
+        f"modified by an in-place operation after the node was recorded (it is now at "
+        f"version {changed._vc.count}); its gradient needs the values it saved. Run the "
+        "forward again after the change (e.g. call optimizer.step() after backward()), or "
+        "make the change out of place.")
+
+
+def _check_versions(node, op) -> None:
+    """Raise if an array the vjp reads changed in place after `node` was made."""
+    seq = node._seq
+    if op.reads == "values":
+        for i, p in enumerate(node._parents):
+            vc = p._vc
+            if vc is not None and vc.tick < seq:
+                raise _modified_error(node, f"input {i}", p)
+    if op.reads_output:
+        vc = node._vc
+        if vc is not None and vc.tick < seq:
+            raise _modified_error(node, "the output", node)
+
+
 class Node:
     """Base of `Value` and `Tensor`: the fields the engine reads, nothing more."""
 
     __slots__ = ()
-    # subclasses declare: data, requires_grad, _parents, _op, _saved, _kw, and the
-    # engine's bookkeeping _g (pending gradient) and _seq (creation number)
+    # subclasses declare: data, requires_grad, _parents, _op, _saved, _kw, the engine's
+    # bookkeeping _g (pending gradient) and _seq (creation number), _hooks (None or a
+    # dict of the hooks registered on it) and _vc (None or its `Version`)
 
     # subclasses also provide `_retain` (whether `.grad` keeps this node's gradient) and:
     def _store_grad(self, g) -> None:  # pragma: no cover - overridden
         """Add a finished gradient to `.grad`."""
         raise NotImplementedError
 
+    def _hook_arg(self, g):  # pragma: no cover - overridden
+        """A gradient as a hook receives it."""
+        raise NotImplementedError
+
+    def _hook_result(self, result, g):  # pragma: no cover - overridden
+        """A hook's returned gradient in the engine's form (checked against `g`'s)."""
+        raise NotImplementedError
+
     @property
     def is_leaf(self) -> bool:
         return self._op is None
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes the library made to this node's memory."""
+        return 0 if self._vc is None else self._vc.count
+
+    def register_hook(self, hook) -> "HookHandle":
+        """Call `hook(grad)` with this node's total gradient during backward, in the
+        engine's order; a returned gradient replaces it. `.remove()` on the handle
+        unregisters it.
+
+        >>> from autodiff import Value
+        >>> x = Value(2.0); seen = []
+        >>> h = x.register_hook(seen.append)
+        >>> (x * x).backward(); seen
+        [4.0]
+        """
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a callable, got {type(hook).__name__}")
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does "
+                               "not require grad")
+        if self._hooks is None:
+            self._hooks = {}
+        handle = HookHandle(self._hooks)
+        self._hooks[handle.key] = hook
+        return handle
 
     def __setstate__(self, state) -> None:
         # A copy (copy.deepcopy, pickle) is a new node: it takes a new creation number,
@@ -97,6 +195,33 @@ class Node:
             setattr(self, name, value)
         self._g = None
         self._seq = next(creation_counter)
+        for name in ("_hooks", "_vc"):  # (pickles from before these fields)
+            try:
+                getattr(self, name)
+            except AttributeError:
+                setattr(self, name, None)
+
+
+class HookHandle:
+    """What `register_hook` returns: `.remove()` unregisters the hook."""
+
+    __slots__ = ("hooks", "key")
+    _keys = itertools.count()
+
+    def __init__(self, hooks: dict) -> None:
+        self.hooks = hooks
+        self.key = next(HookHandle._keys)
+
+    def remove(self) -> None:
+        self.hooks.pop(self.key, None)
+
+
+def _run_hooks(node, g):
+    for hook in list(node._hooks.values()):
+        result = hook(node._hook_arg(g))
+        if result is not None:
+            g = node._hook_result(result, g)
+    return g
 
 
 class ReleasedGraphError(RuntimeError):
@@ -111,7 +236,46 @@ def _released_error(node: Node) -> ReleasedGraphError:
     )
 
 
-_backward_lock = threading.Lock()
+class _Released:
+    """Stands in for an option array that a releasing backward dropped."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<released>"
+
+
+RELEASED = _Released()
+
+
+def _release(node, op) -> None:
+    """Drop what the node kept only for backward: its saved arrays, and the arrays among
+    its options that only the vjp reads (index arrays, masks). Structure and forward
+    values stay, so the graph can still be drawn."""
+    node._saved = None
+    if op.buffers and node._kw:
+        node._kw = {k: RELEASED if k in op.buffers and _holds_array(v) else v
+                    for k, v in node._kw.items()}
+
+
+def _inputs_after_release(node):
+    """The vjp's operands read from the inputs' data, for a node already released
+    (pictures drawn after backward); refused where an option array is gone too."""
+    if node._kw and any(v is RELEASED for v in node._kw.values()):
+        raise ReleasedGraphError(
+            f"the '{node._op.name}' node's backward buffers (an index array or mask) were "
+            "released by backward(); call backward(retain_graph=True) to keep them for "
+            "pictures and explanations afterwards")
+    return tuple(p.data for p in node._parents)
+
+
+def _holds_array(v) -> bool:
+    if isinstance(v, tuple):
+        return any(_holds_array(x) for x in v)
+    return hasattr(v, "__array_interface__") and not isinstance(v, (int, float, bool))
+
+
+_backward_lock = threading.RLock()
 
 # Every node takes the next number of this counter when it is created. The numbers
 # decrease, and a node is always created after its inputs, so increasing creation number
@@ -120,21 +284,29 @@ creation_counter = itertools.count(0, -1)
 
 
 def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False,
-                 capture: dict | None = None, sum_to=None) -> None:
+                 capture: dict | None = None, sum_to=None, store: bool = True,
+                 observer=None, released_ok: bool = False) -> None:
     """Apply the chain rule from `roots` (seeded with `seeds`) in reverse topological order.
 
-    A node's total gradient is the sum over its consumers of their vjp outputs. Pending
-    nodes wait in a heap keyed by creation number, newest first: every consumer of a
-    node was created after it, so when a node leaves the heap its total is complete. This
-    needs no separate pass to count consumers, and no recursion at any depth.
+    The one backward loop of the library: `backward()`, `autodiff.grad`, hooks and the
+    pictures (`autodiff.viz`) all run through it. A node's total gradient is the sum over
+    its consumers of their vjp outputs. Pending nodes wait in a heap keyed by creation
+    number, newest first: every consumer of a node was created after it, so when a node
+    leaves the heap its total is complete. Leaves, which send nothing on, wait in a list
+    and finish last, in the order they were reached. No recursion at any depth.
 
-    Without `capture`, totals go to `.grad` of the nodes whose `_retain` is true (Tensor
-    leaves and retain_grad() intermediates; every Value). With `capture` (a dict
-    node -> None), totals for those nodes are written into it and `.grad` is left alone.
-
-    `sum_to(g, node)` reduces a broadcast gradient to the node's shape and dtype (one
-    place for the whole library); it is None for scalar graphs. With `create_graph` the
-    vjps run on the nodes themselves, so the gradients they return are graph nodes too.
+    - `store`: totals go to `.grad` of the nodes whose `_retain` is true (Tensor leaves
+      and retain_grad() intermediates; every Value). With `capture` (a dict
+      node -> None) the visit is pruned to the nodes that lead to its keys, their
+      totals are written into it, and `.grad` is left alone.
+    - `sum_to(g, node)` reduces a broadcast gradient to the node's shape and dtype (one
+      place for the whole library); None for scalar graphs.
+    - `create_graph`: the vjps run on the nodes themselves, so the gradients they
+      return are graph nodes too.
+    - `observer(node, g, sends)` is called at every step with the node's total and what
+      it sent, [(input, contribution, input's total before, after)] in edge order.
+    - `released_ok`: a node whose buffers were released reads its inputs' data instead
+      (for pictures drawn after a backward).
 
     The pending gradient lives in a slot of each node (`_g`, None outside this function)
     rather than in a dict; a lock keeps concurrent backwards apart.
@@ -152,7 +324,8 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
             # so the graph below the inputs, and branches that lead to none, stay untouched.
             needed = None if capture is None else _leading_to(roots, capture)
             _push_roots(heap, roots, seeds, needed)
-            _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed)
+            _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed,
+                       store and capture is None, observer, released_ok)
         except BaseException:
             for node in leaves + [node for _, node in heap]:
                 node._g = None
@@ -194,38 +367,70 @@ def _push_roots(heap, roots, seeds, needed) -> None:
             root._g = root._g + seed
 
 
-def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed) -> None:
-    record = capture is None
+def _finish(node, g, record, capture):
+    """A node's total is complete: hooks, then `.grad` or the capture."""
+    if node._hooks:
+        g = _run_hooks(node, g)
+    if record:
+        if node._retain:
+            node._store_grad(g)
+    elif capture is not None and node in capture:
+        capture[node] = g
+    return g
+
+
+def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed,
+               record, observer, released_ok) -> None:
     aliased = set()  # ids of gradients a rule passed through, stored as they are
+    last_change, grad_on = _changes.last, _changes.grad_on
 
     while heap:
         node = heappop(heap)[1]
         g = node._g
         node._g = None
-        if record:  # (as in the leaves' loop at the end)
-            if node._retain:
-                node._store_grad(g.copy() if aliased and id(g) in aliased else g)
-        elif node in capture:
-            capture[node] = g
+        if node._hooks or record and node._retain or capture is not None:
+            if record and aliased and id(g) in aliased:
+                g = g.copy()
+            g = _finish(node, g, record, capture)
         op = node._op
-        if op is None:
+        if op is None:  # a root that is a leaf
+            if observer is not None:
+                observer(node, g, [])
             continue
-        if needed is not None and not any(id(p) in needed for p in node._parents):
+        parents = node._parents
+        if needed is not None and not any(id(p) in needed for p in parents):
+            if observer is not None:
+                observer(node, g, [])
             continue  # a requested input with nothing requested below it
         saved = node._saved
         if saved is None:
-            raise _released_error(node)
+            if not released_ok:
+                raise _released_error(node)
+            saved = _inputs_after_release(node)
+        elif node._seq > last_change:  # something changed in place since node was made
+            _check_versions(node, op)
+        seq = node._seq
+        late = seq > grad_on  # an input may have started requiring grad after this node
         kw = node._kw
         if create_graph:
-            grads = op.vjp(g, node, *node._parents, **kw) if kw else op.vjp(g, node, *node._parents)
+            saved, out = parents, node
         else:
-            grads = op.vjp(g, node.data, *saved, **kw) if kw else op.vjp(g, node.data, *saved)
+            out = node.data
+        if op.masked:
+            need = tuple([p.requires_grad and (needed is None or id(p) in needed)
+                          and not (late and p._seq < seq) for p in parents])
+            grads = op.vjp(g, out, *saved, need=need, **kw) if kw else op.vjp(
+                g, out, *saved, need=need)
+        else:
+            grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
         if not retain_graph:
-            node._saved = None
-        for parent, pg in zip(node._parents, grads):
-            # (pg is None: the input needed no gradient when the op was recorded)
+            _release(node, op)
+        sends = [] if observer is not None else None
+        for parent, pg in zip(parents, grads):
+            # (pg is None: the rule skipped an input that needs no gradient)
             if pg is None or not parent.requires_grad or (
-                    needed is not None and id(parent) not in needed):
+                    needed is not None and id(parent) not in needed) or (
+                    late and parent._seq < seq):
                 continue
             if sum_to is not None:
                 data = parent.data
@@ -246,12 +451,34 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                     aliased.add(id(pg))
             else:
                 parent._g = acc + pg
+            if sends is not None:
+                sends.append((parent, pg, acc, parent._g))
+        if observer is not None:
+            observer(node, g, sends)
 
     for node in leaves:  # their totals are complete once the heap is empty
         g = node._g
         node._g = None
-        if record:
-            if node._retain:
-                node._store_grad(g.copy() if aliased and id(g) in aliased else g)
-        elif node in capture:
-            capture[node] = g
+        if record and aliased and id(g) in aliased:
+            g = g.copy()
+        g = _finish(node, g, record, capture)
+        if observer is not None:
+            observer(node, g, [])
+
+
+def local_vjp(node, g, cast=None) -> tuple:
+    """g times d(node)/d(input) for every input of `node` (None where the rule gives
+    none), computed on raw numbers from the saved buffers or, once released, from the
+    inputs' data (each passed through `cast` if given). Nothing is recorded and no
+    `.grad` changes: this is what pictures show on an edge."""
+    op, kw = node._op, node._kw or {}
+    saved = node._saved
+    if saved is None:
+        saved = _inputs_after_release(node)
+    out = node.data
+    if cast is not None:
+        saved = tuple(x if x is None else cast(x) for x in saved)
+        out = cast(out)
+    if op.masked:
+        kw = dict(kw, need=(True,) * len(node._parents))
+    return op.vjp(g, out, *saved, **kw)

@@ -1,16 +1,18 @@
 """The table of primitive operations: each op's forward, its vjp and its math, together.
 
-Every primitive is registered with `@primitive(name, math, forward, scalar=...)` right
-above its vector-Jacobian product. `forward` is the numpy function a `Tensor` runs;
-`scalar` (where given) is the plain-float function a `Value` runs. The decorated
-function is the vjp:
+Every primitive is registered with `@primitive(name, math, forward, scalar, **facts)`
+right above its vector-Jacobian product. `forward` is the numpy function a `Tensor` runs;
+`scalar` (where given) is the plain-float function a `Value` runs; the facts (see `Op`)
+say how to draw it and what its vjp reads. The decorated function is the vjp:
 
-    vjp(g, out, *inputs, **options) -> one gradient per input
+    vjp(g, out, *saved, [need=mask,] **options) -> one gradient per input
 
-It is written only with operators and the few helpers below, which work on raw
-ndarrays, on Python floats and on graph nodes alike. The engine calls it on raw arrays
-for a plain `backward()` (no graph, no overhead) and on the nodes themselves when
-`create_graph=True`, so the same rule yields differentiable gradients to any order.
+`saved` are the inputs' arrays (none at all for an op that reads nothing of them, or
+None each where such an op has residuals) followed by the residuals its forward returned. The rule is written only with operators
+and the few helpers below, which work on raw ndarrays, on Python floats and on graph
+nodes alike. The engine calls it on raw arrays for a plain `backward()` (no graph, no
+overhead) and on the nodes themselves (no residuals) when `create_graph=True`, so the
+same rule yields differentiable gradients to any order.
 
 Gradients may come back with a broadcast shape; the engine reduces them to each
 input's shape in one place (`sum_to`), so no rule here handles broadcasting. A rule may
@@ -20,6 +22,7 @@ of it, or new arrays, but never one new array for two inputs.
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 
@@ -29,19 +32,56 @@ from .engine import Node
 
 
 class Op:
-    """One primitive: name, the math it implements, forward and vjp."""
+    """One primitive and everything the library knows about it.
 
-    __slots__ = ("name", "math", "forward", "scalar", "vjp", "reads_inputs")
+    name, math    its name and a one-line statement of its forward and derivatives
+    forward       the numpy function a Tensor runs; `scalar` the float function a Value runs
+    vjp           vjp(g, out, *saved, [need=mask,] **options) -> one gradient per input
+    symbol        how pictures name it ('+', '@', 'tanh'); `{c}` fills in option c
+    elementwise   d(out)/d(input) is diagonal where the shapes agree
+    commutative   the inputs can be swapped (pictures then leave edges unlabelled)
+    reads         what the vjp reads of the inputs: "values", "shapes" or "nothing"
+                  ("nothing": a node saves no input; "shapes": in-place changes of an
+                  input do not matter to the gradient)
+    reads_output  whether the vjp reads `out` (so an in-place change of it matters)
+    residuals     the forward returns (out, residuals): arrays the vjp reads instead of
+                  recomputing them, saved on the node after the inputs
+    view          the output may share memory with the first input (reshape, x[i]...)
+    internal      options that are not shown in pictures
+    buffers       options kept only for backward: a releasing backward drops their arrays
+    masked        (from the vjp's signature) the engine passes need=, which inputs want
+                  a gradient, so the rule can skip the others
+    """
 
-    def __init__(self, name, math, forward, vjp, scalar=None, reads_inputs=True):
+    __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "elementwise",
+                 "commutative", "reads", "reads_output", "residuals", "view", "internal",
+                 "buffers", "masked")
+
+    def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None,
+                 elementwise=False, commutative=False, reads="values", reads_output=False,
+                 residuals=False, view=False, internal=(), buffers=()):
+        if reads not in ("values", "shapes", "nothing"):
+            raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
         self.name = name
         self.math = math
         self.forward = forward
         self.vjp = vjp
         self.scalar = scalar
-        # False: the vjp never reads the input values, so a node saves none of them
-        # (its buffers are then just `out`, and memory is freed earlier)
-        self.reads_inputs = reads_inputs
+        self.symbol = symbol or name
+        self.elementwise = elementwise
+        self.commutative = commutative
+        self.reads = reads
+        self.reads_output = reads_output
+        self.residuals = residuals
+        self.view = view
+        self.internal = frozenset(internal)
+        self.buffers = tuple(buffers)
+        self.masked = "need" in inspect.signature(vjp).parameters
+
+    @property
+    def reads_inputs(self) -> bool:
+        """Whether a node keeps its inputs' arrays for the vjp."""
+        return self.reads != "nothing"
 
     def __repr__(self) -> str:
         return f"Op({self.name!r}: {self.math})"
@@ -58,11 +98,11 @@ def _op_named(name: str) -> Op:
     return OPS[name]
 
 
-def primitive(name: str, math: str, forward, scalar=None, reads_inputs=True):
-    """Register the decorated vjp together with its forward under `name`."""
+def primitive(name: str, math: str, forward, scalar=None, **facts):
+    """Register the decorated vjp together with its forward and `facts` (see `Op`)."""
 
     def register(vjp) -> Op:
-        op = Op(name, math, forward, vjp, scalar, reads_inputs)
+        op = Op(name, math, forward, vjp, scalar, **facts)
         OPS[name] = op
         return op
 
@@ -240,33 +280,37 @@ def _power_forward(a, b):
 
 
 # ---------------------------------------------------------------------------
-# Elementwise binary ops. `need` says which inputs want a gradient; a rule may skip
-# the work for the others (and return None there).
+# Elementwise binary ops. `need` (passed by the engine to rules that take it) says which
+# inputs want a gradient; a rule may skip the work for the others (and return None there).
 
 # (add and sub read no input: nodes save none, and the vjp accepts and ignores them.)
-@primitive("add", "a + b; d/da = 1, d/db = 1", np.add, operator.add, reads_inputs=False)
-def ADD(g, out, *ab, need=(True, True)):
+@primitive("add", "a + b; d/da = 1, d/db = 1", np.add, operator.add,
+           symbol="+", elementwise=True, commutative=True, reads="nothing")
+def ADD(g, out, *ab):
     return g, g
 
 
-@primitive("sub", "a - b; d/da = 1, d/db = -1", np.subtract, operator.sub, reads_inputs=False)
+@primitive("sub", "a - b; d/da = 1, d/db = -1", np.subtract, operator.sub,
+           symbol="-", elementwise=True, reads="nothing")
 def SUB(g, out, *ab, need=(True, True)):
     return g, (-g if need[1] else None)
 
 
-@primitive("mul", "a * b; d/da = b, d/db = a", np.multiply, operator.mul)
+@primitive("mul", "a * b; d/da = b, d/db = a", np.multiply, operator.mul,
+           symbol="*", elementwise=True, commutative=True)
 def MUL(g, out, a, b, need=(True, True)):
     return (g * b if need[0] else None), (g * a if need[1] else None)
 
 
-@primitive("div", "a / b; d/da = 1/b, d/db = -a/b**2 = -out/b", np.divide, scalar_div)
+@primitive("div", "a / b; d/da = 1/b, d/db = -a/b**2 = -out/b", np.divide, scalar_div,
+           symbol="/", elementwise=True, reads_output=True)
 def DIV(g, out, a, b, need=(True, True)):
     ga = divide(g, b) if need[0] or need[1] else None
     return (ga if need[0] else None), (-ga * out if need[1] else None)
 
 
 @primitive("pow", "a ** b; d/da = b * a**(b-1), d/db = out * log(a) (0 where a = 0 <= b)",
-           _power_forward, scalar_pow)
+           _power_forward, scalar_pow, symbol="**", elementwise=True, reads_output=True)
 def POW(g, out, a, b, need=(True, True)):
     ga = None
     if need[0]:
@@ -283,22 +327,24 @@ def POW(g, out, a, b, need=(True, True)):
     return ga, gb
 
 
-@primitive("maximum", "max(a, b); d/da = [a > b] + [a == b]/2, d/db likewise", np.maximum, max)
-def MAXIMUM(g, out, a, b, need=(True, True)):
+@primitive("maximum", "max(a, b); d/da = [a > b] + [a == b]/2, d/db likewise", np.maximum, max,
+           elementwise=True, commutative=True)
+def MAXIMUM(g, out, a, b):
     ra, rb = raw(a), raw(b)
     wa = like(ra > rb, g) + like(ra == rb, g) * 0.5
     return g * wa, g * (1 - wa)
 
 
-@primitive("minimum", "min(a, b); d/da = [a < b] + [a == b]/2, d/db likewise", np.minimum, min)
-def MINIMUM(g, out, a, b, need=(True, True)):
+@primitive("minimum", "min(a, b); d/da = [a < b] + [a == b]/2, d/db likewise", np.minimum, min,
+           elementwise=True, commutative=True)
+def MINIMUM(g, out, a, b):
     ra, rb = raw(a), raw(b)
     wa = like(ra < rb, g) + like(ra == rb, g) * 0.5
     return g * wa, g * (1 - wa)
 
 
 @primitive("matmul", "a @ b; d/da = g @ b^T, d/db = a^T @ g (1-D operands as numpy treats them)",
-           np.matmul)
+           np.matmul, symbol="@")
 def MATMUL(g, out, a, b, need=(True, True)):
     if a.ndim == 2 and b.ndim == 2:  # the common case, without the general bookkeeping
         return (g @ b.T if need[0] else None), (a.T @ g if need[1] else None)
@@ -327,50 +373,54 @@ def MATMUL(g, out, a, b, need=(True, True)):
 # ---------------------------------------------------------------------------
 # Elementwise unary ops.
 
-@primitive("neg", "-x; d/dx = -1", np.negative, operator.neg, reads_inputs=False)
+@primitive("neg", "-x; d/dx = -1", np.negative, operator.neg,
+           symbol="neg", elementwise=True, reads="nothing")
 def NEG(g, out, *x):
     return (-g,)
 
 
-@primitive("exp", "exp(x); d/dx = exp(x) = out", np.exp, scalar_exp)
+@primitive("exp", "exp(x); d/dx = exp(x) = out", np.exp, scalar_exp, elementwise=True,
+           reads_output=True)
 def EXP(g, out, x):
     return (g * out,)
 
 
-@primitive("log", "log(x); d/dx = 1/x", np.log, scalar_log)
+@primitive("log", "log(x); d/dx = 1/x", np.log, scalar_log, elementwise=True)
 def LOG(g, out, x):
     return (divide(g, x),)
 
 
-@primitive("sqrt", "sqrt(x); d/dx = 1 / (2 sqrt(x)) = 1 / (2 out)", np.sqrt, scalar_sqrt)
+@primitive("sqrt", "sqrt(x); d/dx = 1 / (2 sqrt(x)) = 1 / (2 out)", np.sqrt, scalar_sqrt,
+           elementwise=True, reads_output=True)
 def SQRT(g, out, x):
     return (divide(g, 2 * out),)
 
 
-@primitive("abs", "|x|; d/dx = sign(x), with 0 at x = 0", np.abs, abs)
+@primitive("abs", "|x|; d/dx = sign(x), with 0 at x = 0", np.abs, abs, elementwise=True)
 def ABS(g, out, x):
     return (g * like(np.sign(raw(x)), g),)
 
 
-@primitive("tanh", "tanh(x); d/dx = 1 - tanh(x)**2 = 1 - out**2", np.tanh, scalar_tanh)
+@primitive("tanh", "tanh(x); d/dx = 1 - tanh(x)**2 = 1 - out**2", np.tanh, scalar_tanh,
+           elementwise=True, reads_output=True)
 def TANH(g, out, x):
     return (g * (1 - out * out),)
 
 
 @primitive("sigmoid", "1 / (1 + exp(-x)); d/dx = out * (1 - out)", _sigmoid_forward,
-           scalar_sigmoid)
+           scalar_sigmoid, elementwise=True, reads_output=True)
 def SIGMOID(g, out, x):
     return (g * out * (1 - out),)
 
 
 @primitive("relu", "max(0, x); d/dx = [x > 0] (0 at the kink)", lambda x: np.maximum(x, 0),
-           scalar_relu)
+           scalar_relu, elementwise=True)
 def RELU(g, out, x):
     return (g * (raw(x) > 0),)  # a boolean mask keeps g's dtype
 
 
 @primitive("clip", "clip(x, lo, hi); d/dx = [lo <= x <= hi]",
-           lambda x, lo, hi: np.clip(x, lo, hi))
+           lambda x, lo, hi: np.clip(x, lo, hi), elementwise=True)
 def CLIP(g, out, x, lo, hi):
     rx = raw(x)
     inside = np.ones(rx.shape, dtype=bool)
@@ -387,13 +437,13 @@ def CLIP(g, out, x, lo, hi):
 
 # Their vjps read no input (a Value saves none; x is accepted but unused).
 @primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add,
-           reads_inputs=False)
+           symbol="+ {c}", elementwise=True, reads="nothing")
 def ADD_CONST(g, out, *x, c):
     return (g,)
 
 
 @primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul,
-           reads_inputs=False)
+           symbol="* {c}", elementwise=True, reads="nothing")
 def MUL_CONST(g, out, *x, c):
     return (g * c,)
 
@@ -409,13 +459,14 @@ def _affine_forward(b, *wx, n):
 # because it is measurably faster on scalar graphs (benchmarks/bench_core.py, moons).
 # Summed left to right from b, the order of micrograd's sum(..., b).
 @primitive("affine", "b + sum_i w_i * x_i (inputs b, w_1..w_n, x_1..x_n); d/db = 1, "
-           "d/dw_i = x_i, d/dx_i = w_i", _affine_forward, _affine_forward)
+           "d/dw_i = x_i, d/dx_i = w_i", _affine_forward, _affine_forward,
+           symbol="b + Σ w·x (n={n})")
 def AFFINE(g, out, b, *wx, n):
     return (g,) + tuple(g * x for x in wx[n:]) + tuple(g * w for w in wx[:n])
 
 
 @primitive("pow_const", "x ** c for a constant c; d/dx = c * x**(c-1)",
-           lambda x, c: np.power(x, c), scalar_pow)
+           lambda x, c: np.power(x, c), scalar_pow, symbol="** {c}", elementwise=True)
 def POW_CONST(g, out, x, c):
     if c == 2:  # the common square: skip a power
         return (g * 2 * x,)
@@ -428,8 +479,9 @@ def _where_forward(a, b, cond):
     return np.where(cond, a, b)
 
 
-@primitive("where", "cond ? a : b; d/da = [cond], d/db = [not cond]", _where_forward)
-def WHERE(g, out, a, b, cond):
+@primitive("where", "cond ? a : b; d/da = [cond], d/db = [not cond]", _where_forward,
+           elementwise=True, reads="nothing", internal=("cond",), buffers=("cond",))
+def WHERE(g, out, *ab, cond):
     return g * cond, g * ~cond
 
 
@@ -437,7 +489,7 @@ def WHERE(g, out, a, b, cond):
 # Reductions. Options: axis (None, int or tuple; negatives allowed) and keepdims.
 
 @primitive("sum", "sum(x, axis); d/dx = 1 for every summed element",
-           lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims))
+           lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), reads="shapes")
 def SUM(g, out, x, axis, keepdims):
     return (broadcast_to(keep_dims(g, x.shape, axis, keepdims), x.shape),)
 
@@ -449,7 +501,7 @@ def _count(shape, axis) -> int:
 
 
 @primitive("mean", "mean(x, axis); d/dx = 1/n for each of the n averaged elements",
-           lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims))
+           lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), reads="shapes")
 def MEAN(g, out, x, axis, keepdims):
     n = _count(x.shape, axis)
     return (broadcast_to(keep_dims(g, x.shape, axis, keepdims) / n, x.shape),)
@@ -464,13 +516,15 @@ def _extreme_vjp(g, out, x, axis, keepdims):
 
 
 @primitive("max", "max(x, axis); d/dx = 1/k at each of the k maxima, 0 elsewhere",
-           lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims))
+           lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+           reads_output=True)
 def MAX(g, out, x, axis, keepdims):
     return _extreme_vjp(g, out, x, axis, keepdims)
 
 
 @primitive("min", "min(x, axis); d/dx = 1/k at each of the k minima, 0 elsewhere",
-           lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims))
+           lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+           reads_output=True)
 def MIN(g, out, x, axis, keepdims):
     return _extreme_vjp(g, out, x, axis, keepdims)
 
@@ -486,7 +540,7 @@ def _logsumexp_forward(x, axis, keepdims):
 # Fused rather than composed from exp/sum/log: the max shift keeps it finite at
 # +-1000, and its vjp reuses `out` (softmax = exp(x - out)) instead of recomputing.
 @primitive("logsumexp", "log(sum(exp(x), axis)); d/dx = softmax(x) = exp(x - out)",
-           _logsumexp_forward)
+           _logsumexp_forward, reads_output=True)
 def LOGSUMEXP(g, out, x, axis, keepdims):
     shape = raw(x).shape
     return (keep_dims(g, shape, axis, keepdims) * exp(x - keep_dims(out, shape, axis, keepdims)),)
@@ -498,8 +552,8 @@ def _softmax_forward(x, axis):
 
 
 @primitive("softmax", "exp(x) / sum(exp(x), axis); vjp = out * (g - sum(g * out, axis))",
-           _softmax_forward)
-def SOFTMAX(g, out, x, axis):
+           _softmax_forward, reads="nothing", reads_output=True)
+def SOFTMAX(g, out, *x, axis):
     return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
 
 
@@ -508,8 +562,8 @@ def _log_softmax_forward(x, axis):
 
 
 @primitive("log_softmax", "x - logsumexp(x, axis); vjp = g - exp(out) * sum(g, axis)",
-           _log_softmax_forward)
-def LOG_SOFTMAX(g, out, x, axis):
+           _log_softmax_forward, reads="nothing", reads_output=True)
+def LOG_SOFTMAX(g, out, *x, axis):
     return (g - exp(out) * g.sum(axis=axis, keepdims=True),)
 
 
@@ -519,7 +573,7 @@ def LOG_SOFTMAX(g, out, x, axis):
 # node instead of three (transpose, matmul, add) and writes one array instead of two;
 # the cross-entropy is one node instead of three (log_softmax, product, sum).
 
-def _linear_forward(x, w, *b, need):
+def _linear_forward(x, w, *b):
     out = x @ w.T
     if b:
         if b[0].dtype is out.dtype or out.dtype == np.result_type(out, b[0]):
@@ -530,8 +584,8 @@ def _linear_forward(x, w, *b, need):
 
 
 @primitive("linear", "x @ w.T + b for rows x of shape (N, in); d/dx = g @ w, "
-           "d/dw = g.T @ x, d/db = sum over rows of g", _linear_forward)
-def LINEAR(g, out, x, w, *b, need):
+           "d/dw = g.T @ x, d/db = sum over rows of g", _linear_forward, symbol="linear")
+def LINEAR(g, out, x, w, *b, need=(True, True, True)):
     gx = g @ w if need[0] else None
     gw = g.T @ x if need[1] else None
     return (gx, gw) + ((g.sum(axis=0) if need[2] else None,) if b else ())
@@ -543,28 +597,30 @@ def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
     return z
 
 
-def _weighted_nll_forward(x, coef, cache, rowsum=None):
+def _weighted_nll_forward(x, coef, rowsum=None):
     log_p = _log_softmax_rows(x)
-    cache["log_p"] = log_p  # the vjp's softmax is exp(log_p): no second pass over x
     total = np.vdot(log_p, coef)
     if not math.isfinite(total):
         # Classes with zero weight take no part, even at log p = -inf (a masked logit),
         # where -inf * 0 would make the whole loss nan.
         total = np.vdot(np.where(coef != 0, log_p, 0), coef)
-    return np.asarray(-total, dtype=x.dtype)
+    # log_p is the residual: the vjp's softmax is exp(log_p), no second pass over x
+    return np.asarray(-total, dtype=x.dtype), (log_p,)
 
 
 @primitive("weighted_nll", "-sum(coef * log_softmax(x, axis=1)) over coef != 0, coef constant; "
            "d/dx = softmax(x) * rowsum(coef) - coef (rowsum: given by the caller who knows "
-           "it, else computed)", _weighted_nll_forward)
-def WEIGHTED_NLL(g, out, x, coef, cache, rowsum=None):
+           "it, else computed)", _weighted_nll_forward, reads="nothing", residuals=True,
+           symbol="cross-entropy", internal=("coef", "rowsum"), buffers=("coef", "rowsum"))
+def WEIGHTED_NLL(g, out, x, log_p=None, *, coef, rowsum=None):
+    # x is None in a plain backward (log_p is saved instead); with create_graph, or
+    # computed on the side after release, x is there and log_p is not.
     if rowsum is None:
         rowsum = coef.sum(axis=1, keepdims=True)
-    log_p = None if isinstance(x, Node) else cache.pop("log_p", None)
-    if log_p is None:  # graph mode, or a second backward after the first used the cache
+    if log_p is None:
         p = x.softmax(axis=1) if isinstance(x, Node) else _softmax_forward(x, 1)
         return ((p * rowsum - coef) * g,)
-    p = np.exp(log_p, out=log_p)  # plain backward: finish in place, no new arrays
+    p = np.exp(log_p)  # the residual stays as it is: a retained graph reads it again
     p *= rowsum
     p -= coef
     p *= g
@@ -583,7 +639,8 @@ def _bce_forward(p, y):
 # all, exactly where the prediction is worst. PyTorch's rule instead bounds the
 # denominator, as here.
 @primitive("binary_cross_entropy", "-(y log p + (1-y) log(1-p)), each log clamped at -100; "
-           "d/dp = (p - y) / max(p (1 - p), 1e-12), d/dy = log(1-p) - log(p)", _bce_forward)
+           "d/dp = (p - y) / max(p (1 - p), 1e-12), d/dy = log(1-p) - log(p)", _bce_forward,
+           symbol="BCE")
 def BINARY_CROSS_ENTROPY(g, out, p, y, need=(True, True)):
     gp = g * (p - y) / floor_at(p * (1 - p), 1e-12) if need[0] else None
     gy = None
@@ -597,19 +654,19 @@ def BINARY_CROSS_ENTROPY(g, out, p, y, need=(True, True)):
 # Shape and indexing.
 
 @primitive("reshape", "reshape(x, shape); the gradient is reshaped back",
-           lambda x, shape: np.reshape(x, shape))
+           lambda x, shape: np.reshape(x, shape), reads="shapes", view=True)
 def RESHAPE(g, out, x, shape):
     return (g.reshape(x.shape),)
 
 
 @primitive("transpose", "transpose(x, axes); the gradient is transposed by the inverse permutation",
-           lambda x, axes: np.transpose(x, axes))
-def TRANSPOSE(g, out, x, axes):
+           lambda x, axes: np.transpose(x, axes), reads="nothing", view=True)
+def TRANSPOSE(g, out, *x, axes):
     return (g.transpose(tuple(int(i) for i in np.argsort(axes))),)
 
 
 @primitive("getitem", "x[index]; the gradient is scattered back (repeated indices add up)",
-           lambda x, index: x[index])
+           lambda x, index: x[index], reads="shapes", view=True, buffers=("index",))
 def GETITEM(g, out, x, index):
     return (scatter(g, index, raw(x).shape),)
 
@@ -620,25 +677,26 @@ def _scatter_forward(g, index, shape):
     return z
 
 
-@primitive("scatter", "zeros(shape) with g added at index; vjp = g[index]", _scatter_forward)
-def SCATTER(g, out, x, index, shape):
+@primitive("scatter", "zeros(shape) with g added at index; vjp = g[index]", _scatter_forward,
+           reads="nothing", buffers=("index",))
+def SCATTER(g, out, *x, index, shape):
     return (g[index],)
 
 
 @primitive("broadcast_to", "broadcast x to shape; vjp sums over the broadcast axes",
-           lambda x, shape: np.broadcast_to(x, shape))
+           lambda x, shape: np.broadcast_to(x, shape), reads="shapes", view=True)
 def BROADCAST_TO(g, out, x, shape):
     return (sum_to(g, raw(x).shape),)
 
 
 @primitive("sum_to", "sum x down to shape (undoes broadcasting); vjp broadcasts back",
-           lambda x, shape: reduce_to_shape(x, shape))
+           lambda x, shape: reduce_to_shape(x, shape), reads="shapes")
 def SUM_TO(g, out, x, shape):
     return (broadcast_to(g, raw(x).shape),)
 
 
 @primitive("astype", "x converted to another float dtype; the gradient converts back",
-           lambda x, dtype: x.astype(dtype))
+           lambda x, dtype: x.astype(dtype), elementwise=True, reads="shapes")
 def ASTYPE(g, out, x, dtype):
     return (g._apply(ASTYPE, dtype=raw(x).dtype) if isinstance(g, Node)
             else g.astype(raw(x).dtype),)
@@ -655,7 +713,7 @@ def _slice_along(axis, ndim, start, stop):
 
 
 @primitive("concatenate", "concatenate(xs, axis); each input gets its slice of the gradient",
-           _concatenate_forward)
+           _concatenate_forward, reads="shapes")
 def CONCATENATE(g, out, *xs, axis):
     ax = axis + g.ndim if axis < 0 else axis
     grads, start = [], 0
@@ -671,7 +729,7 @@ def _stack_forward(*xs, axis):
 
 
 @primitive("stack", "stack(xs, axis); input i gets the gradient's i-th entry along axis",
-           _stack_forward)
+           _stack_forward, reads="shapes")
 def STACK(g, out, *xs, axis):
     ax = axis + g.ndim if axis < 0 else axis
     prefix = (slice(None),) * ax

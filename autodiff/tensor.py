@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from . import ops
-from .engine import Node, _mode, creation_counter, run_backward
+from .engine import (
+    Node, Version, _changes, _mode, bump_version, creation_counter, run_backward)
 from .errors import ShapeError
 from .ops import OPS
 
@@ -58,25 +59,31 @@ def _as_data(data, dtype, where: str) -> np.ndarray:
 
 def _wrap(arr) -> "Tensor":
     """A constant (no grad) Tensor around an existing array, without copying."""
-    return _record(arr, (), None, None, None, requires_grad=False)
+    return _node(_new(Tensor), arr, (), None, None, None, False)
 
 
-def _record(out, parents, op, saved, kw, requires_grad: bool = True) -> "Tensor":
-    """The result of `op`: a graph node when recording and some input needs grad.
-    (Skips __init__'s checks: this is every operation's path.)"""
-    t = _new(Tensor)
-    t.data = out if type(out) is _ndarray else np.asarray(out)
-    t.grad = None
+def _node(t, data, parents, op, saved, kw, requires_grad: bool, label=None) -> "Tensor":
+    """Fill in the fields of a new Tensor: the one place a Tensor node is made (leaves,
+    constants and every operation's result). Skips __init__'s checks."""
+    t.data = data if type(data) is _ndarray else np.asarray(data)
+    t.grad = t._g = t._hooks = t._vc = None
     t.requires_grad = requires_grad
     t._parents = parents
     t._op = op
     t._saved = saved
     t._kw = kw
-    t._retain = not requires_grad  # a leaf keeps .grad; an intermediate, on request
-    t.label = None
-    t._g = None
+    t._retain = op is None  # a leaf keeps .grad; an intermediate, on request
+    t.label = label
     t._seq = _next_seq()
     return t
+
+
+def _share_version(t: "Tensor", source: "Tensor") -> None:
+    """`t` shares memory with `source`: in-place changes of either count for both."""
+    vc = source._vc
+    if vc is None:
+        vc = source._vc = Version()
+    t._vc = vc
 
 
 def _constant(x, like: "Tensor | None", op_name: str) -> "Tensor":
@@ -129,20 +136,22 @@ def apply(op, inputs: tuple, kw: dict | None = None) -> "Tensor":
         out = op.forward(*arrays, **kw) if kw else op.forward(*arrays)
     except (ValueError, IndexError, TypeError) as err:
         raise _op_error(op, inputs, kw, err) from None
-    if _mode.enabled:
-        for t in inputs:
-            if t.requires_grad:
-                return _record(out, inputs, op, arrays if op.reads_inputs else (), kw or None)
-    return _wrap(out)
-
-
-# The options of a binary node with one constant operand: which input needs a gradient.
-_NEED = {(True, False): {"need": (True, False)}, (False, True): {"need": (False, True)}}
+    saved = arrays if op.reads_inputs else ()
+    if op.residuals:
+        out, residuals = out
+        saved = (saved or (None,) * len(inputs)) + residuals
+    if _mode.enabled and any([t.requires_grad for t in inputs]):
+        t = _node(_new(Tensor), out, inputs, op, saved, kw or None, True)
+    else:
+        t = _wrap(out)
+    if op.view and t.data.base is not None and np.may_share_memory(t.data, arrays[0]):
+        _share_version(t, inputs[0])
+    return t
 
 
 def binary(op, a: "Tensor", b) -> "Tensor":
-    """The fast path of every arithmetic operator (`_record`, inlined: this is the
-    innermost loop of most programs)."""
+    """The fast path of every arithmetic operator: this is the innermost loop of most
+    programs, so it checks only what it must."""
     if type(b) is not Tensor:
         b = _constant(b, a, op.name)
     ad, bd = a.data, b.data
@@ -150,20 +159,10 @@ def binary(op, a: "Tensor", b) -> "Tensor":
         out = op.forward(ad, bd)
     except (ValueError, TypeError) as err:
         raise _op_error(op, (a, b), None, err) from None
-    ra, rb = a.requires_grad, b.requires_grad
-    if not (ra or rb) or not _mode.enabled:
+    if not (a.requires_grad or b.requires_grad) or not _mode.enabled:
         return _wrap(out)
-    t = _new(Tensor)
-    t.data = out if type(out) is _ndarray else np.asarray(out)
-    t.grad = t.label = t._g = None
-    t.requires_grad = True
-    t._retain = False
-    t._parents = (a, b)
-    t._op = op
-    t._saved = (ad, bd) if op.reads_inputs else ()
-    t._kw = None if ra and rb else _NEED[ra, rb]
-    t._seq = _next_seq()
-    return t
+    return _node(_new(Tensor), out, (a, b), op, (ad, bd) if op.reads_inputs else (), None,
+                 True)
 
 
 def _reflected(op, a: "Tensor", b) -> "Tensor":
@@ -173,7 +172,8 @@ def _reflected(op, a: "Tensor", b) -> "Tensor":
 def _unary(op, x: "Tensor") -> "Tensor":
     out = op.forward(x.data)
     if x.requires_grad and _mode.enabled:
-        return _record(out, (x,), op, (x.data,) if op.reads_inputs else (), None)
+        return _node(_new(Tensor), out, (x,), op, (x.data,) if op.reads_inputs else (), None,
+                     True)
     return _wrap(out)
 
 
@@ -215,25 +215,16 @@ class Tensor(Node):
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_saved", "_kw",
-                 "_retain", "label", "_g", "_seq", "__weakref__")
+                 "_retain", "label", "_g", "_seq", "_hooks", "_vc", "__weakref__")
     # `ndarray <op> Tensor` must defer to Tensor's reflected operator.
     __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, label: str | None = None):
-        self.data = _as_data(data, dtype, "Tensor")
-        if requires_grad and self.data.dtype.kind != "f":
+        data = _as_data(data, dtype, "Tensor")
+        if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require grad, "
-                            f"got dtype {self.data.dtype}")
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
-        self._parents = ()
-        self._op = None
-        self._saved = None
-        self._kw = None
-        self._retain = True  # a leaf keeps its gradient in .grad
-        self.label = label
-        self._g = None
-        self._seq = _next_seq()
+                            f"got dtype {data.dtype}")
+        _node(self, data, (), None, None, None, bool(requires_grad), label)
 
     # -- attributes ------------------------------------------------------------------
     @property
@@ -322,8 +313,29 @@ class Tensor(Node):
         self._retain = True
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (shares memory)."""
-        return _wrap(self.data)
+        """The same data, cut from the graph (shares memory, and so the version counter:
+        an in-place change of either is seen by the other's backward)."""
+        t = _wrap(self.data)
+        _share_version(t, self)
+        return t
+
+    def _hook_arg(self, g):
+        return g if isinstance(g, Node) else _wrap(g)
+
+    def _hook_result(self, result, g):
+        if isinstance(g, Node):  # create_graph: the replacement must be a graph node too
+            if not isinstance(result, Tensor):
+                raise TypeError(f"hook: with create_graph=True a hook must return a Tensor "
+                                f"or None, got {type(result).__name__}")
+            new = result.data
+        else:
+            new = np.asarray(result.data if isinstance(result, Tensor) else result)
+        if new.shape != g.shape:
+            raise ShapeError(f"hook: the gradient returned by a hook has shape {new.shape}, "
+                             f"but the tensor's gradient has shape {g.shape}")
+        if isinstance(g, Node):
+            return result
+        return new.astype(g.dtype, copy=False)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.data.dtype.kind != "f":
@@ -332,6 +344,11 @@ class Tensor(Node):
         if self._op is not None:
             raise RuntimeError("requires_grad_: only a leaf tensor's flag can be changed; "
                                "use detach() first")
+        if requires_grad and not self.requires_grad:
+            # Nodes recorded before now did not count it as an input that wants a
+            # gradient, and backward keeps it that way (as PyTorch does): it is given a
+            # new creation number, so it is "newer" than them.
+            self._seq = _changes.grad_on = _next_seq()
         self.requires_grad = bool(requires_grad)
         self._retain = True
         return self

@@ -38,15 +38,7 @@ def _number(x, where: str) -> float:
 
 def _leaf(data: float) -> "Value":
     """A constant operand (a number met in arithmetic) as a leaf Value."""
-    v = _new(Value)
-    v.data = data if type(data) is float else _number(data, "Value")
-    v.grad = 0.0
-    v.label = ""
-    v._g = None
-    v._seq = _next_seq()
-    v._in = ()
-    v._op = v._saved = v._kw = None
-    return v
+    return _node(data if type(data) is float else _number(data, "Value"), (), None, None)
 
 
 _OPTIONS: dict = {}
@@ -71,13 +63,15 @@ def _options(c: float) -> dict:
     return kw
 
 
-def _node(data: float, parents, op, saved: tuple, kw=None) -> "Value":
-    """A new node; `parents` is the tuple of inputs, or the input itself for a unary op."""
-    v = _new(Value)
+def _node(data: float, parents, op, saved: tuple, kw=None, v=None) -> "Value":
+    """A new node (or `v`, being initialised): the one place a Value is made. `parents`
+    is the tuple of inputs, or the input itself for a unary op."""
+    if v is None:
+        v = _new(Value)
     v.data = data
     v.grad = 0.0
     v.label = ""
-    v._g = None
+    v._g = v._hooks = None
     v._seq = _next_seq()
     if _mode.enabled:
         v._in = parents
@@ -101,20 +95,25 @@ class Value(Node):
     """
 
     __slots__ = ("data", "grad", "_in", "_op", "_saved", "_kw", "label", "_g", "_seq",
-                 "__weakref__")
+                 "_hooks", "__weakref__")
     requires_grad = True  # every Value gets a gradient, as in micrograd
     _retain = True        # ... and keeps it in .grad, intermediates included
+    _vc = None            # floats are never changed in place: no version counter
 
     def __init__(self, data, label: str = ""):
-        self.data = _number(data, "Value")
-        self.grad = 0.0
-        self._in = ()
-        self._op = None
-        self._saved = None
-        self._kw = None
+        _node(_number(data, "Value"), (), None, None, None, self)
         self.label = label
-        self._g = None
-        self._seq = _next_seq()
+
+    def _hook_arg(self, g):
+        return g
+
+    def _hook_result(self, result, g):
+        if isinstance(g, Node):  # create_graph: the replacement must be a graph node too
+            if not isinstance(result, Value):
+                raise TypeError(f"hook: with create_graph=True a hook must return a Value "
+                                f"or None, got {type(result).__name__}")
+            return result
+        return _number(result.data if isinstance(result, Value) else result, "hook")
 
     @property
     def _parents(self) -> tuple:
@@ -156,8 +155,9 @@ class Value(Node):
 
     def _apply(self, op, *others, **kw) -> "Value":
         inputs = (self,) + others
-        saved = tuple(v.data for v in inputs)
-        return _node(op.scalar(*saved, **kw), inputs, op, saved, kw or None)
+        data = tuple(v.data for v in inputs)
+        return _node(op.scalar(*data, **kw), inputs, op, data if op.reads_inputs else (),
+                     kw or None)
 
     def backward(self, retain_graph: bool = False) -> None:
         """Add d(self)/d(node) to `.grad` of every node this value was computed from."""
@@ -167,7 +167,7 @@ class Value(Node):
     def __add__(self, other):
         if type(other) is Value:
             a, b = self.data, other.data
-            return _node(a + b, (self, other), ADD, (a, b))
+            return _node(a + b, (self, other), ADD, ())
         c = other if type(other) is float else _number(other, "add")
         return _node(self.data + c, self, ADD_CONST, (), _OPTIONS.get(c) or _options(c))
 
@@ -181,7 +181,7 @@ class Value(Node):
     def __sub__(self, other):
         if type(other) is Value:
             a, b = self.data, other.data
-            return _node(a - b, (self, other), SUB, (a, b))
+            return _node(a - b, (self, other), SUB, ())
         return self + -_number(other, "sub")
 
     def __truediv__(self, other):

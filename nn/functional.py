@@ -18,28 +18,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.data.ndim != 2:
         y = x @ weight.T
         return y if bias is None else y + bias
-    if bias is None:
-        return apply(LINEAR, (x, weight), _needs(x.requires_grad, weight.requires_grad))
-    return apply(LINEAR, (x, weight, bias),
-                 _needs(x.requires_grad, weight.requires_grad, bias.requires_grad))
-
-
-_NEEDS: dict = {}
-
-
-def _needs(*flags) -> dict:
-    """The node options {"need": flags}, one shared (never mutated) dict per pattern."""
-    kw = _NEEDS.get(flags)
-    if kw is None:
-        kw = _NEEDS[flags] = {"need": flags}
-    return kw
+    return apply(LINEAR, (x, weight) if bias is None else (x, weight, bias))
 
 
 def weighted_nll(logits: Tensor, coef: np.ndarray, rowsum=None) -> Tensor:
     """-sum_ic coef_ic log_softmax(logits)_ic, a scalar (one fused node). `rowsum`, the
     row sums of coef (shape (N, 1), or one number for all rows), saves the backward from
     computing them when the caller knows them."""
-    kw = {"coef": coef, "cache": {}}
+    kw = {"coef": coef}
     if rowsum is not None:
         kw["rowsum"] = rowsum
     return apply(WEIGHTED_NLL, (logits,), kw)

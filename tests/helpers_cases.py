@@ -219,7 +219,7 @@ def _cases() -> dict[str, list[Case]]:
         fused_bce, lambda p, y: T.nn.functional.binary_cross_entropy(p, y, reduction="none"))
 
     def fused_linear(x, w, *b):
-        return x._apply(OPS["linear"], w, *b, need=(True, True) + (True,) * len(b))
+        return x._apply(OPS["linear"], w, *b)
 
     add("linear", "x(4,3)w(2,3)b(2,)", ins(normal(4, 3), normal(2, 3), normal(2)),
         fused_linear, lambda x, w, b: T.nn.functional.linear(x, w, b))
@@ -228,7 +228,7 @@ def _cases() -> dict[str, list[Case]]:
     coef = np.array([[0.0, 0.5, 0.0], [0.25, 0.0, 0.0], [0.0, 0.0, 0.25]])
 
     def fused_nll(x):
-        return x._apply(OPS["weighted_nll"], coef=coef.astype(x.dtype), cache={})
+        return x._apply(OPS["weighted_nll"], coef=coef.astype(x.dtype))
 
     add("weighted_nll", "(3,3)", ins(normal(3, 3)), fused_nll,
         lambda x: -(T.as_tensor(coef, dtype=x.dtype) * T.log_softmax(x, dim=1)).sum())

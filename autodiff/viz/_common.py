@@ -1,27 +1,19 @@
-"""What the pictures and the explainer share: walking the graph, re-running an op's vjp
-on the side, naming nodes, and formatting numbers and arrays."""
+"""What the pictures and the explainer share: walking the graph, backpropagating on the
+side through the engine's own loop, naming nodes, and formatting numbers and arrays."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import numpy as np
 
-from ..engine import Node
+from ..engine import Node, local_vjp, run_backward
 from ..tensor import Tensor, fit_array
 from ..value import Value
 
 
-# Ops whose Jacobian is diagonal when input and output have the same shape.
-_ELEMENTWISE = frozenset({
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "neg", "exp", "log", "sqrt",
-    "abs", "tanh", "sigmoid", "relu", "clip", "pow_const", "where", "astype", "add_const",
-    "mul_const"})
-_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@",
-            "neg": "neg", "pow_const": "**", "add_const": "+", "mul_const": "*"}
-_COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum"})
 _VIEWS = ("both", "forward", "backward")
 
 _RED = "#d62728"
@@ -67,31 +59,18 @@ def _topo(roots) -> list:
     return order
 
 
-def _inputs(node) -> tuple:
-    """The operands the op's vjp reads: the saved ones, or the parents' data once a
-    backward() released them."""
-    return node._saved if node._saved is not None else tuple(p.data for p in node._parents)
-
-
 def _vjp(node, g) -> tuple:
     """g times d(node)/d(input) for every input of `node`, each in its input's shape.
 
-    Runs the op's own vjp on plain numbers (never on graph nodes), so nothing is recorded
-    and no `.grad` changes.
+    The op's own vjp on plain numbers (never on graph nodes), so nothing is recorded and
+    no `.grad` changes.
     """
-    op, kw = node._op, node._kw
-    if kw and "need" in kw:  # the engine may skip inputs that need no grad; we want all
-        kw = dict(kw, need=(True,) * len(node._parents))
-    if kw and "cache" in kw:  # a forward's cache is the real backward's to consume
-        kw = dict(kw, cache={})
-    inputs = _inputs(node)
     with np.errstate(all="ignore"):
         try:
-            grads = op.vjp(g, node.data, *inputs, **kw) if kw else op.vjp(g, node.data, *inputs)
+            grads = local_vjp(node, g)
         except (ZeroDivisionError, OverflowError):
             # A scalar rule divided by zero in Python floats; numpy floats give IEEE inf/nan.
-            f64 = np.float64
-            grads = op.vjp(f64(g), f64(node.data), *(f64(x) for x in inputs), **(kw or {}))
+            grads = local_vjp(node, np.float64(g), cast=np.float64)
     out = []
     for parent, pg in zip(node._parents, grads):
         if pg is None:
@@ -101,6 +80,20 @@ def _vjp(node, g) -> tuple:
         else:
             out.append(float(pg))
     return tuple(out)
+
+
+def _backprop(roots, seeds, *, observer=None, targets=None) -> dict | None:
+    """Backpropagate on the side through the engine's own loop, in its order: `.grad` is
+    untouched, nothing is released, and a graph that backward() already released is
+    read from its forward data. Returns the totals of `targets` (node -> gradient), or
+    calls `observer(node, gradient, sends)` at every step (see `run_backward`)."""
+    capture = None if targets is None else dict.fromkeys(targets)
+    scalar = isinstance(roots[0], Value)
+    with np.errstate(all="ignore"):
+        run_backward(tuple(roots), tuple(seeds), retain_graph=True, capture=capture,
+                     sum_to=None if scalar else fit_array, store=False, observer=observer,
+                     released_ok=True)
+    return capture
 
 
 def _seed(root, grad_output, where: str):
@@ -117,36 +110,6 @@ def _seed(root, grad_output, where: str):
         raise ValueError(f"{where}: grad_output has shape {g.shape} but the output has shape "
                          f"{root.shape}")
     return g
-
-
-def _replay(order, seeds: dict, wanted) -> Iterator[tuple]:
-    """Backpropagate on the side, in reverse topological order.
-
-    Yields (node, total gradient, sends) for every node reached, where sends lists
-    (input index, input, contribution, input's gradient before, after). The engine's loop
-    refuses a released graph and writes `.grad`; this one reads only forward data, so the
-    explainer also works after backward(), and it reports each step, which the engine
-    does not expose.
-    """
-    acc = dict(seeds)
-    for node in reversed(order):
-        g = acc.get(id(node))
-        if g is None:
-            continue
-        sends = []
-        if node._op is not None and any(wanted(p) for p in node._parents):
-            for i, (p, pg) in enumerate(zip(node._parents, _vjp(node, g))):
-                if pg is None or not wanted(p):
-                    continue
-                before = acc.get(id(p))
-                after = pg if before is None else before + pg
-                acc[id(p)] = after
-                sends.append((i, p, pg, before, after))
-        yield node, g, sends
-
-
-def _requires_grad(node) -> bool:
-    return node.requires_grad
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,7 +201,7 @@ def _kind(shape: tuple) -> str:
 
 def _diagonal(node, parent) -> bool:
     """Whether d(node)/d(parent) is diagonal: an elementwise op with equal shapes."""
-    return node._op.name in _ELEMENTWISE and _shape(node) == _shape(parent)
+    return node._op.elementwise and _shape(node) == _shape(parent)
 
 
 def _short(v, limit: int = 18) -> str:
@@ -247,15 +210,15 @@ def _short(v, limit: int = 18) -> str:
 
 
 def _op_text(node) -> str:
-    """An op node's caption: its symbol or name and its options."""
-    op, kw = node._op, dict(node._kw or {})
-    for hidden in ("need", "cond", "cache"):
-        kw.pop(hidden, None)
-    text = _SYMBOLS.get(op.name, op.name)
-    if "c" in kw and op.name.endswith("_const"):
-        return f"{text} {_num(kw['c'])}"
-    if op.name == "affine":
-        return f"b + Σ w·x (n={kw['n']})"
+    """An op node's caption: its symbol, with the options it names filled in, and the
+    other options that are not internal."""
+    op = node._op
+    kw = {k: v for k, v in (node._kw or {}).items() if k not in op.internal}
+    named = {k: _num(v) if isinstance(v, (int, float)) else _short(v)
+             for k, v in kw.items() if "{" + k + "}" in op.symbol}
+    text = op.symbol.format(**named) if named else op.symbol
+    for k in named:
+        kw.pop(k)
     if op.name in ("sum", "mean", "max", "min", "logsumexp") and not kw.get("keepdims"):
         kw.pop("keepdims", None)
     if kw.get("axis", 0) is None:

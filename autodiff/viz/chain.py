@@ -10,8 +10,8 @@ import numpy as np
 
 from ..value import Value
 from ._common import (
-    _array_text, _as_roots, _diagonal, _factor_num, _kind, _names, _num, _param_names,
-    _replay, _seed, _shape, _topo, _vjp)
+    _array_text, _as_roots, _backprop, _diagonal, _factor_num, _kind, _names, _num,
+    _param_names, _seed, _shape, _topo, _vjp)
 
 
 @dataclass
@@ -220,12 +220,11 @@ def chain_rule(output, wrt, *, factors: str = "auto", max_paths: int = 20,
         if id(node) in on_path and node is not wrt:
             count[id(node)] = sum(count[id(p)] for p in node._parents if id(p) in on_path)
 
-    # The total over all paths, by backpropagating on the side through the path nodes.
-    total = None
-    for node, g, _ in _replay(order, {id(output): seed}, lambda p: id(p) in on_path):
-        if node is wrt:
-            total = g
-            break
+    # The total over all paths: the engine's backward, on the side, pruned to the paths.
+    if wrt.requires_grad:
+        total = _backprop([output], [seed], targets=[wrt])[wrt]
+    else:  # a constant gets no gradient from the engine: add up what its consumers send
+        total = _total_to_constant(output, seed, wrt)
 
     interior = [n for n in order if id(n) in on_path and n is not wrt and n is not output]
     if factors == "auto":
@@ -237,6 +236,22 @@ def chain_rule(output, wrt, *, factors: str = "auto", max_paths: int = 20,
              for edges in _enumerate_paths(output, wrt, on_path, max_paths)]
     _disambiguate(paths, named)
     return ChainRule(output, wrt, paths, count[id(output)], total, named, precision, grad)
+
+
+def _total_to_constant(output, seed, wrt):
+    """d(output)/d(wrt) for a wrt that does not require grad: the engine's backward on the
+    side gives each consumer of wrt its total, and the consumers' vjps give the rest."""
+    total = None
+
+    def watch(node, g, sends):
+        nonlocal total
+        for i, p in enumerate(node._parents):
+            if p is wrt:
+                part = _vjp(node, g)[i]
+                total = part if total is None else total + part
+
+    _backprop([output], [seed], observer=watch)
+    return total
 
 
 def _enumerate_paths(output, wrt, on_path, limit) -> Iterator[list]:

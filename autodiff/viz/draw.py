@@ -11,9 +11,9 @@ import numpy as np
 
 from ..value import Value
 from ._common import (
-    _COMMUTATIVE, _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS,
-    _array_text, _as_roots, _cluster_spec, _diagonal, _esc, _finite, _lines, _names, _num,
-    _op_text, _replay, _requires_grad, _seed, _shape, _stats_text, _topo, _vjp)
+    _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS, _array_text,
+    _as_roots, _backprop, _cluster_spec, _diagonal, _esc, _finite, _lines, _names, _num,
+    _op_text, _seed, _shape, _stats_text, _topo, _vjp)
 
 
 _INSTALL = ("Rendering a graph needs Graphviz's `dot` program, which was not found on PATH. "
@@ -123,19 +123,29 @@ def _layout_cost(shown, index) -> int:
     return cost
 
 
-def _first_bad_grad(order, roots) -> int | None:
-    """id of the op whose vjp first (in backward order) turned a finite gradient into
-    nan/inf, found by backpropagating on the side."""
-    seeds = {}
+class _Found(Exception):
+    def __init__(self, node) -> None:
+        self.node = node
+
+
+def _first_bad_grad(roots) -> int | None:
+    """id of the op whose vjp first (in the engine's backward order) turned a finite
+    gradient into nan/inf, found by backpropagating on the side."""
+    seeds = []
     for r in roots:
         try:
-            seeds[id(r)] = _seed(r, None, "draw_graph")
+            seeds.append(_seed(r, None, "draw_graph"))
         except ValueError:
             return None
+
+    def watch(node, g, sends):
+        if _finite(g) and not all(_finite(contribution) for _, contribution, _, _ in sends):
+            raise _Found(node)
+
     try:
-        for node, g, sends in _replay(order, seeds, _requires_grad):
-            if _finite(g) and not all(_finite(s[2]) for s in sends):
-                return id(node)
+        _backprop(roots, seeds, observer=watch)
+    except _Found as found:
+        return id(found.node)
     except Exception:  # a best-effort hint: never let it break the picture
         return None
     return None
@@ -202,7 +212,7 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
     bad_data = {id(n) for n in order if not _finite(n.data)}
     first_bad = next((id(n) for n in order if id(n) in bad_data), None)
     bad_grad = {id(n) for n in order if not _finite(grad_of(n))} if show_grad else set()
-    first_bad_grad = _first_bad_grad(order, roots) if bad_grad else None
+    first_bad_grad = _first_bad_grad(roots) if bad_grad else None
     marked = {id(n) for n in highlight}
     root_ids = {id(r) for r in roots}
     member = _memberships(order, groups)
@@ -324,7 +334,7 @@ def _edge_texts(node, names, precision) -> list:
     its value for scalars (the vjp with g = 1), the Jacobian's shape for tensors."""
     out_name = names[id(node)][0]
     parents = node._parents
-    tag = len(parents) > 1 and node._op.name not in _COMMUTATIVE
+    tag = len(parents) > 1 and not node._op.commutative
     letters = "ab" if len(parents) == 2 else None
     values = None
     if isinstance(node, Value) or (node.data.size == 1 and all(p.data.size == 1 for p in parents)):

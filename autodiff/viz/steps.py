@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..value import Value
 from ._common import (
-    _array_text, _as_roots, _factor_num, _names, _num, _param_names, _replay, _requires_grad,
-    _seed, _topo, _vjp)
+    _array_text, _as_roots, _backprop, _factor_num, _names, _num, _param_names, _seed, _topo,
+    _vjp)
 from .draw import Graph, draw_graph
 from .chain import _indent
 
@@ -85,13 +85,14 @@ class Step:
         return draw_graph(self._root, grads=self.grads(), **options)
 
 
-def backward_steps(root, *, grad_output=None, names=None, precision: int = 4) -> Iterator[Step]:
-    """Backpropagation from `root`, one node at a time in reverse topological order.
+def backward_steps(root, *, grad_output=None, names=None, precision: int = 4) -> list:
+    """Backpropagation from `root`, one node at a time, in the order the engine's
+    backward visits them (its own loop, watched step by step).
 
     Each `Step` tells the node's finished gradient and, for each input, the local
     derivative, the contribution sent and the input's gradient before -> after; `str(step)`
     writes it out, `step.draw()` pictures the state. Computed on the side: the graph and
-    its `.grad` are not touched.
+    its `.grad` are not touched, and it works before and after `backward()`.
 
     >>> from autodiff import Value
     >>> a = Value(2.0, label="a"); b = (a * 3.0).tanh()
@@ -100,16 +101,21 @@ def backward_steps(root, *, grad_output=None, names=None, precision: int = 4) ->
     """
     (root,) = _as_roots(root, "backward_steps")
     seed = _seed(root, grad_output, "backward_steps")
-    order = _topo([root])
-    named = _names(order, _param_names(names))
+    named = _names(_topo([root]), _param_names(names))
+    visits = []
+    _backprop([root], [seed], observer=lambda node, g, sends: visits.append((node, g, sends)))
     log: list = [(root, seed)]
-    for k, (node, g, sends) in enumerate(_replay(order, {id(root): seed}, _requires_grad), 1):
-        local = None
-        if sends and isinstance(node, Value):
-            local = _vjp(node, 1.0)
-        items = []
-        for i, p, pg, before, after in sends:
-            items.append(Send(p, named[id(p)][0], i, None if local is None else local[i],
-                              pg, before, after))
-            log.append((p, after))
-        yield Step(k, node, named[id(node)][0], g, items, root, log, len(log), precision, named)
+    steps = []
+    for k, (node, g, sends) in enumerate(visits, 1):
+        local = _vjp(node, 1.0) if sends and isinstance(node, Value) else None
+        items, claimed = [], set()
+        for parent, contribution, before, after in sends:
+            # the input's position: the first edge to it not yet accounted for (x * x)
+            i = next(i for i, p in enumerate(node._parents) if p is parent and i not in claimed)
+            claimed.add(i)
+            items.append(Send(parent, named[id(parent)][0], i,
+                              None if local is None else local[i], contribution, before, after))
+            log.append((parent, after))
+        steps.append(Step(k, node, named[id(node)][0], g, items, root, log, len(log), precision,
+                          named))
+    return steps
