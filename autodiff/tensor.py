@@ -426,6 +426,144 @@ class Tensor(Node):
     def __rpow__(self, other):
         return _reflected(POW, self, other)
 
+    # -- in place ----------------------------------------------------------------------
+    # Each changes self.data itself (views and detach()ed copies see it) and bumps the
+    # version, so a backward that saved the old values raises instead of using the new.
+    def _may_modify(self, name: str, *others) -> None:
+        if not _mode.enabled:
+            return
+        if self.requires_grad and self._op is None:
+            raise RuntimeError(
+                f"{name}: a leaf tensor that requires grad cannot be changed in place while "
+                "operations are recorded (its gradient would be wrong); do it inside "
+                "`with autodiff.no_grad():`, as an optimizer step does")
+        if self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others):
+            raise RuntimeError(
+                f"{name}: in-place operations on tensors that are part of a graph are not "
+                "recorded; write it out of place (y = y + x), or inside no_grad()")
+
+    def _in_place(self, name: str, ufunc, other) -> "Tensor":
+        self._may_modify(name, other)
+        operand = other.data if isinstance(other, Tensor) else other
+        if isinstance(operand, Node):
+            raise TypeError(f"{name}: cannot combine a Tensor with a {type(operand).__name__}")
+        try:
+            ufunc(self.data, operand, out=self.data, casting="same_kind")
+        except TypeError as err:
+            raise TypeError(f"{name}: cannot write the result into a tensor of dtype "
+                            f"{self.dtype} ({err})") from None
+        except ValueError as err:
+            raise ShapeError(f"{name}: the result must keep the tensor's shape {self.shape}, "
+                             f"but the operand has shape {np.shape(operand)} ({err})") from None
+        bump_version(self)
+        return self
+
+    @staticmethod
+    def _scaled(other, alpha):
+        if alpha == 1:
+            return other
+        if isinstance(other, Tensor):
+            other = other.data
+        return np.multiply(other, alpha)
+
+    def add_(self, other, *, alpha=1) -> "Tensor":
+        """self += alpha * other, in place."""
+        return self._in_place("add_", np.add, self._scaled(other, alpha))
+
+    def sub_(self, other, *, alpha=1) -> "Tensor":
+        """self -= alpha * other, in place."""
+        return self._in_place("sub_", np.subtract, self._scaled(other, alpha))
+
+    def mul_(self, other) -> "Tensor":
+        """self *= other, in place."""
+        return self._in_place("mul_", np.multiply, other)
+
+    def div_(self, other) -> "Tensor":
+        """self /= other, in place."""
+        return self._in_place("div_", np.true_divide, other)
+
+    def copy_(self, src) -> "Tensor":
+        """Copy src's values into self (broadcast to self's shape, cast to its dtype)."""
+        self._may_modify("copy_", src)
+        values = src.data if isinstance(src, Tensor) else _as_data(src, None, "copy_")
+        try:
+            np.copyto(self.data, values, casting="unsafe")
+        except ValueError as err:
+            raise ShapeError(f"copy_: cannot copy shape {np.shape(values)} into a tensor of "
+                             f"shape {self.shape} ({err})") from None
+        bump_version(self)
+        return self
+
+    def fill_(self, value) -> "Tensor":
+        """Set every element to `value`."""
+        if isinstance(value, Tensor):
+            if value.size != 1:
+                raise ShapeError(f"fill_: the value must be a number or a one-element tensor, "
+                                 f"got shape {value.shape}")
+            value = value.item()
+        if not isinstance(value, (numbers.Number, np.generic)):
+            raise TypeError(f"fill_: expected a number, got {type(value).__name__}")
+        self._may_modify("fill_")
+        self.data[...] = value
+        bump_version(self)
+        return self
+
+    def zero_(self) -> "Tensor":
+        """Set every element to 0."""
+        return self.fill_(0)
+
+    def clamp_(self, min=None, max=None) -> "Tensor":
+        """Limit the values to [min, max], in place."""
+        if min is None and max is None:
+            raise ValueError("clamp_: give at least one of min and max")
+        self._may_modify("clamp_", min, max)
+        lo = min.data if isinstance(min, Tensor) else min
+        hi = max.data if isinstance(max, Tensor) else max
+        try:
+            np.clip(self.data, lo, hi, out=self.data, casting="same_kind")
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"clamp_: cannot clamp a tensor of shape {self.shape} and dtype "
+                            f"{self.dtype} to [{min!r}, {max!r}] ({err})") from None
+        bump_version(self)
+        return self
+
+    def _fill_random(self, name: str, draw) -> "Tensor":
+        if self.dtype.kind != "f":
+            raise TypeError(f"{name}: needs a floating-point tensor, got dtype {self.dtype}")
+        self._may_modify(name)
+        self.data[...] = draw(self.shape)
+        bump_version(self)
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> "Tensor":
+        """Fill with samples of N(mean, std**2) from the generator `manual_seed` seeds."""
+        if not std >= 0:
+            raise ValueError(f"normal_: std must be >= 0, got {std}")
+        from .rng import generator
+        return self._fill_random("normal_", lambda shape: generator().normal(mean, std, shape))
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> "Tensor":
+        """Fill with samples of U(a, b) from the generator `manual_seed` seeds."""
+        if not a <= b:
+            raise ValueError(f"uniform_: needs a <= b, got a={a}, b={b}")
+        from .rng import generator
+        return self._fill_random("uniform_", lambda shape: generator().uniform(a, b, shape))
+
+    # `y += x` changes y itself. On a tensor that is part of a graph it cannot be
+    # recorded in place, so it is computed out of place and the name rebound (the same
+    # gradient, as long as nothing else holds the old y).
+    def _augmented(self, other, method, operator_):
+        if _mode.enabled and self._op is not None or (
+                _mode.enabled and not self.requires_grad
+                and isinstance(other, Tensor) and other.requires_grad):
+            return operator_(self, other)
+        return method(self, other)
+
+    def __iadd__(self, other): return self._augmented(other, Tensor.add_, Tensor.__add__)
+    def __isub__(self, other): return self._augmented(other, Tensor.sub_, Tensor.__sub__)
+    def __imul__(self, other): return self._augmented(other, Tensor.mul_, Tensor.__mul__)
+    def __itruediv__(self, other): return self._augmented(other, Tensor.div_, Tensor.__truediv__)
+
     # Comparisons give boolean constants (no gradient), as in numpy and PyTorch.
     def _compare(self, other, fn):
         return _wrap(fn(self.data, other.data if isinstance(other, Tensor) else other))

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from autodiff import Tensor, Value
+from autodiff.engine import bump_version
 from autodiff.errors import ShapeError
 
 
@@ -210,6 +211,7 @@ class Module:
             arrays[name] = arr
         for name, arr in arrays.items():
             np.copyto(own[name].data, arr, casting="unsafe")
+            bump_version(own[name])
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing --------------------------------------------------------------------

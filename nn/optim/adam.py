@@ -39,17 +39,18 @@ class Adam(Optimizer):
         if group["eps"] < 0 or group["weight_decay"] < 0:
             raise ValueError("Adam: eps and weight_decay must be >= 0")
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
+                work: dict) -> None:
         b1, b2 = group["betas"]
         wd = group["weight_decay"]
         if "exp_avg" not in state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p)
             state["exp_avg_sq"] = np.zeros_like(p)
-        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], scratch(state, "tmp", p)
+        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], scratch(work, "tmp", p)
         state["step"] = t = state["step"] + 1
         if wd:
-            gw = scratch(state, "grad_wd", p)
+            gw = scratch(work, "grad_wd", p)
             np.multiply(p, wd, out=gw)
             gw += g
             g = gw

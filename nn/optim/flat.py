@@ -6,13 +6,14 @@ a dozen numpy calls per step instead of a dozen per parameter (PyTorch's "foreac
 optimizers do the same). For a small model, where each call costs more than its
 arithmetic, that is most of the optimizer's time (benchmarks/bench_digits.py).
 
-To make it so, the group's parameters get as `.data` views into one flat array (same
-values, updated in place from then on), and their per-parameter state entries become
-views into the flat state. The flat group is a cache, checked at every step: a change
-that breaks it (a `.data` rebound, an edited or cleared `opt.state`, a copy of the
-optimizer) rebuilds it, and where it cannot hold (a parameter without a gradient this
-step, mixed dtypes, parameters sharing memory, state of other shapes) the step goes
-parameter by parameter, on the same buffers.
+The optimizer owns the flat buffers; the parameters keep their own arrays. A step
+copies the parameters and their gradients in, updates, and copies the new values back
+into each `.data` in place (bumping its version), so `.data` is never rebound and
+`p.detach()` always follows `p`. The parameters' state entries in `opt.state` are
+views of the flat state. A changed group (another set of parameters with gradients, an
+edited or cleared `opt.state`, a `.data` of another shape or dtype, a copied optimizer)
+builds a new flat group from the current values; where one cannot hold (mixed dtypes,
+parameters sharing memory, state of other shapes) the step goes parameter by parameter.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 from operator import is_
 
 import numpy as np
+
+from autodiff.engine import bump_version
 
 try:  # numpy >= 2
     from numpy.lib.array_utils import byte_bounds
@@ -75,7 +78,7 @@ class FlatGroup:
     """The Tensor parameters of a group, laid end to end."""
 
     __slots__ = ("params", "data", "views", "grad", "grad_views", "state", "param_states",
-                 "synced")
+                 "synced", "work")
 
     def __init__(self, params: list, states: list[ParamState]):
         dtype = params[0].data.dtype
@@ -84,13 +87,11 @@ class FlatGroup:
         self.grad = np.empty_like(data)
         self.params = params
         self.views, self.grad_views = [], []
+        self.work = {}  # the update rule's scratch arrays
         offset = 0
         for p, n in zip(params, sizes):
-            view = data[offset:offset + n].reshape(p.data.shape)
-            view[...] = p.data
-            p.data = view
-            self.views.append(view)
-            self.grad_views.append(self.grad[offset:offset + n].reshape(view.shape))
+            self.views.append(data[offset:offset + n].reshape(p.data.shape))
+            self.grad_views.append(self.grad[offset:offset + n].reshape(p.data.shape))
             offset += n
         # The state so far (all parameters have the same keys and step, see `build`).
         for state in states:
@@ -133,19 +134,29 @@ class FlatGroup:
 
     def matches(self, params: list, states: dict) -> bool:
         """Whether this step's parameters (those with a gradient) are still exactly ours:
-        each `.data` still our view of our buffer (a copied optimizer's are not), and its
-        entry of the optimizer's `states` still the dict we filled, unchanged."""
+        each `.data` of the shape and dtype we laid out, and its entry of the optimizer's
+        `states` still the dict we filled, unchanged (a copied optimizer's are not)."""
         if len(params) != len(self.params) or not all(map(is_, params, self.params)):
             return False
+        dtype = self.data.dtype
         for p, view, mine in zip(params, self.views, self.param_states):
-            if p.data is not view or mine.edited or states.get(p) is not mine:
+            data = p.data
+            if (data.shape != view.shape or data.dtype is not dtype or mine.edited
+                    or states.get(p) is not mine):
                 return False
         return True
 
-    def gather_grads(self) -> None:
-        """Copy the gradients (checked for shape by the caller) into the flat buffer."""
-        for p, view in zip(self.params, self.grad_views):
-            view[...] = p.grad
+    def gather(self) -> None:
+        """Copy the parameters and their gradients (checked by the caller) in."""
+        for p, view, grad_view in zip(self.params, self.views, self.grad_views):
+            view[...] = p.data
+            grad_view[...] = p.grad
+
+    def scatter(self) -> None:
+        """Copy the updated values back into each parameter's own array, in place."""
+        for p, view in zip(self.params, self.views):
+            p.data[...] = view
+            bump_version(p)
 
     def sync_state(self) -> None:
         """Give the per-parameter state dicts views of (and the numbers in) the flat state.

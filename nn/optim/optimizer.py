@@ -1,12 +1,14 @@
 """`Optimizer`: parameter groups, per-parameter state and one update rule for Tensors and
 Values alike.
 
-A subclass writes `_update(p, g, state, group)`, which changes the ndarray `p` in place
-from the gradient `g`, elementwise. The Tensor parameters of a group are updated all at
-once on one flat buffer (see flat.py: their `.data` become views into it at the first
-step), or one by one where that cannot be; the Value parameters of a group are packed
-into one float64 array, updated by the same rule, and written back. All follow exactly
-the same arithmetic.
+A subclass writes `_update(p, g, state, group, work)`, which changes the ndarray `p` in
+place from the gradient `g`, elementwise (`state`: the buffers that carry over between
+steps, as PyTorch names them; `work`: scratch arrays, kept apart from the state). The
+Tensor parameters of a group are updated all at once on one flat buffer (see flat.py),
+or one by one where that cannot be, always in place: `.data` is never rebound, and each
+update bumps the parameter's version. The Value parameters of a group are packed into
+one float64 array, updated by the same rule, and written back. All follow exactly the
+same arithmetic.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from autodiff import Tensor, Value, enable_grad
+from autodiff.engine import bump_version
 
 from ..module import zero_grads
 from .flat import FlatGroup, ParamState
@@ -38,6 +41,7 @@ class Optimizer:
         # its optimizer made together stay paired); ("values", k) for group k's Values
         self.state: dict = {}
         self._flat: dict = {}  # group index -> FlatGroup of its Tensor parameters
+        self._work: dict = {}  # parameter (or group key) -> scratch arrays of its update
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
@@ -138,17 +142,19 @@ class Optimizer:
                 # (in the parameter's dtype, as the flat buffer holds it)
                 grads = [np.asarray(p.grad, dtype=p.data.dtype) for p in params]
                 for p, g, state in zip(params, grads, states):
-                    self._update(p.data, g, state, group)
+                    self._update(p.data, g, state, group, self._work.setdefault(p, {}))
+                    bump_version(p)
                 return
             self._flat[k] = flat
-        flat.gather_grads()
-        self._update(flat.data, flat.grad, flat.state, group)
+        flat.gather()
+        self._update(flat.data, flat.grad, flat.state, group, flat.work)
+        flat.scatter()
         flat.sync_state()
 
     def __getstate__(self) -> dict:
         # A copy (copy.deepcopy, pickle) rebuilds its flat buffers from the copied
         # parameters and state at its first step.
-        return dict(self.__dict__, _flat={})
+        return dict(self.__dict__, _flat={}, _work={})
 
     def _step_values(self, values: list, key, group: dict) -> None:
         state = self.state.setdefault(key, {})
@@ -162,11 +168,12 @@ class Optimizer:
         n = len(values)
         data = np.fromiter((v.data for v in values), dtype=np.float64, count=n)
         grad = np.fromiter((v.grad for v in values), dtype=np.float64, count=n)
-        self._update(data, grad, state, group)
+        self._update(data, grad, state, group, self._work.setdefault(key, {}))
         for v, x in zip(values, data.tolist()):
             v.data = x
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
+                work: dict) -> None:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -178,9 +185,9 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def scratch(state: dict, name: str, like: np.ndarray) -> np.ndarray:
-    """A work buffer shaped like `like`, kept in `state` so steps do not allocate."""
-    buf = state.get(name)
-    if buf is None:
-        buf = state[name] = np.empty_like(like)
+def scratch(work: dict, name: str, like: np.ndarray) -> np.ndarray:
+    """A work buffer shaped like `like`, kept in `work` so steps do not allocate."""
+    buf = work.get(name)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        buf = work[name] = np.empty_like(like)
     return buf

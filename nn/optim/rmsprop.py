@@ -39,13 +39,14 @@ class RMSprop(Optimizer):
             if group[key] < 0:
                 raise ValueError(f"RMSprop: {key} must be >= 0, got {group[key]}")
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
+                work: dict) -> None:
         alpha, mu, wd = group["alpha"], group["momentum"], group["weight_decay"]
         if "square_avg" not in state:
             state["square_avg"] = np.zeros_like(p)
-        s, tmp = state["square_avg"], scratch(state, "tmp", p)
+        s, tmp = state["square_avg"], scratch(work, "tmp", p)
         if wd:
-            gw = scratch(state, "grad_wd", p)
+            gw = scratch(work, "grad_wd", p)
             np.multiply(p, wd, out=gw)
             gw += g
             g = gw

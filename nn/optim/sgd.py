@@ -39,9 +39,10 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening 0")
 
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
+                work: dict) -> None:
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-        tmp = scratch(state, "tmp", p)
+        tmp = scratch(work, "tmp", p)
         d = g
         if wd:
             np.multiply(p, wd, out=tmp)
@@ -55,16 +56,16 @@ class SGD(Optimizer):
                 buf *= mu
                 damp = group["dampening"]
                 if damp:
-                    work = scratch(state, "tmp2", p)
-                    np.multiply(d, 1 - damp, out=work)
-                    buf += work
+                    tmp2 = scratch(work, "tmp2", p)
+                    np.multiply(d, 1 - damp, out=tmp2)
+                    buf += tmp2
                 else:
                     buf += d
             if group["nesterov"]:
-                work = scratch(state, "tmp2", p)
-                np.multiply(buf, mu, out=work)
-                work += d
-                d = work
+                tmp2 = scratch(work, "tmp2", p)
+                np.multiply(buf, mu, out=tmp2)
+                tmp2 += d
+                d = tmp2
             else:
                 d = buf
         np.multiply(d, lr, out=tmp)
