@@ -228,3 +228,111 @@ def test_pow_const_zero_exponent_has_zero_gradient_at_zero():
     a = Value(0.0)
     (a ** 0).backward()
     assert a.grad == 0.0
+
+
+# ---------------------------------------------------------------------------
+# the op record: every fact an op declares is checked against what its vjp does
+
+def _nodes_of(case, rng):
+    """The case's graph, and its nodes made by the case's own op."""
+    out = case.fn(*_inputs(case, rng))
+    order, seen, stack = [], set(), [out]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        order.append(n)
+        stack.extend(n._parents)
+    own = [n for n in order if n._op is not None and n._op.name == case.op]
+    # (x + 2 is an add_const node, not an add: then check the ops it does make)
+    return out, own or [n for n in order if n._op is not None]
+
+
+def _vjp_with(node, g, *, out=None, saved=None):
+    op = node._op
+    kw = dict(node._kw or {})
+    if op.masked:
+        kw["need"] = (True,) * len(node._parents)
+    return op.vjp(g, node.data if out is None else out,
+                  *(node._saved if saved is None else saved), **kw)
+
+
+def _same(a, b):
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            assert x is None and y is None
+        else:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_every_op_states_its_facts():
+    for name, op in OPS.items():
+        assert ";" in op.math, name   # the math: forward; its derivative (or vjp)
+        assert isinstance(op.symbol, str) and op.symbol, name
+        assert callable(op.forward) and callable(op.vjp), name
+        assert op.reads in ("values", "shapes", "nothing"), name
+        assert isinstance(op.elementwise, bool) and isinstance(op.reads_output, bool), name
+        assert set(op.buffers) <= set(op.internal) | {"index"}, name
+        for key in op.internal | set(op.buffers):
+            assert key.isidentifier(), name
+
+
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if c.op not in ("affine",)], ids=lambda c: c.id)
+def test_declared_reads_match_the_vjp(case, rng):
+    out, nodes = _nodes_of(case, rng)
+    assert nodes, f"{case.id}: the case makes no {case.op} node"
+    for node in nodes:
+        op = node._op
+        g = np.asarray(rng.normal(size=np.shape(node.data)), dtype=node.data.dtype)
+        base = _vjp_with(node, g)
+        if not op.reads_output:  # the vjp must not read out: garbage there changes nothing
+            _same(base, _vjp_with(node, g, out=np.full_like(node.data, np.nan)))
+        if op.reads != "values" and op.reads_inputs:  # shapes only: garbage values are fine
+            n = len(node._parents)
+            garbage = tuple(np.full_like(s, np.nan) if i < n and isinstance(s, np.ndarray)
+                            and s.dtype.kind == "f" else s for i, s in enumerate(node._saved))
+            _same(base, _vjp_with(node, g, saved=garbage))
+        if op.reads == "nothing":
+            assert all(s is None for s in node._saved[:len(node._parents)])
+
+
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if OPS[c.op].elementwise], ids=lambda c: c.id)
+def test_elementwise_ops_have_diagonal_jacobians(case, rng):
+    _, nodes = _nodes_of(case, rng)
+    for node in nodes:
+        shape = node.data.shape
+        for k in range(min(node.data.size, 4)):
+            g = np.zeros(shape, dtype=node.data.dtype)
+            g.reshape(-1)[k] = 1.0
+            for parent, pg in zip(node._parents, _vjp_with(node, g)):
+                if pg is None or parent.data.shape != shape or np.shape(pg) != shape:
+                    continue
+                off = np.array(pg, dtype=np.float64).reshape(-1)
+                off[k] = 0.0
+                assert not np.any(off), f"{case.id}: d(out[{k}])/d(input) reaches other entries"
+
+
+def test_a_releasing_backward_drops_index_arrays_and_masks():
+    x = Tensor(np.arange(6.0), requires_grad=True)
+    idx = np.array([0, 2, 2, 5])
+    y = x[idx]
+    z = autodiff_where(np.array([True, False, True, True]), y, 0.0)
+    z.sum().backward()
+    assert y._saved is None and z._saved is None
+    assert not any(isinstance(v, np.ndarray) for v in y._kw.values())
+    assert not any(isinstance(v, np.ndarray) for v in z._kw.values())
+    np.testing.assert_array_equal(x.grad, [1, 0, 1, 0, 0, 1])  # y[1] is masked out
+    # structure and forward values stay: it can still be drawn
+    from autodiff.viz import draw_graph
+    assert "getitem" in draw_graph(z).source
+    # slices are structure, not buffers: they stay
+    w = Tensor(np.arange(6.0), requires_grad=True)
+    v = w[1:3]
+    v.sum().backward()
+    assert v._kw["index"] == slice(1, 3)
+
+
+def autodiff_where(cond, a, b):
+    from autodiff import where
+    return where(cond, a, b)
