@@ -416,13 +416,15 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
             saved, out = parents, node
         else:
             out = node.data
-        if op.masked:
-            need = tuple([p.requires_grad and (needed is None or id(p) in needed)
-                          and not (late and p._seq < seq) for p in parents])
-            grads = op.vjp(g, out, *saved, need=need, **kw) if kw else op.vjp(
-                g, out, *saved, need=need)
-        else:
-            grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
+        if op.masked:  # (the rule's default: every input wants a gradient)
+            for p in parents:
+                if not p.requires_grad or needed is not None and id(p) not in needed or (
+                        late and p._seq < seq):
+                    need = tuple([q.requires_grad and (needed is None or id(q) in needed)
+                                  and not (late and q._seq < seq) for q in parents])
+                    kw = dict(kw, need=need) if kw else {"need": need}
+                    break
+        grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
         if not retain_graph:
             _release(node, op)
         sends = [] if observer is not None else None
