@@ -4,10 +4,13 @@ A node is anything with the small protocol of `Node`: its forward value `data`, 
 `_parents` it was computed from (an ordered tuple, so `x * x` keeps both edges), the
 primitive `_op` that made it (None for a leaf), the `_saved` operands that op's vjp
 reads, and the op's keyword options `_kw`. Backpropagation here never looks at what
-kind of node it has beyond that, so the scalar and the tensor types share one loop.
+kind of node it has beyond that, so the scalar and the tensor types share one loop,
+and everything that backpropagates (backward, grad, hooks, the pictures) runs it.
 
 The traversal is iterative (a heap ordered by creation number), so graph depth is
-limited only by memory, never by Python's recursion limit.
+limited only by memory, never by Python's recursion limit. Creation numbers are also
+the clock of the version counters: an in-place change takes a number too, so a node
+made before it can tell that something it saved has changed since.
 """
 
 from __future__ import annotations
