@@ -370,13 +370,13 @@ def _push_roots(heap, roots, seeds, needed) -> None:
             root._g = root._g + seed
 
 
-def _finish(node, g, record, capture):
+def _finish(node, g, record, capture, aliased):
     """A node's total is complete: hooks, then `.grad` or the capture."""
     if node._hooks:
         g = _run_hooks(node, g)
     if record:
         if node._retain:
-            node._store_grad(g)
+            node._store_grad(g.copy() if aliased and id(g) in aliased else g)
     elif capture is not None and node in capture:
         capture[node] = g
     return g
@@ -386,15 +386,20 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                record, observer, released_ok) -> None:
     aliased = set()  # ids of gradients a rule passed through, stored as they are
     last_change, grad_on = _changes.last, _changes.grad_on
+    first_event = min(last_change, grad_on)  # nodes made after it skip both checks
+    late = False
 
     while heap:
         node = heappop(heap)[1]
         g = node._g
         node._g = None
-        if node._hooks or record and node._retain or capture is not None:
-            if record and aliased and id(g) in aliased:
-                g = g.copy()
-            g = _finish(node, g, record, capture)
+        if node._hooks:
+            g = _run_hooks(node, g)
+        if record:  # (as in `_finish`, written out: this runs for every node)
+            if node._retain:
+                node._store_grad(g.copy() if aliased and id(g) in aliased else g)
+        elif capture is not None and node in capture:
+            capture[node] = g
         op = node._op
         if op is None:  # a root that is a leaf
             if observer is not None:
@@ -406,14 +411,15 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                 observer(node, g, [])
             continue  # a requested input with nothing requested below it
         saved = node._saved
+        seq = node._seq
         if saved is None:
             if not released_ok:
                 raise _released_error(node)
             saved = _inputs_after_release(node)
-        elif node._seq > last_change:  # something changed in place since node was made
-            _check_versions(node, op)
-        seq = node._seq
-        late = seq > grad_on  # an input may have started requiring grad after this node
+        elif seq > first_event:
+            if seq > last_change:  # something changed in place since node was made
+                _check_versions(node, op)
+            late = seq > grad_on  # an input may have started requiring grad since
         kw = node._kw
         if create_graph:
             saved, out = parents, node
@@ -460,13 +466,12 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                 sends.append((parent, pg, acc, parent._g))
         if observer is not None:
             observer(node, g, sends)
+        late = False
 
     for node in leaves:  # their totals are complete once the heap is empty
         g = node._g
         node._g = None
-        if record and aliased and id(g) in aliased:
-            g = g.copy()
-        g = _finish(node, g, record, capture)
+        g = _finish(node, g, record, capture, aliased)
         if observer is not None:
             observer(node, g, [])
 
