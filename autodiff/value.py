@@ -38,7 +38,8 @@ def _number(x, where: str) -> float:
 
 def _leaf(data: float) -> "Value":
     """A constant operand (a number met in arithmetic) as a leaf Value."""
-    return _node(data if type(data) is float else _number(data, "Value"), (), None, None)
+    return _node(data if type(data) is float else _number(data, "Value"), None, None, None,
+                 None)
 
 
 _OPTIONS: dict = {}
@@ -63,9 +64,10 @@ def _options(c: float) -> dict:
     return kw
 
 
-def _node(data: float, parents, op, saved: tuple, kw=None, v=None) -> "Value":
-    """A new node (or `v`, being initialised): the one place a Value is made. `parents`
-    is the tuple of inputs, or the input itself for a unary op."""
+def _node(data: float, a, b, op, saved: tuple, kw=None, v=None) -> "Value":
+    """A new node (or `v`, being initialised): the one place a Value is made. Its inputs
+    are `a` and `b` for a binary op, `a` (b None) for a unary one, a tuple in `a` for
+    more, None for a leaf: no tuple of parents is made per node (see `_parents`)."""
     if v is None:
         v = _new(Value)
     v.data = data
@@ -74,13 +76,13 @@ def _node(data: float, parents, op, saved: tuple, kw=None, v=None) -> "Value":
     v._g = v._hooks = None
     v._seq = _next_seq()
     if _mode.enabled:
-        v._in = parents
+        v._a = a
+        v._b = b
         v._op = op
         v._saved = saved
         v._kw = kw
     else:
-        v._in = ()
-        v._op = v._saved = v._kw = None
+        v._a = v._b = v._op = v._saved = v._kw = None
     return v
 
 
@@ -94,14 +96,14 @@ class Value(Node):
     (1.0, 2.0)
     """
 
-    __slots__ = ("data", "grad", "_in", "_op", "_saved", "_kw", "label", "_g", "_seq",
+    __slots__ = ("data", "grad", "_a", "_b", "_op", "_saved", "_kw", "label", "_g", "_seq",
                  "_hooks", "__weakref__")
     requires_grad = True  # every Value gets a gradient, as in micrograd
     _retain = True        # ... and keeps it in .grad, intermediates included
     _vc = None            # floats are never changed in place: no version counter
 
     def __init__(self, data, label: str = ""):
-        _node(_number(data, "Value"), (), None, None, None, self)
+        _node(_number(data, "Value"), None, None, None, None, None, self)
         self.label = label
 
     def _hook_arg(self, g):
@@ -117,19 +119,27 @@ class Value(Node):
 
     @property
     def _parents(self) -> tuple:
-        """The inputs, in order (the engine's view). A unary node keeps its one input
-        bare in `_in`, not in a 1-tuple: a long scalar chain then allocates one tracked
-        object per op instead of two, which halves what the cyclic GC walks while the
-        graph is built (measured: 1.5 -> 0.8 µs per op in benchmarks/bench_core.py scalar)."""
-        p = self._in
-        return p if type(p) is tuple else (p,)
+        """The inputs, in order (the engine's view). A node keeps one or two inputs in
+        slots of its own, not in a tuple: a scalar graph then allocates fewer objects
+        that the cyclic GC walks while it is built, which is most of the cost of a large
+        scalar forward pass (benchmarks/bench_micrograd_demo.py)."""
+        a, b = self._a, self._b
+        if b is not None:
+            return (a, b)
+        if a is None:
+            return ()
+        return a if type(a) is tuple else (a,)
 
     def __setstate__(self, state) -> None:
-        # Pickles from before `_in` held the inputs under `_parents`.
+        # Older pickles held the inputs as a tuple under `_parents` or `_in`.
         slots = state[1] if isinstance(state, tuple) else state
-        if slots and "_parents" in slots:
+        if slots and ("_parents" in slots or "_in" in slots):
             slots = dict(slots)
-            slots["_in"] = slots.pop("_parents")
+            old = slots.pop("_parents", None) or slots.pop("_in", ())
+            old = old if type(old) is tuple else (old,)
+            slots["_a"], slots["_b"] = ((None, None) if not old else (old[0], None)
+                                        if len(old) == 1 else old if len(old) == 2
+                                        else (old, None))
             state = (state[0], slots) if isinstance(state, tuple) else slots
         super().__setstate__(state)
 
@@ -156,7 +166,9 @@ class Value(Node):
     def _apply(self, op, *others, **kw) -> "Value":
         inputs = (self,) + others
         data = tuple(v.data for v in inputs)
-        return _node(op.scalar(*data, **kw), inputs, op, data if op.reads_inputs else (),
+        a, b = (inputs[0], None) if len(inputs) == 1 else (
+            inputs if len(inputs) == 2 else (inputs, None))
+        return _node(op.scalar(*data, **kw), a, b, op, data if op.reads_inputs else (),
                      kw or None)
 
     def backward(self, retain_graph: bool = False) -> None:
@@ -167,36 +179,37 @@ class Value(Node):
     def __add__(self, other):
         if type(other) is Value:
             a, b = self.data, other.data
-            return _node(a + b, (self, other), ADD, ())
+            return _node(a + b, self, other, ADD, ())
         c = other if type(other) is float else _number(other, "add")
-        return _node(self.data + c, self, ADD_CONST, (), _OPTIONS.get(c) or _options(c))
+        return _node(self.data + c, self, None, ADD_CONST, (), _OPTIONS.get(c) or _options(c))
 
     def __mul__(self, other):
         if type(other) is Value:
             a, b = self.data, other.data
-            return _node(a * b, (self, other), MUL, (a, b))
+            return _node(a * b, self, other, MUL, (a, b))
         c = other if type(other) is float else _number(other, "mul")
-        return _node(self.data * c, self, MUL_CONST, (), _OPTIONS.get(c) or _options(c))
+        return _node(self.data * c, self, None, MUL_CONST, (), _OPTIONS.get(c) or _options(c))
 
     def __sub__(self, other):
         if type(other) is Value:
             a, b = self.data, other.data
-            return _node(a - b, (self, other), SUB, ())
+            return _node(a - b, self, other, SUB, ())
         return self + -_number(other, "sub")
 
     def __truediv__(self, other):
         if type(other) is not Value:
             other = _leaf(other)
         a, b = self.data, other.data
-        return _node(DIV.scalar(a, b), (self, other), DIV, (a, b))
+        return _node(DIV.scalar(a, b), self, other, DIV, (a, b))
 
     def __pow__(self, other):
         if isinstance(other, Value):
             a, b = self.data, other.data
-            return _node(POW.scalar(a, b), (self, other), POW, (a, b))
+            return _node(POW.scalar(a, b), self, other, POW, (a, b))
         c = _number(other, "pow")
         c = int(c) if c.is_integer() else c
-        return _node(POW_CONST.scalar(self.data, c), self, POW_CONST, (self.data,), {"c": c})
+        return _node(POW_CONST.scalar(self.data, c), self, None, POW_CONST, (self.data,),
+                     {"c": c})
 
     def __radd__(self, other): return self + other
     def __rsub__(self, other): return -self + other
@@ -205,24 +218,24 @@ class Value(Node):
     def __rpow__(self, other): return Value(_number(other, "pow")) ** self
 
     def __neg__(self):
-        return _node(-self.data, self, NEG, ())
+        return _node(-self.data, self, None, NEG, ())
 
     # -- functions ---------------------------------------------------------------------
     def exp(self) -> "Value":
-        return _node(EXP.scalar(self.data), self, EXP, (self.data,))
+        return _node(EXP.scalar(self.data), self, None, EXP, (self.data,))
 
     def log(self) -> "Value":
-        return _node(LOG.scalar(self.data), self, LOG, (self.data,))
+        return _node(LOG.scalar(self.data), self, None, LOG, (self.data,))
 
     def tanh(self) -> "Value":
-        return _node(math.tanh(self.data), self, TANH, (self.data,))
+        return _node(math.tanh(self.data), self, None, TANH, (self.data,))
 
     def sigmoid(self) -> "Value":
-        return _node(SIGMOID.scalar(self.data), self, SIGMOID, (self.data,))
+        return _node(SIGMOID.scalar(self.data), self, None, SIGMOID, (self.data,))
 
     def relu(self) -> "Value":
         x = self.data
-        return _node(x if x > 0 else 0.0, self, RELU, (x,))
+        return _node(x if x > 0 else 0.0, self, None, RELU, (x,))
 
 
 def affine(bias: Value, weights: Sequence[Value], inputs: Sequence) -> Value:
@@ -243,4 +256,4 @@ def affine(bias: Value, weights: Sequence[Value], inputs: Sequence) -> Value:
         raise TypeError("affine: bias and weights must be Values")
     parents = (bias, *weights, *(x if type(x) is Value else _leaf(x) for x in inputs))
     saved = tuple(p.data for p in parents)
-    return _node(AFFINE.scalar(*saved, n=n), parents, AFFINE, saved, {"n": n})
+    return _node(AFFINE.scalar(*saved, n=n), parents, None, AFFINE, saved, {"n": n})

@@ -662,7 +662,16 @@ def test_value_graphs_copy_and_unpickle_including_the_old_layout():
     # A pickle written when the inputs were stored under `_parents`:
     _, slots = a.__getstate__()
     old = dict(slots)
-    old["_parents"] = old.pop("_in")
+    del old["_a"], old["_b"]
+    old["_parents"] = ()
     restored = Value.__new__(Value)
     restored.__setstate__((None, old))
     assert restored._parents == () and restored.data == 2.0
+    # ... and one from when they were under `_in` (a unary node kept its input bare)
+    _, slots = y._parents[0].__getstate__()
+    old = dict(slots)
+    old["_in"] = old.pop("_a")
+    del old["_b"]
+    restored = Value.__new__(Value)
+    restored.__setstate__((None, old))
+    assert restored._parents[0].data == y._parents[0]._parents[0].data
