@@ -388,6 +388,8 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
     last_change, grad_on = _changes.last, _changes.grad_on
     first_event = min(last_change, grad_on)  # nodes made after it skip both checks
     late = False
+    # In a scalar graph every node requires grad: unless pruned, every input wants one.
+    some_need_none = sum_to is not None or needed is not None
 
     while heap:
         node = heappop(heap)[1]
@@ -425,7 +427,7 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
             saved, out = parents, node
         else:
             out = node.data
-        if op.masked:  # (the rule's default: every input wants a gradient)
+        if op.masked and (some_need_none or late):  # (the rule's default: all want one)
             for p in parents:
                 if not p.requires_grad or needed is not None and id(p) not in needed or (
                         late and p._seq < seq):
@@ -434,8 +436,10 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                     kw = dict(kw, need=need) if kw else {"need": need}
                     break
         grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
-        if not retain_graph:
-            _release(node, op)
+        if not retain_graph:  # (`_release`, written out)
+            node._saved = None
+            if op.buffers:
+                _release(node, op)
         sends = [] if observer is not None else None
         for parent, pg in zip(parents, grads):
             # (pg is None: the rule skipped an input that needs no gradient)
