@@ -21,10 +21,31 @@ def _as_tuple(x, what: str) -> tuple:
     return items
 
 
+def _numbers(given, i: int) -> np.ndarray:
+    """`grad_outputs[i]` as an array, refused unless it holds (int or float) numbers."""
+    try:
+        g = np.asarray(given)
+    except (TypeError, ValueError):  # a ragged list
+        g = None
+    if g is None or g.dtype.kind not in "iuf":
+        raise TypeError(f"grad: grad_outputs[{i}] must be a number or an array of numbers, "
+                        f"got {given!r}")
+    return g
+
+
 def _seed(out, given, i: int, create_graph: bool):
     """The upstream gradient for output i: ones for a single element, else `given`."""
     if isinstance(out, Value):
-        g = 1.0 if given is None else float(given.data if isinstance(given, Value) else given)
+        if given is None:
+            g = 1.0
+        elif isinstance(given, Value):
+            g = float(given.data)
+        else:
+            g = _numbers(given, i)
+            if g.size != 1:
+                raise ShapeError(f"grad: grad_outputs[{i}] has shape {g.shape} but "
+                                 f"outputs[{i}] is a Value (one number)")
+            g = float(g.reshape(()))
         return Value(g) if create_graph else g
     if given is None:
         if out.size != 1:
@@ -37,7 +58,7 @@ def _seed(out, given, i: int, create_graph: bool):
                              f"outputs[{i}] has shape {out.shape}")
         return given if create_graph else given.data
     else:
-        g = np.asarray(given, dtype=out.dtype)
+        g = _numbers(given, i).astype(out.dtype, copy=False)
         if g.shape != out.shape:
             raise ShapeError(f"grad: grad_outputs[{i}] has shape {g.shape} but "
                              f"outputs[{i}] has shape {out.shape}")

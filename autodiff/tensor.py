@@ -589,8 +589,24 @@ class Tensor(Node):
         """Limit values to [lo, hi]; the gradient passes where lo <= x <= hi."""
         if lo is None and hi is None:
             raise ValueError("clip: give at least one of lo and hi")
-        if lo is not None and hi is not None and np.any(np.asarray(lo) > np.asarray(hi)):
-            raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
+        for name, bound in (("lo", lo), ("hi", hi)):
+            if bound is None:
+                continue
+            try:  # a ragged list or an object numpy cannot hold is as wrong as a string
+                kind = "" if isinstance(bound, Tensor) else np.asarray(bound).dtype.kind
+            except (TypeError, ValueError):
+                kind = ""
+            if kind not in ("i", "u", "f"):
+                raise TypeError(f"clip: {name} must be a number or an array of numbers, "
+                                f"got {bound!r}")
+        if lo is not None and hi is not None:
+            try:
+                crossed = np.any(np.asarray(lo) > np.asarray(hi))
+            except ValueError:
+                raise ShapeError(f"clip: lo of shape {np.shape(lo)} and hi of shape "
+                                 f"{np.shape(hi)} do not broadcast together") from None
+            if crossed:
+                raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
         return self._apply(OPS["clip"], lo=lo, hi=hi)
 
     def astype(self, dtype) -> "Tensor":
@@ -638,18 +654,32 @@ class Tensor(Node):
     def reshape(self, *shape) -> "Tensor":
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
+        for n in shape:  # as PyTorch: int() would truncate 2.5 and parse "6" silently
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+                raise TypeError(f"reshape: sizes must be ints, got {n!r} in {tuple(shape)!r}")
+            if n < -1:  # numpy would take any negative size as the unknown one
+                raise ShapeError(f"reshape: invalid size {n} in {tuple(shape)!r} (-1 stands "
+                                 "for the one unknown size)")
         return self._apply(OPS["reshape"], shape=tuple(int(n) for n in shape))
 
     def transpose(self, *axes) -> "Tensor":
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)) or len(axes) == 1 and axes[0] is None:
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
             axes = axes[0]
+        n = self.ndim
         if not axes:
-            axes = tuple(range(self.ndim - 1, -1, -1))
+            axes = tuple(range(n - 1, -1, -1))
+        for a in axes:
+            if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+                raise TypeError(f"transpose: axes must be ints, got {a!r} in {tuple(axes)!r}")
         axes = tuple(int(a) for a in axes)
-        if sorted(a % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
+        for a in axes:  # checked before `a % n`, which would wrap 2 round to 0
+            if not -n <= a < n:
+                raise ShapeError(f"transpose: axis {a} of axes {axes} is out of range for a "
+                                 f"tensor of shape {self.shape}")
+        if sorted(a % n for a in axes) != list(range(n)):
             raise ShapeError(f"transpose: axes {axes} are not a permutation of the "
-                             f"{self.ndim} axes of a tensor of shape {self.shape}")
-        return self._apply(OPS["transpose"], axes=tuple(a % self.ndim for a in axes))
+                             f"{n} axes of a tensor of shape {self.shape}")
+        return self._apply(OPS["transpose"], axes=tuple(a % n for a in axes))
 
     def swapaxes(self, axis1: int, axis2: int) -> "Tensor":
         _check_axes(self, (axis1, axis2), "swapaxes")
@@ -724,9 +754,25 @@ def _sequence(seq, name) -> tuple:
 
 def concatenate(seq, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
-    return apply(OPS["concatenate"], _sequence(seq, "concatenate"), {"axis": int(axis)})
+    xs = _sequence(seq, "concatenate")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"concatenate: axis must be an int, got {axis!r}")
+    n = xs[0].ndim
+    if n == 0:
+        raise ShapeError("concatenate: 0-d tensors have no axis to join along (use stack)")
+    if not -n <= axis < n:
+        raise ShapeError(f"concatenate: axis {axis} is out of range for tensors of shape "
+                         f"{xs[0].shape} (axes {-n} to {n - 1})")
+    return apply(OPS["concatenate"], xs, {"axis": int(axis)})
 
 
 def stack(seq, axis: int = 0) -> Tensor:
     """Join tensors along a new axis."""
-    return apply(OPS["stack"], _sequence(seq, "stack"), {"axis": int(axis)})
+    xs = _sequence(seq, "stack")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"stack: axis must be an int, got {axis!r}")
+    n = xs[0].ndim + 1  # the result's
+    if not -n <= axis < n:
+        raise ShapeError(f"stack: axis {axis} is out of range for stacking tensors of shape "
+                         f"{xs[0].shape} (axes {-n} to {n - 1})")
+    return apply(OPS["stack"], xs, {"axis": int(axis)})

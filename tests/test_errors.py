@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+import autodiff
 from autodiff import (GradcheckError, ShapeError, Tensor, Value, concatenate, grad,
                       gradcheck, maximum, stack, where)
 
@@ -273,3 +274,157 @@ def test_more_mistakes_name_the_operation():
     with pytest.raises(TypeError, match="backward: grad must be numeric"):
         (x * 2.0).backward(np.array([["a"] * 3] * 2))
     assert np.isinf((Tensor([1.0]) * 10 ** 400).data).all()
+
+
+# ---------------------------------------------------------------------------
+# axes and sizes: out of range or not ints (PyTorch refuses floats, and so do we)
+
+@pytest.mark.parametrize("axes,bad", [((2, 1), "2"), ((0, 2), "2"), ((-3, 0), "-3"),
+                                      ((1, -3), "-3")])
+def test_transpose_axis_out_of_range(axes, bad):
+    # `a % ndim` wrapped 2 round to 0: transpose(2, 1) returned the tensor unchanged
+    shape, given = esc("(2, 3)"), esc(str(axes))
+    with pytest.raises(ShapeError, match=rf"^transpose: axis {bad}\b.*{given}.*{shape}"):
+        ones(2, 3).transpose(*axes)
+    with pytest.raises(ShapeError, match=r"transpose: axis 0\b.*\(\)"):
+        Tensor(1.0).transpose(0)
+
+
+@pytest.mark.parametrize("axes,bad", [((1.0, 0), "1.0"), ((0, 1.5), "1.5"), (("1", 0), "'1'"),
+                                      ((True, False), "True")])
+def test_transpose_axes_of_wrong_type(axes, bad):
+    with pytest.raises(TypeError, match=rf"^transpose: axes must be ints, got {esc(bad)}"):
+        ones(2, 3).transpose(*axes)
+
+
+def test_transpose_accepts_numpy_integers_and_negative_axes():
+    x = Tensor(np.arange(6.0).reshape(2, 3))
+    assert x.transpose(np.int64(1), np.int32(0)).shape == (3, 2)
+    assert x.transpose(-1, -2).shape == (3, 2) and x.transpose((0, 1)).shape == (2, 3)
+    assert x.transpose(None).shape == (3, 2) and Tensor(1.0).transpose().shape == ()
+
+
+@pytest.mark.parametrize("shape,bad", [((2.5, 3), "2.5"), (("a",), "'a'"), (("6",), "'6'"),
+                                       ((2, 3.0), "3.0"), ((True, 6), "True"), ((None,), "None"),
+                                       (([[2, 3]],), "[2, 3]")])
+def test_reshape_sizes_of_wrong_type(shape, bad):
+    # int() read 2.5 as 2 and "6" as 6
+    with pytest.raises(TypeError, match=rf"^reshape: sizes must be ints, got {esc(bad)}"):
+        ones(2, 3).reshape(*shape)
+
+
+def test_reshape_negative_size_other_than_minus_one():
+    with pytest.raises(ShapeError, match=rf"reshape: invalid size -2 in {esc('(-2, 3)')}"):
+        ones(2, 3).reshape(-2, 3)  # numpy took it for -1
+    assert ones(2, 3).reshape(np.int64(-1), 2).shape == (3, 2)
+
+
+@pytest.mark.parametrize("fn,name", [(concatenate, "concatenate"), (stack, "stack")])
+@pytest.mark.parametrize("axis", [1.5, 0.0, "0", None, True])
+def test_concatenate_stack_axis_of_wrong_type(fn, name, axis):
+    with pytest.raises(TypeError, match=rf"^{name}: axis must be an int, got {esc(repr(axis))}"):
+        fn([ones(2, 3), ones(2, 3)], axis=axis)
+
+
+@pytest.mark.parametrize("fn,name,bad,ok", [
+    (concatenate, "concatenate", (2, -3), (1, -2)),
+    (stack, "stack", (3, -4), (2, -3)),   # stack's new axis may also be the last
+])
+def test_concatenate_stack_axis_out_of_range(fn, name, bad, ok):
+    xs = [ones(2, 3), ones(2, 3)]
+    for axis in bad:
+        with pytest.raises(ShapeError, match=rf"^{name}: axis {axis} is out of range .*"
+                                             rf"{esc('(2, 3)')}"):
+            fn(xs, axis=axis)
+    for axis in ok:
+        assert fn(xs, axis=np.int64(axis)).shape == fn(xs, axis=axis).shape
+    with pytest.raises(ShapeError, match="concatenate: 0-d"):
+        concatenate([Tensor(1.0), Tensor(2.0)])
+
+
+# ---------------------------------------------------------------------------
+# clip bounds, grad_outputs: numbers only
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(lo="a"), "lo"), (dict(hi="a"), "hi"), (dict(lo=0.0, hi="1"), "hi"),
+    (dict(lo=[0.0, "x"]), "lo"), (dict(lo=Tensor([0.0])), "lo"), (dict(lo=[[0.0], [1, 2]]), "lo"),
+    (dict(hi=True), "hi"),
+])
+def test_clip_bounds_must_be_numbers(kw, name):
+    with pytest.raises(TypeError, match=rf"^clip: {name} must be a number or an array of "
+                                        r"numbers, got"):
+        ones(2).clip(**kw)
+
+
+def test_clip_positional_string_and_unbroadcastable_bounds():
+    with pytest.raises(TypeError, match=r"^clip: lo .*'a'"):
+        ones(2).clip("a")
+    with pytest.raises(ShapeError, match=rf"clip: lo of shape {esc('(2,)')} and hi of shape "
+                                         rf"{esc('(3,)')}"):
+        ones(2).clip(np.zeros(2), np.ones(3))
+    assert np.array_equal(Tensor([-1.0, 5.0]).clip(np.int64(0), 2).data, [0.0, 2.0])
+
+
+@pytest.mark.parametrize("given", ["abc", ["abc"], [[["1", "2", "3"]] * 2], [object()],
+                                   [[[1.0], [1.0, 2.0]]]])
+def test_grad_outputs_must_be_numbers(given):
+    x = ones(2, 3)
+    with pytest.raises(TypeError, match=r"^grad: grad_outputs\[0\] must be a number"):
+        grad(x * 2.0, x, grad_outputs=given)
+
+
+def test_grad_outputs_of_a_value_must_be_one_number():
+    v = Value(2.0)
+    with pytest.raises(TypeError, match=r"^grad: grad_outputs\[0\] must be a number"):
+        grad(v * v, v, grad_outputs="1.5")      # float("1.5") used to read it
+    with pytest.raises(ShapeError, match=rf"grad: grad_outputs\[0\] has shape {esc('(2,)')}"):
+        grad(v * v, v, grad_outputs=np.ones(2))
+    assert grad(v * v, v, grad_outputs=np.float32(3.0))[0].data == 12.0
+
+
+# ---------------------------------------------------------------------------
+# gradcheck reports what it compared: the user's own gradient for one output element
+
+def _wrong_tanh(monkeypatch):
+    """tanh's vjp with 1 + tanh**2 for 1 - tanh**2 (restored after the test)."""
+    monkeypatch.setattr(autodiff.ops.OPS["tanh"], "vjp", lambda g, out, x: (g * (1 + out * out),))
+
+
+def test_gradcheck_single_output_reports_the_gradient_backward_gives(monkeypatch):
+    _wrong_tanh(monkeypatch)
+    data = np.array([0.3, -1.2, 0.7])
+    x = Tensor(data, requires_grad=True, label="x")
+    t = np.tanh(data)
+    with pytest.raises(GradcheckError, match=r"index \(1,\).*for d\(output\)/d\(input") as info:
+        gradcheck(lambda a: a.tanh().sum(), [x])
+    analytic, numerical = _values(str(info.value))
+    assert analytic == pytest.approx(1 + t[1] ** 2, rel=1e-6)    # the wrong rule's value
+    assert numerical == pytest.approx(1 - t[1] ** 2, rel=1e-6)   # the true derivative
+    x.tanh().sum().backward()
+    assert analytic == pytest.approx(x.grad[1], rel=1e-6)       # what the user sees
+    with pytest.raises(GradcheckError, match=r"index \(\)") as info:
+        gradcheck(lambda a: a.tanh(), [Value(0.5)])
+    assert _values(str(info.value)) == pytest.approx((1 + np.tanh(0.5) ** 2,
+                                                      1 - np.tanh(0.5) ** 2), rel=1e-6)
+
+
+def test_gradcheck_larger_output_says_it_compared_a_random_projection(monkeypatch):
+    _wrong_tanh(monkeypatch)
+    data = np.array([0.3, -1.2, 0.7])
+    with pytest.raises(GradcheckError, match=r"d\(sum\(v \* output\)\).*random.*"
+                                             rf"{esc('(3,)')}.*seed=0") as info:
+        gradcheck(lambda a: a.tanh(), [Tensor(data, requires_grad=True)], seed=0)
+    index = int(re.search(r"at index \((\d+),\)", str(info.value)).group(1))
+    v = np.random.default_rng(0).standard_normal(3)  # the direction gradcheck drew
+    t = np.tanh(data[index])
+    assert _values(str(info.value)) == pytest.approx((v[index] * (1 + t ** 2),
+                                                      v[index] * (1 - t ** 2)), rel=1e-6)
+
+
+def test_gradcheck_catches_a_vjp_that_ignores_its_incoming_gradient(monkeypatch):
+    # seeded with 1, the values agree; a second seed shows the gradient does not scale
+    monkeypatch.setattr(autodiff.ops.OPS["tanh"], "vjp", lambda g, out, x: (1 - out * out,))
+    for x in (Value(0.5), Tensor([0.5], requires_grad=True)):
+        with pytest.raises(GradcheckError, match=r"seeded with .* instead of 1.*ignores"):
+            gradcheck(lambda a: a.tanh(), [x])
+    assert gradcheck(lambda a: (a * a).sum(), [Tensor([0.5, 2.0], requires_grad=True)])
