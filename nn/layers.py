@@ -21,7 +21,10 @@ def as_tensor(x, where: str) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)):
-        return Tensor(x)
+        try:
+            return Tensor(x)
+        except TypeError as err:  # non-numeric data: say which layer or loss it was for
+            raise TypeError(f"{where}: {err}") from None
     raise TypeError(f"{where}: expected a Tensor or an array, got {type(x).__name__}")
 
 
@@ -36,6 +39,9 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  dtype=np.float64):
         super().__init__()
+        for name, n in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+                raise TypeError(f"Linear: {name} must be an int, got {n!r}")
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear: in_features and out_features must be positive, got "
                              f"{in_features} and {out_features}")

@@ -12,6 +12,7 @@ engine's op table.
 
 from __future__ import annotations
 
+import numbers
 
 import numpy as np
 
@@ -41,12 +42,30 @@ def _check_reduction(reduction: str, where: str) -> str:
     return reduction
 
 
+def _brief(x, limit: int = 60) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _numeric(target, where: str, what: str = "target") -> np.ndarray:
+    """`target` (or the argument `what`) as an array of numbers; strings, None and ragged
+    lists are refused here (numpy would read "1" as 1.0, or fail naming no loss)."""
+    try:
+        t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    except (TypeError, ValueError):
+        t = None
+    if t is None or t.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: {what} must be numeric (a Tensor, an array or a list of "
+                        f"numbers), got {_brief(target)}")
+    return t
+
+
 def _target_like(target, x: Tensor, where: str) -> Tensor:
     """The target as a Tensor of x's shape (and, for arrays, x's float dtype)."""
     if isinstance(target, Tensor):
         t = target
     else:
-        t = Tensor(np.asarray(target, dtype=x.dtype))
+        t = Tensor(_numeric(target, where).astype(x.dtype, copy=False))
     if t.shape != x.shape:
         raise ShapeError(f"{where}: input has shape {x.shape} but target has shape "
                          f"{t.shape}; they must match (reshape one of them)")
@@ -197,12 +216,16 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, weight=None, *, reduction: str = "mean", ignore_index: int = -100,
                  label_smoothing: float = 0.0):
         super().__init__(reduction=reduction)
-        self.weight = None if weight is None else np.asarray(
-            weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
+        self.weight = None if weight is None else _numeric(
+            weight, "CrossEntropyLoss", "weight").astype(np.float64)
+        if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
+            raise TypeError(f"CrossEntropyLoss: ignore_index must be an int, got "
+                            f"{ignore_index!r}")
         self.ignore_index = int(ignore_index)
-        if not 0.0 <= label_smoothing <= 1.0:
+        if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real)
+                or not 0.0 <= label_smoothing <= 1.0):
             raise ValueError(f"CrossEntropyLoss: label_smoothing must lie in [0, 1], got "
-                             f"{label_smoothing}")
+                             f"{label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, input, target) -> Tensor:
@@ -215,7 +238,7 @@ class CrossEntropyLoss(_Loss):
         if self.weight is not None and self.weight.shape != (c,):
             raise ShapeError(f"CrossEntropyLoss: weight has shape {self.weight.shape} but "
                              f"there are C={c} classes")
-        t = np.asarray(target.data if isinstance(target, Tensor) else target)
+        t = _numeric(target, "CrossEntropyLoss")
         mean, eps = self.reduction == "mean", self.label_smoothing
         # coef[i, c] is the weight of log_softmax(x)[i, c] in sample i's loss.
         if t.shape == x.shape and t.dtype.kind == "f":

@@ -313,3 +313,37 @@ def test_cross_entropy_ignore_edges():
     a = nn.CrossEntropyLoss(label_smoothing=0.1)(_t(zz), probs).item()
     b = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.tensor(zz), torch.tensor(probs))
     assert a == pytest.approx(b.item(), rel=1e-12)
+
+
+# -- targets that are not numbers: an error naming the loss, never numpy's float("1")
+
+_STRINGS = {"str": "abc", "strs": [["a", "b", "c"], ["d", "e", "f"]],
+            "numeric strs": [["1", "0", "1"], ["0", "1", "0"]], "None": None,
+            "objects": [[object()] * 3] * 2, "ragged": [[1.0], [1.0, 0.0, 1.0]]}
+
+
+@pytest.mark.parametrize("loss", [nn.MSELoss(), nn.BCELoss(), nn.BCEWithLogitsLoss(),
+                                  nn.CrossEntropyLoss()], ids=lambda f: type(f).__name__)
+@pytest.mark.parametrize("target", _STRINGS.values(), ids=_STRINGS.keys())
+def test_non_numeric_targets_name_the_loss(loss, target):
+    x = _t(np.full((2, 3), 0.5))
+    with pytest.raises(TypeError, match=rf"^{type(loss).__name__}: target must be numeric"):
+        loss(x, target)
+
+
+def test_cross_entropy_string_labels_and_options():
+    logits = _t(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"^CrossEntropyLoss: target must be numeric.*'a'"):
+        nn.CrossEntropyLoss()(logits, ["a", "b"])
+    with pytest.raises(TypeError, match=r"^CrossEntropyLoss: weight must be numeric"):
+        nn.CrossEntropyLoss(weight=["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"^CrossEntropyLoss: ignore_index must be an int"):
+        nn.CrossEntropyLoss(ignore_index="x")
+    with pytest.raises(ValueError, match=r"^CrossEntropyLoss: label_smoothing must lie in"):
+        nn.CrossEntropyLoss(label_smoothing="0.1")
+    assert nn.CrossEntropyLoss()(logits, np.array([True, False])).item() > 0  # bools: 1, 0
+
+
+def test_non_numeric_inputs_name_the_loss():
+    with pytest.raises(TypeError, match=r"^MSELoss: .*numeric"):
+        nn.MSELoss()([["a"]], [[1.0]])

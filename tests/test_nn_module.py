@@ -1,5 +1,7 @@
 """Module, Parameter, Linear and Sequential: registration, state dicts, shapes, init."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -355,3 +357,26 @@ def test_module_list_keys_match_torch():
             t = torch.tanh(block(t))
         expected = theirs.head(t).numpy()
     np.testing.assert_allclose(ours(Tensor(x)).data, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("args,name,bad", [(("3", 2), "in_features", "'3'"),
+                                           ((3.0, 2), "in_features", "3.0"),
+                                           ((3, 2.5), "out_features", "2.5"),
+                                           ((None, 2), "in_features", "None"),
+                                           ((True, 2), "in_features", "True")])
+def test_linear_features_must_be_ints(args, name, bad):
+    with pytest.raises(TypeError, match=rf"^Linear: {name} must be an int, got {re.escape(bad)}"):
+        nn.Linear(*args)
+
+
+@pytest.mark.parametrize("args", [(0, 2), (3, 0), (-1, 2), (3, -4)])
+def test_linear_features_must_be_positive(args):
+    with pytest.raises(ValueError, match=r"^Linear: in_features and out_features must be "
+                                         rf"positive, got {args[0]} and {args[1]}"):
+        nn.Linear(*args)
+    assert nn.Linear(np.int64(3), np.int32(2)).weight.shape == (2, 3)
+
+
+def test_linear_non_numeric_input_names_linear():
+    with pytest.raises(TypeError, match=r"^Linear: .*numeric"):
+        nn.Linear(2, 1)([["a", "b"]])

@@ -1,6 +1,7 @@
 """Optimizers and schedules: textbook formulas, PyTorch's torch.optim, Value parameters."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -568,3 +569,51 @@ def test_every_kind_of_state_edit_is_noticed(edit):
     opt.step()
     ref_opt.step()
     np.testing.assert_array_equal(a.data, ref.data)  # stepped from the edited state
+
+
+# -- hyperparameters: NaN passes every `x < 0` check, a string fails it with a bare error
+
+_HYPER = [(optim.SGD, k) for k in ("lr", "momentum", "weight_decay", "dampening")] + [
+    (optim.Adam, k) for k in ("lr", "eps", "weight_decay")] + [
+    (optim.RMSprop, k) for k in ("lr", "alpha", "eps", "momentum", "weight_decay")]
+
+
+@pytest.mark.parametrize("cls,key", _HYPER)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, np.float32("nan")])
+def test_non_finite_hyperparameters_are_refused(cls, key, bad):
+    kw = {"lr": 0.1, key: bad}
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}: {key} must .*got "
+                                         rf"{re.escape(repr(bad))}$"):
+        cls(_ones(2), **kw)
+    # a parameter group's own value is checked too
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}: {key} must"):
+        cls([{"params": _ones(2), key: bad}], lr=0.1)
+
+
+@pytest.mark.parametrize("cls,key", _HYPER)
+@pytest.mark.parametrize("bad", ["0.1", None, [0.1], True])
+def test_hyperparameters_that_are_not_numbers_are_refused(cls, key, bad):
+    kw = {"lr": 0.1, key: bad}
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}: {key} must be a number, got "
+                                        rf"{re.escape(repr(bad))}"):
+        cls(_ones(2), **kw)
+
+
+@pytest.mark.parametrize("betas,error,match", [
+    ((math.nan, 0.999), ValueError, r"betas\[0\] must lie in \[0, 1\), got nan"),
+    ((0.9, math.nan), ValueError, r"betas\[1\] must lie in \[0, 1\), got nan"),
+    ((0.9, 1.0), ValueError, r"betas\[1\] must lie in \[0, 1\)"),
+    (("0.9", 0.999), TypeError, r"betas\[0\] must be a number, got '0.9'"),
+    (0.9, TypeError, r"betas must be a pair of numbers, got 0.9"),
+    ((0.9,), TypeError, r"betas must be a pair of numbers, got \(0.9,\)"),
+])
+def test_adam_betas_are_checked(betas, error, match):
+    with pytest.raises(error, match=rf"^Adam: {match}"):
+        optim.Adam(_ones(2), betas=betas)
+
+
+def test_valid_hyperparameters_of_every_numeric_type_are_kept():
+    opt = optim.SGD(_ones(2), lr=np.float32(0.1), momentum=1, dampening=-0.5)
+    assert opt.param_groups[0]["lr"] == np.float32(0.1)
+    optim.Adam(_ones(2), lr=0, betas=[0, np.float64(0.5)], eps=0)
+    optim.RMSprop(_ones(2), lr=1e-3, alpha=1, momentum=np.int64(0))

@@ -13,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ._checks import check_number
 from .optimizer import Optimizer, scratch
 
 
@@ -28,16 +29,18 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-3, *,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+        betas = tuple(betas) if isinstance(betas, (list, tuple)) else betas  # _check names it
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _check(self, group: dict) -> None:
+        where, betas = type(self).__name__, group["betas"]
+        for key in ("lr", "eps", "weight_decay"):
+            check_number(where, key, group[key])
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
+        for i, beta in enumerate(betas):
+            check_number(where, f"betas[{i}]", beta, high=1.0, high_open=True)
         super()._check(group)
-        b1, b2 = group["betas"]
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"Adam: betas must lie in [0, 1), got {group['betas']}")
-        if group["eps"] < 0 or group["weight_decay"] < 0:
-            raise ValueError("Adam: eps and weight_decay must be >= 0")
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
                 work: dict) -> None:

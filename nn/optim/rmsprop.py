@@ -13,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ._checks import check_number
 from .optimizer import Optimizer, scratch
 
 
@@ -32,12 +33,11 @@ class RMSprop(Optimizer):
                                       weight_decay=weight_decay, centered=centered))
 
     def _check(self, group: dict) -> None:
+        where = type(self).__name__
+        for key in ("lr", "eps", "momentum", "weight_decay"):
+            check_number(where, key, group[key])
+        check_number(where, "alpha", group["alpha"], high=1.0)
         super()._check(group)
-        if not 0 <= group["alpha"] <= 1:
-            raise ValueError(f"RMSprop: alpha must lie in [0, 1], got {group['alpha']}")
-        for key in ("eps", "momentum", "weight_decay"):
-            if group[key] < 0:
-                raise ValueError(f"RMSprop: {key} must be >= 0, got {group[key]}")
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
                 work: dict) -> None:

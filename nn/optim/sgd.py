@@ -10,10 +10,12 @@ PyTorch's update rule, step for step.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
 
+from ._checks import check_number
 from .optimizer import Optimizer, scratch
 
 
@@ -32,10 +34,11 @@ class SGD(Optimizer):
                                       nesterov=nesterov, weight_decay=weight_decay))
 
     def _check(self, group: dict) -> None:
+        where = type(self).__name__
+        for key in ("lr", "momentum", "weight_decay"):
+            check_number(where, key, group[key])
+        check_number(where, "dampening", group["dampening"], low=-math.inf)
         super()._check(group)
-        if group["momentum"] < 0 or group["weight_decay"] < 0:
-            raise ValueError(f"SGD: momentum and weight_decay must be >= 0, got "
-                             f"{group['momentum']} and {group['weight_decay']}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening 0")
 
