@@ -2,7 +2,10 @@
 damaged, foreign or mismatched files with the model left unchanged."""
 
 import json
+import os
 import pickle
+import re
+import stat
 import struct
 
 import numpy as np
@@ -196,3 +199,87 @@ def test_integer_data_under_a_parameter_name_is_rejected(tmp_path):
     with pytest.raises(CheckpointError, match="'0.weight' has dtype int64 in the file but float64"):
         nn.load(target, path)
     assert _unchanged(target, snap)
+
+
+# -- hostile headers and files that change while they are read
+
+def _linear_file(tmp_path, name, header_bytes: bytes, data: bytes = b""):
+    path = tmp_path / name
+    path.write_bytes(struct.pack("<Q", len(header_bytes)) + header_bytes + data)
+    return path
+
+
+def _entry(shape, offsets, dtype="F64"):
+    return json.dumps({"weight": {"dtype": dtype, "shape": shape, "data_offsets": offsets},
+                       "bias": {"dtype": "F64", "shape": [1], "data_offsets": [16, 24]}}
+                      ).encode()
+
+
+_HOSTILE = {
+    "nested lists": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "nested objects": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+    "integer of 5000 digits": (b'{"weight": {"dtype": "F64", "shape": [1, 2], "data_offsets": '
+                               b'[0, ' + b"9" * 5000 + b"]}}", "bad JSON header"),
+    "offsets 10**400": (_entry([1, 2], [0, 10 ** 400]), "invalid data_offsets"),
+    "shape 10**30": (_entry([10 ** 30, 0], [0, 0]), "too large for any array"),
+    "shape 2**62 x 2**62 x 0": (_entry([2 ** 62, 2 ** 62, 0], [0, 0]), "too large"),
+    "65 dimensions": (_entry([1] * 65, [0, 8]), "65 dimensions; numpy allows at most 64"),
+    "65 empty dimensions": (_entry([0] * 65, [0, 0]), "65 dimensions"),
+    "dtype a list": (_entry([1, 2], [0, 16], dtype=["F64"]), "unsupported dtype"),
+}
+
+
+@pytest.mark.parametrize("name", _HOSTILE)
+def test_hostile_headers_are_checkpoint_errors(tmp_path, name):
+    header, match = _HOSTILE[name]
+    path = _linear_file(tmp_path, "hostile.safetensors", header, bytes(24))
+    target = nn.Linear(2, 1)
+    snap = _snapshot(target)
+    with pytest.raises(CheckpointError, match=re.escape(repr(str(path))) + ".*" + match):
+        nn.load(target, path)
+    assert _unchanged(target, snap)
+
+
+@pytest.mark.parametrize("keep", ["half the data", "half the header", "the length field"])
+def test_a_file_that_shrinks_while_it_is_read(tmp_path, monkeypatch, keep):
+    # the reader takes the size first (fstat), then reads: a file truncated in between
+    path = tmp_path / "m.safetensors"
+    nn.save(_net(), path)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    size = {"half the data": 8 + n + (len(blob) - 8 - n) // 2, "half the header": 8 + n // 2,
+            "the length field": 4}[keep]
+    real_fstat = os.fstat
+
+    def fstat_then_truncate(fd):
+        result = real_fstat(fd)
+        os.truncate(path, size)
+        return result
+
+    monkeypatch.setattr(os, "fstat", fstat_then_truncate)
+    target = _net()
+    snap = _snapshot(target)
+    with pytest.raises(CheckpointError, match=re.escape(repr(str(path))) + " is truncated"):
+        nn.load(target, path)
+    assert _unchanged(target, snap)
+
+
+def test_save_over_a_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    nn.save(_net(), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    os.chmod(path, 0o604)
+    nn.save(_net(), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o604
+    nn.load(_net(), path)
+
+
+def test_save_to_a_new_file_uses_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        nn.save(_net(), tmp_path / "new.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.safetensors").st_mode) == 0o640
