@@ -6,6 +6,8 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -600,3 +602,62 @@ def test_a_bad_cluster_spec_is_named_not_recursed_into():
     y = x * 2.0
     with pytest.raises(TypeError, match="clusters: 'sub' .* is not a node, a module"):
         draw_graph(y, clusters={"rest": [("sub", x)]})
+
+
+# ---------------------------------------------------------------------------------------
+# Labels that DOT would misread: a final backslash, DOT escapes, markup, control characters
+
+_AWKWARD = {"final backslash": ("a\\", "a\\"), "DOT escape": ("w\\l", "w\\l"),
+            "newline": ("x\ny", "x\\ny"), "bell": ("\x07", "\\x07"), "NUL": ("\x00z", "\\x00z"),
+            "markup": ("<b>", "<b>"), "quote": ('q"', 'q"'), "ampersand": ("&amp;", "&amp;"),
+            "lone surrogate": ("s\ud800", "s\\ud800"), "C1 control": ("c\x85", "c\\x85")}
+
+
+def _svg_texts(svg: str) -> tuple[list, list]:
+    """The text of every <text> element, and every tooltip (xlink:title), unescaped."""
+    root = ET.fromstring(svg)
+    texts = ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
+    titles = [v for e in root.iter() for k, v in e.attrib.items() if k.endswith("}title")]
+    return texts, titles
+
+
+@pytest.mark.parametrize("name", _AWKWARD)
+def test_awkward_labels_render_and_show_as_given(name):
+    need_dot()
+    label, shown = _AWKWARD[name]
+    for make in (Value, lambda v, label: Tensor([v, 1.0], requires_grad=True, label=label)):
+        a = make(2.0, label=label)
+        b = make(3.0, label="b")
+        y = (a * b).tanh()
+        y.label = label + "!"
+        (y if isinstance(y, Value) else y.sum()).backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # graphviz warns of a quoted string it expects to break
+            source = draw_graph(y, clusters={label: [a]}).source
+        run = subprocess.run(["dot", "-Tsvg"], input=source.encode("utf-8"), capture_output=True)
+        assert run.returncode == 0 and not run.stderr, run.stderr.decode()
+        texts, titles = _svg_texts(run.stdout.decode("utf-8"))
+        assert texts.count(shown) == 2 and shown + "!" in texts  # cluster box, node titles
+        for tip in (f"d(mul)/d({shown}) = ", f"d({shown}!)/d(mul) = "):  # edge tooltips
+            assert any(t.startswith(tip) for t in titles), (tip, titles)
+
+
+def test_awkward_label_of_a_hidden_node_in_the_summary():
+    need_dot()
+    v = Value(float("nan"), label="bad\\")
+    for _ in range(30):
+        v = v.tanh()
+    source = draw_graph(v, max_nodes=5).source
+    assert "first nan/inf value at hidden node bad\\\\" in source  # escaped for DOT
+    run = subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True)
+    assert run.returncode == 0 and not run.stderr, run.stderr.decode()
+    texts, _ = _svg_texts(run.stdout.decode())
+    assert "first nan/inf value at hidden node bad\\" in texts
+
+
+def test_escaping_helpers():
+    esc, visible = viz_internals._esc, viz_internals._visible
+    assert esc("a<b>&\\") == "a&lt;b&gt;&amp;\\"
+    assert visible("x\ny\t\x00\x1f\x7f\ud800\uffff") == "x\\ny\\t\\x00\\x1f\\x7f\\ud800\\uffff"
+    assert visible("ü → ∂ 😀") == "ü → ∂ 😀"              # printable text is left alone
+    assert viz_internals._lines("a\nb\x07") == "a<br/>b\\x07"

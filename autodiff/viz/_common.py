@@ -228,8 +228,23 @@ def _op_text(node) -> str:
     return text
 
 
+# Characters DOT text cannot carry as they are, each shown as its Python escape (\x07):
+# control characters (invalid in the XML of an HTML-like label; NUL ends the text), lone
+# surrogates (not encodable as UTF-8) and XML's two non-characters.
+_INVISIBLE = {c: chr(c).encode("unicode_escape").decode("ascii")
+              for c in (*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000), 0xFFFE,
+                        0xFFFF)}
+
+
+def _visible(text: str) -> str:
+    """`text` with each character DOT cannot carry written as its escape ('\\x07')."""
+    return text.translate(_INVISIBLE)
+
+
 def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for an HTML-like label: markup characters as entities, controls made visible
+    (a backslash needs nothing: it is literal there)."""
+    return _visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _lines(text: str) -> str:

@@ -13,13 +13,22 @@ from ..value import Value
 from ._common import (
     _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS, _array_text,
     _as_roots, _backprop, _cluster_spec, _diagonal, _esc, _finite, _lines, _names, _num,
-    _op_text, _seed, _shape, _stats_text, _topo, _vjp)
+    _op_text, _seed, _shape, _stats_text, _topo, _visible, _vjp)
 
 
 _INSTALL = ("Rendering a graph needs Graphviz's `dot` program, which was not found on PATH. "
             "Install it: `sudo apt-get install graphviz` (Debian/Ubuntu), "
             "`brew install graphviz` (macOS) or `conda install -c conda-forge graphviz`. "
             "The DOT text needs no `dot`: it is `str(graph)` / `graph.source`.")
+
+
+def _attr(text: str) -> str:
+    """Text for a plain (not HTML-like) attribute, shown as it is: a backslash would
+    start an escape (a final one swallows the closing quote), text in <...> would be
+    read as HTML, an entity (&amp;) would be decoded, and control characters are made
+    visible; a newline breaks the line."""
+    text = "\n".join(_visible(line) for line in text.split("\n"))
+    return graphviz.escape(text.replace("&", "&amp;"))
 
 
 class DotNotFoundError(graphviz.ExecutableNotFound):
@@ -245,7 +254,7 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
                  f"{body}</table>>")
         g.node(node_id(node), label=label, shape="plain")
         if node._op is not None:
-            attrs = {"tooltip": f"{node._op.name}: {node._op.math}"}
+            attrs = {"tooltip": _attr(f"{node._op.name}: {node._op.math}")}
             text = _op_text(node)
             if id(node) == first_bad or id(node) == first_bad_grad:
                 attrs.update(style="filled", fillcolor=_RED, fontcolor="white")
@@ -253,7 +262,7 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
                          else "\nfirst nan/inf gradient")
             else:
                 attrs.update(style="filled", fillcolor=_OP_FILL)
-            g.node(node_id(node) + "op", label=text, shape="ellipse", height="0.3",
+            g.node(node_id(node) + "op", label=_attr(text), shape="ellipse", height="0.3",
                    margin="0.04", **attrs)
 
     # Nodes, inside their cluster boxes where they have one.
@@ -263,7 +272,7 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
     for k, (cname, _) in enumerate(groups):
         if k in by_cluster:
             with dot.subgraph(name=f"cluster_{k}") as sub:
-                sub.attr(label=cname, style="rounded,dashed", color="#888888",
+                sub.attr(label=_attr(_visible(cname)), style="rounded,dashed", color="#888888",
                          fontname="Helvetica", fontsize="10")
                 for node in by_cluster[k]:
                     emit(sub, node)
@@ -285,7 +294,8 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
                 continue
             attrs = dict(direction)
             if locals_ is not None:
-                attrs.update(label=locals_[i][0], tooltip=locals_[i][1], fontcolor="#1d4ed8")
+                attrs.update(label=_attr(locals_[i][0]), tooltip=_attr(locals_[i][1]),
+                             fontcolor="#1d4ed8")
             dot.edge(node_id(parent), op_id, **attrs)
 
     if collapsed:
@@ -295,7 +305,8 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
     if backward:
         legend.append("backward view: gradients flow along the arrows, right to left")
     if legend:
-        dot.attr(label="\n".join(legend), labelloc="b", fontsize="9", fontcolor="#555555")
+        dot.attr(label=_attr("\n".join(legend)), labelloc="b", fontsize="9",
+                 fontcolor="#555555")
     return dot
 
 
@@ -332,7 +343,7 @@ def _node_cells(node, name, generated, grad, backward, precision, bad_data, bad_
 def _edge_texts(node, names, precision) -> list:
     """(label, tooltip) for each input edge of `node`: the local derivative d(node)/d(input),
     its value for scalars (the vjp with g = 1), the Jacobian's shape for tensors."""
-    out_name = names[id(node)][0]
+    out_name = _visible(names[id(node)][0])  # one line, even if the label has several
     parents = node._parents
     tag = len(parents) > 1 and not node._op.commutative
     letters = "ab" if len(parents) == 2 else None
@@ -351,7 +362,7 @@ def _edge_texts(node, names, precision) -> list:
         else:
             body = str(_shape(node) + _shape(p))
         prefix = (letters[i] if letters else str(i)) + ": " if tag else ""
-        tip = f"d({out_name})/d({names[id(p)][0]}) = {body}"
+        tip = f"d({out_name})/d({_visible(names[id(p)][0])}) = {body}"
         texts.append((prefix + body, tip))
     return texts
 
@@ -369,9 +380,9 @@ def _summary_node(dot, order, visible, names, first_bad, first_bad_grad, hidden_
     lines.append(f"{leaves:,} lea{'f' if leaves == 1 else 'ves'}")
     for which, marker in (("value", first_bad), ("gradient", first_bad_grad)):
         if marker is not None and marker not in visible:
-            lines.append(f"first nan/inf {which} at hidden node {names[marker][0]}")
+            lines.append(f"first nan/inf {which} at hidden node {_visible(names[marker][0])}")
     color = _RED if "first nan/inf" in lines[-1] else "#555555"
-    dot.node("hidden", label="\n".join(lines), shape="box", style="dashed,rounded",
+    dot.node("hidden", label=_attr("\n".join(lines)), shape="box", style="dashed,rounded",
              color=color, fontcolor=color)
     for op_id, count in hidden_inputs.items():
         dot.edge("hidden", op_id, style="dashed",
