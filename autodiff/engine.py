@@ -220,6 +220,9 @@ class HookHandle:
 
 
 def _run_hooks(node, g):
+    """Call the node's hooks in turn; a returned gradient replaces the one passed on.
+    (Each hook is given a copy, and a returned array is copied: neither may become a
+    `.grad` that later backwards add into in place.)"""
     for hook in list(node._hooks.values()):
         result = hook(node._hook_arg(g))
         if result is not None:
@@ -299,7 +302,8 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
     and finish last, in the order they were reached. No recursion at any depth.
 
     - `store`: totals go to `.grad` of the nodes whose `_retain` is true (Tensor leaves
-      and retain_grad() intermediates; every Value). With `capture` (a dict
+      and retain_grad() intermediates; every Value), and hooks run (a backward on the
+      side, for pictures, has store=False: no side effects). With `capture` (a dict
       node -> None) the visit is pruned to the nodes that lead to its keys, their
       totals are written into it, and `.grad` is left alone.
     - `sum_to(g, node)` reduces a broadcast gradient to the node's shape and dtype (one
@@ -328,7 +332,7 @@ def run_backward(roots, seeds, *, retain_graph: bool, create_graph: bool = False
             needed = None if capture is None else _leading_to(roots, capture)
             _push_roots(heap, roots, seeds, needed)
             _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed,
-                       store and capture is None, observer, released_ok)
+                       store and capture is None, store, observer, released_ok)
         except BaseException:
             for node in leaves + [node for _, node in heap]:
                 node._g = None
@@ -370,9 +374,9 @@ def _push_roots(heap, roots, seeds, needed) -> None:
             root._g = root._g + seed
 
 
-def _finish(node, g, record, capture, aliased):
+def _finish(node, g, record, capture, aliased, hooks):
     """A node's total is complete: hooks, then `.grad` or the capture."""
-    if node._hooks:
+    if node._hooks and hooks:
         g = _run_hooks(node, g)
     if record:
         if node._retain:
@@ -383,7 +387,7 @@ def _finish(node, g, record, capture, aliased):
 
 
 def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed,
-               record, observer, released_ok) -> None:
+               record, hooks, observer, released_ok) -> None:
     aliased = set()  # ids of gradients a rule passed through, stored as they are
     last_change, grad_on = _changes.last, _changes.grad_on
     first_event = min(last_change, grad_on)  # nodes made after it skip both checks
@@ -395,7 +399,7 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
         node = heappop(heap)[1]
         g = node._g
         node._g = None
-        if node._hooks:
+        if node._hooks and hooks:  # (pictures, store=False, never call the user's hooks)
             g = _run_hooks(node, g)
         if record:  # (as in `_finish`, written out: this runs for every node)
             if node._retain:
@@ -418,7 +422,7 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
             if not released_ok:
                 raise _released_error(node)
             saved = _inputs_after_release(node)
-        elif seq > first_event:
+        if seq > first_event:
             if seq > last_change:  # something changed in place since node was made
                 _check_versions(node, op)
             late = seq > grad_on  # an input may have started requiring grad since
@@ -475,7 +479,7 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
     for node in leaves:  # their totals are complete once the heap is empty
         g = node._g
         node._g = None
-        g = _finish(node, g, record, capture, aliased)
+        g = _finish(node, g, record, capture, aliased, hooks)
         if observer is not None:
             observer(node, g, [])
 

@@ -665,8 +665,17 @@ def TRANSPOSE(g, out, *x, axes):
     return (g.transpose(tuple(int(i) for i in np.argsort(axes))),)
 
 
+def _getitem_forward(x, index):
+    out = x[index]
+    if not isinstance(out, np.ndarray):
+        # An all-integer index gives a numpy scalar, a copy; with `...` appended it gives
+        # the same element as a 0-d view, so x[0].zero_() changes x, as in PyTorch.
+        out = x[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
+    return out
+
+
 @primitive("getitem", "x[index]; the gradient is scattered back (repeated indices add up)",
-           lambda x, index: x[index], reads="shapes", view=True, buffers=("index",))
+           _getitem_forward, reads="shapes", view=True, buffers=("index",))
 def GETITEM(g, out, x, index):
     return (scatter(g, index, raw(x).shape),)
 

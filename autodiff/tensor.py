@@ -195,9 +195,10 @@ def _check_axes(x: "Tensor", axis, where: str) -> None:
 
 
 def _index(index):
-    """Tensor indices become arrays (integer, or boolean masks), kept with the node."""
-    if isinstance(index, Tensor):
-        return index.data
+    """Tensor indices become arrays (integer, or boolean masks), kept with the node: a
+    copy, so that changing the index tensor later cannot move the gradient."""
+    if isinstance(index, (Tensor, np.ndarray)):
+        return np.array(index.data if isinstance(index, Tensor) else index)
     if isinstance(index, list):
         return np.asarray(index)
     if isinstance(index, tuple):
@@ -320,7 +321,7 @@ class Tensor(Node):
         return t
 
     def _hook_arg(self, g):
-        return g if isinstance(g, Node) else _wrap(g)
+        return g if isinstance(g, Node) else _wrap(g.copy())
 
     def _hook_result(self, result, g):
         if isinstance(g, Node):  # create_graph: the replacement must be a graph node too
@@ -335,7 +336,7 @@ class Tensor(Node):
                              f"but the tensor's gradient has shape {g.shape}")
         if isinstance(g, Node):
             return result
-        return new.astype(g.dtype, copy=False)
+        return np.array(new, dtype=g.dtype)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and self.data.dtype.kind != "f":
@@ -733,7 +734,8 @@ def minimum(a, b) -> Tensor:
 
 def where(cond, a, b) -> Tensor:
     """`a` where `cond` is true, else `b`; the gradient follows the same choice."""
-    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    # (a copy: changing the condition later must not change the gradient)
+    cond = np.array(cond.data if isinstance(cond, Tensor) else cond)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: cond must be boolean, got dtype {cond.dtype}")
     a, b = _pair(a, b, "where")

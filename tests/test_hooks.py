@@ -132,3 +132,35 @@ def test_hooks_match_pytorch():
     theirs = run(lambda v: torch.tensor(v.copy(), requires_grad=True), torch.matmul)
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o, t, rtol=1e-12)
+
+
+def test_what_a_hook_keeps_or_returns_is_not_changed_by_later_backwards():
+    x = Tensor([1.0, 1.0, 1.0], requires_grad=True)
+    c = np.ones(3)
+    handle = x.register_hook(lambda g: c)
+    for _ in range(2):
+        (x * 2.0).sum().backward()
+    np.testing.assert_array_equal(c, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+    handle.remove()
+    seen = []
+    y = Tensor([1.0, 1.0, 1.0], requires_grad=True)
+    y.register_hook(lambda g: seen.append(g.data))
+    (y * 2.0).sum().backward()
+    (y * 3.0).sum().backward()
+    np.testing.assert_array_equal(np.array(seen), [[2.0] * 3, [3.0] * 3])
+
+
+def test_pictures_never_call_hooks():
+    from autodiff.viz import chain_rule, draw_graph
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3.0
+    calls = []
+    h.register_hook(lambda g: calls.append(1))
+    loss = (h * h).sum()
+    draw_graph(loss).source
+    backward_steps(loss)
+    chain_rule(loss, x)
+    assert calls == []
+    loss.backward()
+    assert calls == [1]

@@ -289,3 +289,39 @@ def test_in_place_arithmetic_matches_pytorch():
         torch.tensor(b + 3)).clamp_(-0.2, 0.3)
     np.testing.assert_allclose(t.data, tt.numpy(), rtol=1e-15)
     assert t._version == tt._version == 5
+
+
+def test_changing_a_condition_or_an_index_later_does_not_move_the_gradient():
+    a = leaf([1.0, 2.0, 3.0])
+    c = Tensor(np.array([True, False, True]))
+    y = autodiff.where(c, a * 2.0, a * 0.0)
+    c.fill_(False)
+    y.sum().backward()
+    np.testing.assert_array_equal(a.grad, [2.0, 0.0, 2.0])
+    b = leaf([1.0, 2.0, 3.0])
+    i = Tensor(np.array([0, 1]))
+    z = (b * 1.0)[i]
+    i.fill_(2)
+    z.sum().backward()
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0, 0.0])
+
+
+def test_in_place_through_an_integer_index_writes_through():
+    w = Tensor([1.0, 1.0, 1.0])
+    w[0].zero_()
+    m = Tensor(np.ones((2, 2)))
+    m[0, 1].fill_(7)
+    np.testing.assert_array_equal(w.data, [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(m.data, [[1.0, 7.0], [1.0, 1.0]])
+    assert w._version == 1
+
+
+def test_pictures_after_a_releasing_backward_refuse_changed_inputs():
+    from autodiff.viz import chain_rule
+    w = leaf([1.0, 2.0])
+    c = Tensor([3.0, 4.0])
+    y = (w * c).sum()
+    y.backward()
+    c.mul_(100)
+    with pytest.raises(ModifiedInPlaceError):
+        chain_rule(y, w)
