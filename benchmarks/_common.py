@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import platform
 import statistics
 import sys
 import time
@@ -18,6 +19,18 @@ from typing import Callable
 
 perf_counter = time.perf_counter
 cpu_time = time.process_time   # this process's CPU time: far less sensitive to other jobs
+
+
+def cpu_model() -> str:
+    """The CPU's model name (ratios move between machines: quote it with every table)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def pin_blas_threads() -> None:

@@ -40,7 +40,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (GCTimer, cpu_time, fmt_ratio, fmt_time, load_average,  # noqa: E402
+from _common import (GCTimer, cpu_model, cpu_time, fmt_ratio, fmt_time, load_average,  # noqa: E402
                      perf_counter, pin_blas_threads, progress, say, table)
 
 pin_blas_threads()   # before numpy is imported (here or in a child)
@@ -227,17 +227,6 @@ def spawn(lib: str, gc_mode: str, steps: int, data: dict) -> dict:
     if proc.returncode:
         raise RuntimeError(f"child {lib}/{gc_mode} exited with status {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> str:

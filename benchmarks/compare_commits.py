@@ -49,6 +49,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+from _common import cpu_model, load_average  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = ("bench_core.py", "bench_digits.py", "_common.py", "compare_commits.py")
 RESULT_TAG = "@@RESULT "
@@ -219,24 +221,6 @@ def run_child(harness: str, side_dir: str, case: str, repeats: int, data_path: s
             return json.loads(line[len(RESULT_TAG):])
     tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:] or [f"exit {proc.returncode}"]
     return {"error": tail[0][:160], "stderr": proc.stderr}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def fmt(v: float) -> str:
