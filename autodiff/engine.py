@@ -386,6 +386,17 @@ def _finish(node, g, record, capture, aliased, hooks):
     return g
 
 
+_NEED_OPTIONS: dict = {}
+
+
+def _need_options(need: tuple) -> dict:
+    """The options {"need": need}, one shared (never changed) dict per mask."""
+    kw = _NEED_OPTIONS.get(need)
+    if kw is None:
+        kw = _NEED_OPTIONS[need] = {"need": need}
+    return kw
+
+
 def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed,
                record, hooks, observer, released_ok) -> None:
     aliased = set()  # ids of gradients a rule passed through, stored as they are
@@ -432,13 +443,13 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
         else:
             out = node.data
         if op.masked and (some_need_none or late):  # (the rule's default: all want one)
-            for p in parents:
-                if not p.requires_grad or needed is not None and id(p) not in needed or (
-                        late and p._seq < seq):
-                    need = tuple([q.requires_grad and (needed is None or id(q) in needed)
-                                  and not (late and q._seq < seq) for q in parents])
-                    kw = dict(kw, need=need) if kw else {"need": need}
-                    break
+            if needed is None and not late and len(parents) == 2:  # the common case
+                need = (parents[0].requires_grad, parents[1].requires_grad)
+            else:
+                need = tuple([p.requires_grad and (needed is None or id(p) in needed)
+                              and not (late and p._seq < seq) for p in parents])
+            if False in need:
+                kw = dict(kw, need=need) if kw else _need_options(need)
         grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
         if not retain_graph:  # (`_release`, written out)
             node._saved = None

@@ -140,9 +140,13 @@ def apply(op, inputs: tuple, kw: dict | None = None) -> "Tensor":
     if op.residuals:
         out, residuals = out
         saved = (saved or (None,) * len(inputs)) + residuals
-    if _mode.enabled and any([t.requires_grad for t in inputs]):
-        t = _node(_new(Tensor), out, inputs, op, saved, kw or None, True)
-    else:
+    t = None
+    if _mode.enabled:
+        for x in inputs:
+            if x.requires_grad:
+                t = _node(_new(Tensor), out, inputs, op, saved, kw or None, True)
+                break
+    if t is None:
         t = _wrap(out)
     if op.view and t.data.base is not None and np.may_share_memory(t.data, arrays[0]):
         _share_version(t, inputs[0])
