@@ -449,7 +449,8 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                 need = tuple([p.requires_grad and (needed is None or id(p) in needed)
                               and not (late and p._seq < seq) for p in parents])
             if False in need:
-                kw = dict(kw, need=need) if kw else _need_options(need)
+                kw = dict(kw, need=need) if kw else (
+                    _NEED_OPTIONS.get(need) or _need_options(need))
         grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
         if not retain_graph:  # (`_release`, written out)
             node._saved = None
