@@ -254,12 +254,11 @@ class _Released:
 RELEASED = _Released()
 
 
-def _release(node, op) -> None:
-    """Drop what the node kept only for backward: its saved arrays, and the arrays among
-    its options that only the vjp reads (index arrays, masks). Structure and forward
+def _drop_buffers(node, op) -> None:
+    """Release the arrays among a node's options that only its vjp reads (index arrays,
+    masks), as a releasing backward releases its saved arrays. Structure and forward
     values stay, so the graph can still be drawn."""
-    node._saved = None
-    if op.buffers and node._kw:
+    if node._kw:
         node._kw = {k: RELEASED if k in op.buffers and _holds_array(v) else v
                     for k, v in node._kw.items()}
 
@@ -452,10 +451,10 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                 kw = dict(kw, need=need) if kw else (
                     _NEED_OPTIONS.get(need) or _need_options(need))
         grads = op.vjp(g, out, *saved, **kw) if kw else op.vjp(g, out, *saved)
-        if not retain_graph:  # (`_release`, written out)
+        if not retain_graph:  # release what was kept only for backward
             node._saved = None
             if op.buffers:
-                _release(node, op)
+                _drop_buffers(node, op)
         sends = [] if observer is not None else None
         for parent, pg in zip(parents, grads):
             # (pg is None: the rule skipped an input that needs no gradient)

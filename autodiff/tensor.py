@@ -558,9 +558,8 @@ class Tensor(Node):
     # recorded in place, so it is computed out of place and the name rebound (the same
     # gradient, as long as nothing else holds the old y).
     def _augmented(self, other, method, operator_):
-        if _mode.enabled and self._op is not None or (
-                _mode.enabled and not self.requires_grad
-                and isinstance(other, Tensor) and other.requires_grad):
+        if _mode.enabled and (self._op is not None or not self.requires_grad and (
+                isinstance(other, Tensor) and other.requires_grad)):
             return operator_(self, other)
         return method(self, other)
 

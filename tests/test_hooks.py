@@ -6,22 +6,12 @@ import pytest
 import autodiff
 from autodiff import Tensor, Value, grad
 from autodiff.viz import backward_steps
-
-
-def _graph_nodes(root):
-    order, seen, stack = [], set(), [root]
-    while stack:
-        n = stack.pop()
-        if id(n) not in seen:
-            seen.add(id(n))
-            order.append(n)
-            stack.extend(n._parents)
-    return order
+from autodiff.viz._common import _topo
 
 
 def _record_order(root):
     order = []
-    for node in _graph_nodes(root):
+    for node in _topo([root]):
         node.register_hook(lambda g, node=node: order.append(node))
     return order
 

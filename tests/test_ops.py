@@ -235,15 +235,9 @@ def test_pow_const_zero_exponent_has_zero_gradient_at_zero():
 
 def _nodes_of(case, rng):
     """The case's graph, and its nodes made by the case's own op."""
+    from autodiff.viz._common import _topo  # every node reachable from out
     out = case.fn(*_inputs(case, rng))
-    order, seen, stack = [], set(), [out]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        order.append(n)
-        stack.extend(n._parents)
+    order = _topo([out])
     own = [n for n in order if n._op is not None and n._op.name == case.op]
     # (x + 2 is an add_const node, not an add: then check the ops it does make)
     return out, own or [n for n in order if n._op is not None]
