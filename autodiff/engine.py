@@ -2,7 +2,7 @@
 
 A node is anything with the small protocol of `Node`: its forward value `data`, the
 `_parents` it was computed from (an ordered tuple, so `x * x` keeps both edges), the
-primitive `_op` that made it (None for a leaf), the `_saved` operands that op's vjp
+primitive `_prim` that made it (None for a leaf), the `_saved` operands that op's vjp
 reads, and the op's keyword options `_kw`. Backpropagation here never looks at what
 kind of node it has beyond that, so the scalar and the tensor types share one loop,
 and everything that backpropagates (backward, grad, hooks, the pictures) runs it.
@@ -117,7 +117,7 @@ def _modified_error(node, what: str, changed) -> ModifiedInPlaceError:
     shape = getattr(changed.data, "shape", ())
     dtype = getattr(changed.data, "dtype", type(changed.data).__name__)
     return ModifiedInPlaceError(
-        f"backward: {what} of the '{node._op.name}' node (shape {shape}, dtype {dtype}) was "
+        f"backward: {what} of the '{node._prim.name}' node (shape {shape}, dtype {dtype}) was "
         f"modified by an in-place operation after the node was recorded (it is now at "
         f"version {changed._vc.count}); its gradient needs the values it saved. Run the "
         "forward again after the change (e.g. call optimizer.step() after backward()), or "
@@ -142,7 +142,7 @@ class Node:
     """Base of `Value` and `Tensor`: the fields the engine reads, nothing more."""
 
     __slots__ = ()
-    # subclasses declare: data, requires_grad, _parents, _op, _saved, _kw, the engine's
+    # subclasses declare: data, requires_grad, _parents, _prim, _saved, _kw, the engine's
     # bookkeeping _g (pending gradient) and _seq (creation number), _hooks (None or a
     # dict of the hooks registered on it) and _vc (None or its `Version`)
 
@@ -161,7 +161,7 @@ class Node:
 
     @property
     def is_leaf(self) -> bool:
-        return self._op is None
+        return self._prim is None
 
     @property
     def _version(self) -> int:
@@ -195,7 +195,8 @@ class Node:
         # after those of its inputs (restored first), so the backward order stays right.
         slots = state[1] if isinstance(state, tuple) else state
         for name, value in (slots or {}).items():
-            setattr(self, name, value)
+            # (`_op` was the primitive's field before `Value._op` became micrograd's string)
+            setattr(self, "_prim" if name == "_op" else name, value)
         self._g = None
         self._seq = next(creation_counter)
         for name in ("_hooks", "_vc"):  # (pickles from before these fields)
@@ -236,7 +237,7 @@ class ReleasedGraphError(RuntimeError):
 
 def _released_error(node: Node) -> ReleasedGraphError:
     return ReleasedGraphError(
-        f"backward: trying to go through the '{node._op.name}' node a second time, but its "
+        f"backward: trying to go through the '{node._prim.name}' node a second time, but its "
         "saved buffers were released by the earlier backward(). Pass retain_graph=True to the "
         "first backward() (or to autodiff.grad) if you need to backpropagate twice."
     )
@@ -268,7 +269,7 @@ def _inputs_after_release(node):
     (pictures drawn after backward); refused where an option array is gone too."""
     if node._kw and any(v is RELEASED for v in node._kw.values()):
         raise ReleasedGraphError(
-            f"the '{node._op.name}' node's backward buffers (an index array or mask) were "
+            f"the '{node._prim.name}' node's backward buffers (an index array or mask) were "
             "released by backward(); call backward(retain_graph=True) to keep them for "
             "pictures and explanations afterwards")
     return tuple(p.data for p in node._parents)
@@ -416,7 +417,7 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                 node._store_grad(g.copy() if aliased and id(g) in aliased else g)
         elif capture is not None and node in capture:
             capture[node] = g
-        op = node._op
+        op = node._prim
         if op is None:  # a root that is a leaf
             if observer is not None:
                 observer(node, g, [])
@@ -470,7 +471,7 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
             acc = parent._g
             if acc is None:
                 parent._g = pg
-                if parent._op is None:  # a leaf: nothing to propagate, finished last
+                if parent._prim is None:  # a leaf: nothing to propagate, finished last
                     leaves.append(parent)
                 else:
                     heappush(heap, (parent._seq, parent))
@@ -500,7 +501,7 @@ def local_vjp(node, g, cast=None) -> tuple:
     none), computed on raw numbers from the saved buffers or, once released, from the
     inputs' data (each passed through `cast` if given). Nothing is recorded and no
     `.grad` changes: this is what pictures show on an edge."""
-    op, kw = node._op, node._kw or {}
+    op, kw = node._prim, node._kw or {}
     saved = node._saved
     if saved is None:
         saved = _inputs_after_release(node)

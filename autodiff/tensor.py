@@ -69,7 +69,7 @@ def _node(t, data, parents, op, saved, kw, requires_grad: bool, label=None) -> "
     t.grad = t._g = t._hooks = t._vc = None
     t.requires_grad = requires_grad
     t._parents = parents
-    t._op = op
+    t._prim = op
     t._saved = saved
     t._kw = kw
     t._retain = op is None  # a leaf keeps .grad; an intermediate, on request
@@ -219,7 +219,7 @@ class Tensor(Node):
     array([[2., 4.]])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_op", "_saved", "_kw",
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_prim", "_saved", "_kw",
                  "_retain", "label", "_g", "_seq", "_hooks", "_vc", "__weakref__")
     # `ndarray <op> Tensor` must defer to Tensor's reflected operator.
     __array_ufunc__ = None
@@ -290,8 +290,8 @@ class Tensor(Node):
         body = np.array2string(self.data, separator=", ", precision=4, threshold=20,
                                prefix="Tensor(")
         extra = "" if self.data.dtype == np.float64 else f", dtype={self.data.dtype}"
-        if self._op is not None:
-            extra += f", op={self._op.name}"
+        if self._prim is not None:
+            extra += f", op={self._prim.name}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         if self.label:
@@ -346,7 +346,7 @@ class Tensor(Node):
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"requires_grad_: only floating-point tensors can require grad, "
                             f"got dtype {self.data.dtype}")
-        if self._op is not None:
+        if self._prim is not None:
             raise RuntimeError("requires_grad_: only a leaf tensor's flag can be changed; "
                                "use detach() first")
         if requires_grad and not self.requires_grad:
@@ -437,7 +437,7 @@ class Tensor(Node):
     def _may_modify(self, name: str, *others) -> None:
         if not _mode.enabled:
             return
-        if self.requires_grad and self._op is None:
+        if self.requires_grad and self._prim is None:
             raise RuntimeError(
                 f"{name}: a leaf tensor that requires grad cannot be changed in place while "
                 "operations are recorded (its gradient would be wrong); do it inside "
@@ -558,7 +558,7 @@ class Tensor(Node):
     # recorded in place, so it is computed out of place and the name rebound (the same
     # gradient, as long as nothing else holds the old y).
     def _augmented(self, other, method, operator_):
-        if _mode.enabled and (self._op is not None or not self.requires_grad and (
+        if _mode.enabled and (self._prim is not None or not self.requires_grad and (
                 isinstance(other, Tensor) and other.requires_grad)):
             return operator_(self, other)
         return method(self, other)

@@ -78,11 +78,11 @@ def _node(data: float, a, b, op, saved: tuple, kw=None, v=None) -> "Value":
     if _mode.enabled:
         v._a = a
         v._b = b
-        v._op = op
+        v._prim = op
         v._saved = saved
         v._kw = kw
     else:
-        v._a = v._b = v._op = v._saved = v._kw = None
+        v._a = v._b = v._prim = v._saved = v._kw = None
     return v
 
 
@@ -96,7 +96,7 @@ class Value(Node):
     (1.0, 2.0)
     """
 
-    __slots__ = ("data", "grad", "_a", "_b", "_op", "_saved", "_kw", "label", "_g", "_seq",
+    __slots__ = ("data", "grad", "_a", "_b", "_prim", "_saved", "_kw", "label", "_g", "_seq",
                  "_hooks", "__weakref__")
     requires_grad = True  # every Value gets a gradient, as in micrograd
     _retain = True        # ... and keeps it in .grad, intermediates included
@@ -152,7 +152,7 @@ class Value(Node):
     @property
     def op(self) -> str:
         """The name of the operation that produced this value ('' for a leaf)."""
-        return "" if self._op is None else self._op.name
+        return "" if self._prim is None else self._prim.name
 
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label else ""

@@ -70,7 +70,7 @@ def test_release_keeps_structure_and_forward_values():
     assert h._parents[0] is x
     np.testing.assert_array_equal(y.data, before[0])
     np.testing.assert_array_equal(h.data, before[1])
-    assert y._op.name == "sum" and h._op.name == "mul_const" and h._kw == {"c": 3.0}
+    assert y._prim.name == "sum" and h._prim.name == "mul_const" and h._kw == {"c": 3.0}
 
 
 def test_released_buffers_are_dropped():
@@ -655,7 +655,7 @@ def test_value_graphs_copy_and_unpickle_including_the_old_layout():
     a = Value(2.0)
     y = (a * 3.0).tanh() + a  # unary nodes keep their input bare
     for clone in (copy.deepcopy(y), pickle.loads(pickle.dumps(y))):
-        assert clone._op is y._op  # one object per primitive
+        assert clone._prim is y._prim  # one object per primitive
         clone.backward()
         leaf_ = clone._parents[1]
         assert leaf_.is_leaf and leaf_.grad == pytest.approx(1 + 3 * (1 - np.tanh(6.0) ** 2))

@@ -44,7 +44,7 @@ def test_backward_steps_follow_the_engine_order_on_tensor_graphs(build):
     order = _record_order(loss)
     loss.backward()
     assert order == [st.node for st in steps]
-    assert steps[-1].node._op is None  # leaves come last
+    assert steps[-1].node._prim is None  # leaves come last
 
 
 def test_a_hook_sees_the_total_gradient_once_and_may_replace_it():

@@ -135,7 +135,7 @@ def test_graph_tensors_refuse_in_place_methods_and_operators_go_out_of_place():
         c.add_(x)
     old = h
     h += x          # recorded out of place: the name now holds a new node
-    assert h is not old and h._op.name == "add"
+    assert h is not old and h._prim.name == "add"
     h.sum().backward()
     np.testing.assert_array_equal(x.grad, [4.0, 4.0])
 

@@ -238,13 +238,13 @@ def _nodes_of(case, rng):
     from autodiff.viz._common import _topo  # every node reachable from out
     out = case.fn(*_inputs(case, rng))
     order = _topo([out])
-    own = [n for n in order if n._op is not None and n._op.name == case.op]
+    own = [n for n in order if n._prim is not None and n._prim.name == case.op]
     # (x + 2 is an add_const node, not an add: then check the ops it does make)
-    return out, own or [n for n in order if n._op is not None]
+    return out, own or [n for n in order if n._prim is not None]
 
 
 def _vjp_with(node, g, *, out=None, saved=None):
-    op = node._op
+    op = node._prim
     kw = dict(node._kw or {})
     if op.masked:
         kw["need"] = (True,) * len(node._parents)
@@ -277,7 +277,7 @@ def test_declared_reads_match_the_vjp(case, rng):
     out, nodes = _nodes_of(case, rng)
     assert nodes, f"{case.id}: the case makes no {case.op} node"
     for node in nodes:
-        op = node._op
+        op = node._prim
         g = np.asarray(rng.normal(size=np.shape(node.data)), dtype=node.data.dtype)
         base = _vjp_with(node, g)
         if not op.reads_output:  # the vjp must not read out: garbage there changes nothing

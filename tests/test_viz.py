@@ -109,7 +109,7 @@ def snapshot(root):
     for n in viz_internals._topo([root]):
         grad = None if n.grad is None else np.array(n.grad, copy=True)
         saved = None if n._saved is None else tuple(id(s) for s in n._saved)
-        state.append((id(n), np.array(n.data, copy=True), grad, saved, n._parents, n._op,
+        state.append((id(n), np.array(n.data, copy=True), grad, saved, n._parents, n._prim,
                       None if n._kw is None else {k: id(v) for k, v in n._kw.items()},
                       n.label, n._g, n._seq, n.requires_grad))
     return state
@@ -334,7 +334,7 @@ def test_drawing_keeps_the_residuals_of_fused_ops():
 
     net = nn.Sequential(nn.Linear(4, 3))
     loss = nn.CrossEntropyLoss()(net(Tensor(np.ones((2, 4)))), [0, 2])
-    (fused,) = [n for n in viz_internals._topo([loss]) if n._op is not None and n._op.residuals]
+    (fused,) = [n for n in viz_internals._topo([loss]) if n._prim is not None and n._prim.residuals]
     residuals = [a.copy() for a in fused._saved if a is not None]
     assert residuals  # the forward left something for its backward
     before = snapshot(loss)

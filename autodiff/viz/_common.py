@@ -133,7 +133,7 @@ def _names(order, given: dict) -> dict:
         if label:
             named[id(node)] = (str(label), False)
         else:
-            bases.append((node, "leaf" if node._op is None else node._op.name))
+            bases.append((node, "leaf" if node._prim is None else node._prim.name))
     totals = Counter(base for _, base in bases)
     seen = Counter()
     for node, base in bases:
@@ -201,7 +201,7 @@ def _kind(shape: tuple) -> str:
 
 def _diagonal(node, parent) -> bool:
     """Whether d(node)/d(parent) is diagonal: an elementwise op with equal shapes."""
-    return node._op.elementwise and _shape(node) == _shape(parent)
+    return node._prim.elementwise and _shape(node) == _shape(parent)
 
 
 def _short(v, limit: int = 18) -> str:
@@ -212,7 +212,7 @@ def _short(v, limit: int = 18) -> str:
 def _op_text(node) -> str:
     """An op node's caption: its symbol, with the options it names filled in, and the
     other options that are not internal."""
-    op = node._op
+    op = node._prim
     kw = {k: v for k, v in (node._kw or {}).items() if k not in op.internal}
     named = {k: _num(v) if isinstance(v, (int, float)) else _short(v)
              for k, v in kw.items() if "{" + k + "}" in op.symbol}

@@ -303,7 +303,7 @@ def _evaluate(edges, seed, stops, named) -> Path:
             value *= _vjp(node, 1.0)[i]
         g = _vjp(node, g)[i]
         diagonal = diagonal and _diagonal(node, parent)
-        ops.append(node._op.name)
+        ops.append(node._prim.name)
         run.append((node, i))
         if id(parent) in stops:
             name = f"d({named[id(upper)][0]})/d({named[id(parent)][0]})"

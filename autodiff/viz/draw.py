@@ -70,7 +70,7 @@ def _memberships(order, groups) -> dict:
             member[id(n)] = k
             pure.add(id(n))
     for node in order:
-        if id(node) in member or node._op is None:
+        if id(node) in member or node._prim is None:
             continue
         pure_ks = {member[id(p)] for p in node._parents if id(p) in pure}
         any_ks = [member[id(p)] for p in node._parents if id(p) in member]
@@ -113,7 +113,7 @@ def _layout_cost(shown, index) -> int:
     visible = {id(n) for n in shown}
     rank, heads, hidden_heads = {}, {}, []
     for node in sorted(shown, key=lambda n: index[id(n)]):
-        if node._op is None:
+        if node._prim is None:
             continue
         ranks = [rank[id(p)] for p in node._parents if id(p) in rank]
         op_rank = max(ranks, default=0) + 1
@@ -238,13 +238,13 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
         name, generated = names[id(node)]
         fill = (_ROOT_FILL if id(node) in root_ids else
                 _CONST_FILL if not node.requires_grad else
-                _PARAM_FILL if node._op is None else "white")
+                _PARAM_FILL if node._prim is None else "white")
         border = (_RED if id(node) in bad_data or id(node) in bad_grad else
                   _HIGHLIGHT if id(node) in marked else "#555555")
         width = "3" if id(node) in marked or id(node) == first_bad else "1"
         cells = _node_cells(node, name, generated, grad_of(node), backward, precision,
                             id(node) in bad_data, id(node) in bad_grad)
-        if id(node) == first_bad and node._op is None:
+        if id(node) == first_bad and node._prim is None:
             cells.append(f'<font color="{_RED}">non-finite input</font>')
         horizontal = isinstance(node, Value)
         body = ("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" if horizontal
@@ -253,8 +253,8 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
                  f'cellspacing="0" cellpadding="3" color="{border}" bgcolor="{fill}">'
                  f"{body}</table>>")
         g.node(node_id(node), label=label, shape="plain")
-        if node._op is not None:
-            attrs = {"tooltip": _attr(f"{node._op.name}: {node._op.math}")}
+        if node._prim is not None:
+            attrs = {"tooltip": _attr(f"{node._prim.name}: {node._prim.math}")}
             text = _op_text(node)
             if id(node) == first_bad or id(node) == first_bad_grad:
                 attrs.update(style="filled", fillcolor=_RED, fontcolor="white")
@@ -283,7 +283,7 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
     direction = {"dir": "back", "color": "#b45309"} if backward else {}
     hidden_inputs: Counter = Counter()
     for node in shown:
-        if node._op is None:
+        if node._prim is None:
             continue
         op_id = node_id(node) + "op"
         dot.edge(op_id, node_id(node), **direction)
@@ -345,7 +345,7 @@ def _edge_texts(node, names, precision) -> list:
     its value for scalars (the vjp with g = 1), the Jacobian's shape for tensors."""
     out_name = _visible(names[id(node)][0])  # one line, even if the label has several
     parents = node._parents
-    tag = len(parents) > 1 and not node._op.commutative
+    tag = len(parents) > 1 and not node._prim.commutative
     letters = "ab" if len(parents) == 2 else None
     values = None
     if isinstance(node, Value) or (node.data.size == 1 and all(p.data.size == 1 for p in parents)):
@@ -370,8 +370,8 @@ def _edge_texts(node, names, precision) -> list:
 def _summary_node(dot, order, visible, names, first_bad, first_bad_grad, hidden_inputs,
                   max_nodes, direction) -> None:
     hidden = [n for n in order if id(n) not in visible]
-    ops = Counter(n._op.name for n in hidden if n._op is not None)
-    leaves = sum(1 for n in hidden if n._op is None)
+    ops = Counter(n._prim.name for n in hidden if n._prim is not None)
+    leaves = sum(1 for n in hidden if n._prim is None)
     top = ", ".join(f"{c:,} {name}" for name, c in ops.most_common(5))
     lines = [f"... {len(hidden):,} more nodes not drawn",
              f"(showing the {len(visible):,} nearest the output; max_nodes={max_nodes})"]

@@ -52,10 +52,10 @@ class Step:
 
     def __str__(self) -> str:
         node = self.node
-        what = ("leaf" if node._op is None else
-                f"{node._op.name} of " + ", ".join(self._names[id(p)][0] for p in node._parents))
+        what = ("leaf" if node._prim is None else
+                f"{node._prim.name} of " + ", ".join(self._names[id(p)][0] for p in node._parents))
         lines = [f"step {self.index}: {self.name} ({what})  gradient = {self._fmt(self.grad)}"]
-        if node._op is None:
+        if node._prim is None:
             lines.append("  a leaf: its gradient is final")
         elif not self.sends:
             lines.append("  no input needs a gradient")
