@@ -9,8 +9,20 @@ from .engine import enable_grad, gc_paused, is_grad_enabled, no_grad
 from .errors import GradcheckError, ShapeError
 from .ops import OPS
 from .rng import manual_seed
-from .tensor import Tensor, concatenate, maximum, minimum, stack, where
+from .tensor import Tensor, concatenate, maximum, minimum, where
 from .value import Value
+
+# PyTorch's names (code written for torch runs with `import autodiff as torch`).
+# (These shadow builtins such as sum, max and float inside this file only.)
+from . import factories, functions
+from .dtypes import (
+    bool_ as bool, device, double, float16, float32, float64, get_default_dtype, half,
+    int8, int16, int32, int64, long, set_default_dtype, short, uint8)
+from .dtypes import float32 as float  # torch.float is float32
+from .dtypes import int32 as int  # torch.int is int32
+from .factories import *  # noqa: F401,F403  (tensor, zeros, randn, ... see factories.py)
+from .functions import *  # noqa: F401,F403  (sum, cat, argmax, ... see functions.py)
+from .torch_methods import Size
 
 __version__ = "0.1.0"
 
@@ -18,7 +30,10 @@ __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
-]
+    "Size", "device", "get_default_dtype", "set_default_dtype",
+    "float16", "half", "float32", "float", "float64", "double", "int8", "uint8", "int16",
+    "short", "int32", "int", "int64", "long", "bool",
+] + factories.__all__ + functions.__all__
 
 
 def __getattr__(name):

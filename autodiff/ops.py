@@ -130,6 +130,18 @@ def log(x):
     return np.log(x)
 
 
+def sin(x):
+    if isinstance(x, Node):
+        return x.sin()
+    return scalar_sin(x) if isinstance(x, float) else np.sin(x)
+
+
+def cos(x):
+    if isinstance(x, Node):
+        return x.cos()
+    return scalar_cos(x) if isinstance(x, float) else np.cos(x)
+
+
 def divide(x, y):
     """x / y, with IEEE results (inf, nan) for plain floats instead of ZeroDivisionError."""
     if type(y) is float and type(x) is float:
@@ -248,6 +260,14 @@ def scalar_pow(a: float, b: float) -> float:
     except ZeroDivisionError:  # 0 ** negative: inf, keeping the sign of -0.0 for odd b
         return math.copysign(math.inf, a) if odd else math.inf
     return math.nan if isinstance(result, complex) else result
+
+
+def scalar_sin(x: float) -> float:
+    return math.sin(x) if math.isfinite(x) else math.nan  # (math.sin(inf) raises)
+
+
+def scalar_cos(x: float) -> float:
+    return math.cos(x) if math.isfinite(x) else math.nan
 
 
 def scalar_sqrt(x: float) -> float:
@@ -394,6 +414,21 @@ def LOG(g, out, x):
            elementwise=True, reads_output=True)
 def SQRT(g, out, x):
     return (divide(g, 2 * out),)
+
+
+@primitive("sin", "sin(x); d/dx = cos(x)", np.sin, scalar_sin, elementwise=True)
+def SIN(g, out, x):
+    return (g * cos(x),)
+
+
+@primitive("cos", "cos(x); d/dx = -sin(x)", np.cos, scalar_cos, elementwise=True)
+def COS(g, out, x):
+    return (-(g * sin(x)),)
+
+
+@primitive("clone", "a copy of x; d/dx = 1", np.copy, elementwise=True, reads="nothing")
+def CLONE(g, out, *x):
+    return (g,)
 
 
 @primitive("abs", "|x|; d/dx = sign(x), with 0 at x = 0", np.abs, abs, elementwise=True)

@@ -14,8 +14,10 @@ import numpy as np
 from . import ops
 from .engine import (
     Node, Version, _changes, _mode, bump_version, creation_counter, run_backward)
+from .dtypes import as_dtype, check_device, get_default_dtype
 from .errors import ShapeError
 from .ops import OPS
+from .torch_methods import Size, TorchMethods, ValuesIndices, dim_index, resolve_axis
 
 _ndarray = np.ndarray
 _new = object.__new__
@@ -25,6 +27,7 @@ ADD, SUB, MUL, DIV, POW, MATMUL = (OPS[n] for n in ("add", "sub", "mul", "div", 
 POW_CONST, NEG = OPS["pow_const"], OPS["neg"]
 ADD_CONST, MUL_CONST = OPS["add_const"], OPS["mul_const"]
 _python_number = (float, int)
+_comparable = (numbers.Number, np.ndarray, np.generic, list, tuple)
 
 
 def _weak(c):
@@ -53,7 +56,7 @@ def _as_data(data, dtype, where: str) -> np.ndarray:
         raise TypeError(f"{where}: data must be numeric, got dtype {arr.dtype} "
                         f"from {type(data).__name__}")
     if dtype is None and from_python:
-        arr = arr.astype(np.float64)
+        arr = arr.astype(get_default_dtype())
     return arr
 
 
@@ -66,7 +69,7 @@ def _node(t, data, parents, op, saved, kw, requires_grad: bool, label=None) -> "
     """Fill in the fields of a new Tensor: the one place a Tensor node is made (leaves,
     constants and every operation's result). Skips __init__'s checks."""
     t.data = data if type(data) is _ndarray else np.asarray(data)
-    t.grad = t._g = t._hooks = t._vc = None
+    t._grad = t._g = t._hooks = t._vc = None
     t.requires_grad = requires_grad
     t._parents = parents
     t._prim = op
@@ -210,22 +213,42 @@ def _index(index):
     return index
 
 
-class Tensor(Node):
+class Tensor(TorchMethods, Node):
     """An n-dimensional array of numbers that records operations for reverse-mode autodiff.
 
     >>> x = Tensor([[1.0, 2.0]], requires_grad=True)
     >>> (x * x).sum().backward()
     >>> x.grad
-    array([[2., 4.]])
+    Tensor([[2., 4.]])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_prim", "_saved", "_kw",
+    __slots__ = ("data", "_grad", "requires_grad", "_parents", "_prim", "_saved", "_kw",
                  "_retain", "label", "_g", "_seq", "_hooks", "_vc", "__weakref__")
-    # `ndarray <op> Tensor` must defer to Tensor's reflected operator.
-    __array_ufunc__ = None
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """numpy meeting a Tensor. An operator with an ndarray or numpy number on the
+        left (`arr + t`, `arr < t`) is Tensor's reflected operator, recorded as usual;
+        any other numpy function (`np.isfinite(t.grad)`) works on the values and gives
+        an ndarray, so it is refused for a tensor that requires grad: its result would
+        silently have no gradient."""
+        names = _UFUNC_OPERATORS.get(ufunc) if method == "__call__" and not kwargs else None
+        if names is not None and len(inputs) == 2:
+            a, b = inputs
+            return getattr(a, names[0])(b) if isinstance(a, Tensor) else getattr(b, names[1])(a)
+        if any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
+            raise TypeError(f"numpy.{ufunc.__name__}: a tensor that requires grad cannot go "
+                            "through a numpy function (the result would have no gradient); "
+                            "use the Tensor method, or .detach() first")
+        if any(isinstance(x, Tensor) for x in kwargs.get("out", ())):
+            raise TypeError(f"numpy.{ufunc.__name__}: out= cannot be a Tensor; use the "
+                            "Tensor's in-place methods")
+        arrays = tuple(x.data if isinstance(x, Tensor) else x for x in inputs)
+        return getattr(ufunc, method)(*arrays, **kwargs)
 
-    def __init__(self, data, requires_grad: bool = False, dtype=None, label: str | None = None):
-        data = _as_data(data, dtype, "Tensor")
+    def __init__(self, data, requires_grad: bool = False, dtype=None, label: str | None = None,
+                 *, device=None):
+        if device is not None:
+            check_device(device, "Tensor")
+        data = _as_data(data, None if dtype is None else as_dtype(dtype, "Tensor"), "Tensor")
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"Tensor: only floating-point tensors can require grad, "
                             f"got dtype {data.dtype}")
@@ -245,8 +268,9 @@ class Tensor(Node):
         return self.data.dtype
 
     @property
-    def size(self) -> int:
-        return self.data.size
+    def size(self) -> Size:
+        """The number of elements (numpy's), also callable as PyTorch's `size(dim=None)`."""
+        return Size(self.data.shape)
 
     @property
     def T(self) -> "Tensor":
@@ -263,6 +287,20 @@ class Tensor(Node):
 
     def __float__(self) -> float:
         return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.size != 1 or self.data.dtype.kind not in "iub":
+            raise TypeError(f"only a one-element integer tensor can be used as an index, "
+                            f"not one of shape {self.shape} and dtype {self.dtype}")
+        return int(self.data.item())
+
+    def __format__(self, spec: str) -> str:
+        if self.data.size == 1 and spec:  # f"{loss:.4f}", as for the number itself
+            return format(self.data.item(), spec)
+        return format(str(self), spec)
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
@@ -299,14 +337,36 @@ class Tensor(Node):
         return f"Tensor({body}{extra})"
 
     # -- graph -----------------------------------------------------------------------
+    @property
+    def grad(self) -> "Tensor | None":
+        """d(root)/d(self) summed over the backward passes since it was reset: a Tensor of
+        self's shape and dtype (with no gradient of its own), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                value = _wrap(_as_data(value, self.data.dtype, "grad"))
+            if value.shape != self.shape or value.dtype != self.dtype:
+                raise ShapeError(f"grad: the assigned gradient has shape {value.shape} and "
+                                 f"dtype {value.dtype}, but the tensor has shape "
+                                 f"{self.shape} and dtype {self.dtype}")
+        self._grad = value
+
     def _store_grad(self, g) -> None:
-        if self.grad is None:
+        grad = self._grad
+        if isinstance(g, Tensor):  # create_graph: the gradient is a graph node
+            self._grad = g if grad is None else grad + g
+        elif grad is None:
             # The engine hands over arrays nobody else holds (it copies passed-through
             # gradients); a view or a read-only broadcast is copied here.
             owned = type(g) is _ndarray and g.base is None and g.flags.writeable
-            self.grad = g if owned else np.array(g, dtype=self.data.dtype)
+            self._grad = _wrap(g if owned else np.array(g, dtype=self.data.dtype))
+        elif grad.requires_grad:  # (left by a create_graph backward: not changed in place)
+            self._grad = grad + _wrap(g)
         else:
-            self.grad += g
+            grad.data += g
 
     def _apply(self, op, *others, **kw) -> "Tensor":
         return apply(op, (self,) + others, kw)
@@ -358,33 +418,53 @@ class Tensor(Node):
         self._retain = True
         return self
 
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad.
+    def backward(self, gradient=None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None, *, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) into the `.grad` of every leaf that requires grad
+        (of `inputs` only, when given).
 
-        `grad` (the upstream gradient, shaped like self) may be omitted only for a
-        single-element tensor. Without `retain_graph`, the buffers saved for backward are
-        released and a second backward through the same graph raises.
+        `gradient` (the upstream gradient, shaped like self; `grad=` is our older name)
+        may be omitted only for a single-element tensor. Without `retain_graph` (which
+        defaults to `create_graph`), the buffers saved for backward are released and a
+        second backward through the same graph raises. With `create_graph` the stored
+        gradients are graph nodes, to differentiate again.
         """
+        if grad is not None:
+            if gradient is not None:
+                raise TypeError("backward: give the upstream gradient once, as gradient=")
+            gradient = grad
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad; no leaf it was "
                                "computed from had requires_grad=True (or it was computed "
                                "under no_grad())")
-        if grad is None:
+        if retain_graph is None:
+            retain_graph = create_graph
+        if gradient is None:
             if self.data.size != 1:
-                raise RuntimeError(f"backward: grad can be omitted only for a single-element "
-                                   f"output, but this tensor has shape {self.shape}; pass "
-                                   f"grad= an array of that shape")
+                raise RuntimeError(f"backward: a gradient can be omitted only for a "
+                                   f"single-element output, but this tensor has shape "
+                                   f"{self.shape}; pass gradient= an array of that shape")
             data = self.data  # (np.array(1) is 5x faster than ones_like for 0-d)
             seed = np.array(1, data.dtype) if data.ndim == 0 else np.ones(data.shape, data.dtype)
         else:
-            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad)
+            seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient)
             if seed.dtype.kind not in "biuf":
-                raise TypeError(f"backward: grad must be numeric, got dtype {seed.dtype}")
+                raise TypeError(f"backward: gradient must be numeric, got dtype {seed.dtype}")
             if seed.shape != self.shape:
-                raise ShapeError(f"backward: grad has shape {seed.shape} but the tensor has "
-                                 f"shape {self.shape}")
+                raise ShapeError(f"backward: gradient has shape {seed.shape} but the tensor "
+                                 f"has shape {self.shape}")
             seed = np.array(seed, dtype=self.data.dtype)  # ours: .grad may keep it
-        run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
+        if inputs is None and not create_graph:
+            run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
+            return
+        from .differentiate import grad as gradients  # (imports this module)
+        targets = _leaf_list(inputs, self) if inputs is not None else _leaves_of(self)
+        results = gradients(self, targets, grad_outputs=_wrap(seed),
+                            retain_graph=retain_graph, create_graph=create_graph,
+                            allow_unused=True)
+        for t, g in zip(targets, results):
+            if g is not None:
+                t._store_grad(g if create_graph else g.data)
 
     # -- arithmetic ------------------------------------------------------------------
     # A Python number operand is an option of the node (add_const, mul_const), not a
@@ -570,7 +650,11 @@ class Tensor(Node):
 
     # Comparisons give boolean constants (no gradient), as in numpy and PyTorch.
     def _compare(self, other, fn):
-        return _wrap(fn(self.data, other.data if isinstance(other, Tensor) else other))
+        if isinstance(other, Tensor):
+            other = other.data
+        elif not isinstance(other, _comparable):
+            return NotImplemented  # (lets the other object answer, e.g. pytest.approx)
+        return _wrap(fn(self.data, other))
 
     def __lt__(self, other): return self._compare(other, np.less)
     def __le__(self, other): return self._compare(other, np.less_equal)
@@ -588,6 +672,12 @@ class Tensor(Node):
     def tanh(self) -> "Tensor": return _unary(OPS["tanh"], self)
     def sigmoid(self) -> "Tensor": return _unary(OPS["sigmoid"], self)
     def relu(self) -> "Tensor": return _unary(OPS["relu"], self)
+    def sin(self) -> "Tensor": return _unary(OPS["sin"], self)
+    def cos(self) -> "Tensor": return _unary(OPS["cos"], self)
+
+    def clone(self) -> "Tensor":
+        """A copy with its own memory; the gradient flows back to self."""
+        return _unary(OPS["clone"], self)
 
     def clip(self, lo=None, hi=None) -> "Tensor":
         """Limit values to [lo, hi]; the gradient passes where lo <= x <= hi."""
@@ -622,37 +712,99 @@ class Tensor(Node):
         return self._apply(OPS["astype"], dtype=dtype)
 
     # -- reductions ------------------------------------------------------------------
-    def _reduce(self, name, axis, keepdims):
+    def _reduce(self, name, axis, keepdims, dim=None, keepdim=None):
+        axis, keepdims = resolve_axis(axis, dim, keepdims, keepdim, name)
         axis = _axis(axis, name)
         _check_axes(self, axis, name)
         if name in ("max", "min") and self.data.size == 0:
             raise ShapeError(f"{name}: cannot reduce an empty tensor of shape {self.shape}")
-        return self._apply(OPS[name], axis=axis, keepdims=bool(keepdims))
+        return self._apply(OPS[name], axis=axis, keepdims=keepdims)
 
-    def sum(self, axis=None, keepdims: bool = False) -> "Tensor":
-        return self._reduce("sum", axis, keepdims)
+    # `axis=`/`keepdims=` (numpy) and `dim=`/`keepdim=` (PyTorch) both work.
+    def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None,
+            dtype=None) -> "Tensor":
+        x = self if dtype is None else self.to(dtype)
+        return x._reduce("sum", axis, keepdims, dim, keepdim)
 
-    def mean(self, axis=None, keepdims: bool = False) -> "Tensor":
-        return self._reduce("mean", axis, keepdims)
+    def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None,
+             dtype=None) -> "Tensor":
+        x = self if dtype is None else self.to(dtype)
+        return x._reduce("mean", axis, keepdims, dim, keepdim)
 
-    def max(self, axis=None, keepdims: bool = False) -> "Tensor":
-        return self._reduce("max", axis, keepdims)
+    def max(self, *args, axis=None, keepdims: bool = False, dim=None, keepdim=None):
+        """numpy's `max(axis=...)` gives the values; PyTorch's `max(d)` or `max(dim=d)`
+        gives (values, indices); `max(other)` is `maximum(self, other)`."""
+        return self._extreme("max", args, axis, keepdims, dim, keepdim)
 
-    def min(self, axis=None, keepdims: bool = False) -> "Tensor":
-        return self._reduce("min", axis, keepdims)
+    def min(self, *args, axis=None, keepdims: bool = False, dim=None, keepdim=None):
+        """As `max`, for the minimum."""
+        return self._extreme("min", args, axis, keepdims, dim, keepdim)
 
-    def logsumexp(self, axis=None, keepdims: bool = False) -> "Tensor":
-        return self._reduce("logsumexp", axis, keepdims)
+    def _extreme(self, name, args, axis, keepdims, dim, keepdim):
+        if args and isinstance(args[0], Tensor):
+            if len(args) > 1 or axis is not None or dim is not None:
+                raise TypeError(f"{name}(other) takes no other arguments")
+            return (maximum if name == "max" else minimum)(self, args[0])
+        if len(args) > 2:
+            raise TypeError(f"{name}: at most dim and keepdim positionally, got {args!r}")
+        if args:
+            if dim is not None or axis is not None:
+                raise TypeError(f"{name}: dim given twice")
+            dim = args[0]
+            if len(args) == 2:
+                keepdim = args[1]
+        if dim is None:
+            return self._reduce(name, axis, keepdims, None, keepdim)
+        d = dim_index(dim, self.ndim, name)
+        keep = bool(keepdim)
+        values = self._reduce(name, None, False, d if self.ndim else None, keep)
+        return ValuesIndices(values, self._arg(name, d, keep))
 
-    def softmax(self, axis: int = -1) -> "Tensor":
+    def _arg(self, name, dim, keepdim) -> "Tensor":
+        if self.data.size == 0:
+            raise ShapeError(f"arg{name}: cannot reduce an empty tensor of shape {self.shape}")
+        find = np.argmax if name == "max" else np.argmin
+        if dim is None:
+            index = find(self.data)
+            return _wrap(np.asarray(index, dtype=np.int64).reshape((1,) * self.ndim
+                                                                   if keepdim else ()))
+        if self.ndim == 0:
+            return _wrap(np.zeros((), np.int64))
+        index = find(self.data, axis=dim, keepdims=keepdim)
+        return _wrap(index.astype(np.int64, copy=False))
+
+    def argmax(self, dim=None, keepdim: bool = False, *, axis=None) -> "Tensor":
+        """The index of the largest value (of the flattened tensor when dim is None), an
+        int64 Tensor without gradient; the first one among ties."""
+        dim, keepdim = resolve_axis(axis, dim, keepdim, None, "argmax")
+        return self._arg("max", None if dim is None else dim_index(dim, self.ndim, "argmax"),
+                         keepdim)
+
+    def argmin(self, dim=None, keepdim: bool = False, *, axis=None) -> "Tensor":
+        """As `argmax`, for the smallest value."""
+        dim, keepdim = resolve_axis(axis, dim, keepdim, None, "argmin")
+        return self._arg("min", None if dim is None else dim_index(dim, self.ndim, "argmin"),
+                         keepdim)
+
+    def logsumexp(self, axis=None, keepdims: bool = False, *, dim=None,
+                  keepdim=None) -> "Tensor":
+        return self._reduce("logsumexp", axis, keepdims, dim, keepdim)
+
+    def softmax(self, axis: int = -1, *, dim=None, dtype=None) -> "Tensor":
+        axis, _ = resolve_axis(None if dim is not None and axis == -1 else axis, dim,
+                               False, None, "softmax")
+        x = self if dtype is None else self.to(dtype)
         axis = _axis(axis, "softmax")
-        _check_axes(self, axis, "softmax")
-        return self._apply(OPS["softmax"], axis=axis)
+        _check_axes(x, axis, "softmax")
+        return x._apply(OPS["softmax"], axis=axis)
 
-    def log_softmax(self, axis: int = -1) -> "Tensor":
+    def log_softmax(self, axis: int = -1, *, dim=None, dtype=None) -> "Tensor":
+        axis, _ = resolve_axis(None if dim is not None and axis == -1 else axis, dim,
+                               False, None, "log_softmax")
+        x = self if dtype is None else self.to(dtype)
         axis = _axis(axis, "log_softmax")
-        _check_axes(self, axis, "log_softmax")
-        return self._apply(OPS["log_softmax"], axis=axis)
+        _check_axes(x, axis, "log_softmax")
+        return x._apply(OPS["log_softmax"], axis=axis)
 
     # -- shape -----------------------------------------------------------------------
     def reshape(self, *shape) -> "Tensor":
@@ -666,10 +818,19 @@ class Tensor(Node):
                                  "for the one unknown size)")
         return self._apply(OPS["reshape"], shape=tuple(int(n) for n in shape))
 
-    def transpose(self, *axes) -> "Tensor":
+    def transpose(self, *axes, dim0=None, dim1=None) -> "Tensor":
+        """numpy's `transpose(*axes)` (a full permutation; none reverses the axes), and
+        PyTorch's `transpose(dim0, dim1)`, which swaps two axes: two axes of a tensor that
+        is not 2-D, or the keywords dim0/dim1."""
+        if dim0 is not None or dim1 is not None:
+            if axes or dim0 is None or dim1 is None:
+                raise TypeError("transpose: give both dim0 and dim1, and no other axes")
+            return self.swapaxes(dim0, dim1, "transpose")
         if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
             axes = axes[0]
         n = self.ndim
+        if axes and len(axes) == 2 and n != 2:
+            return self.swapaxes(*axes, "transpose")
         if not axes:
             axes = tuple(range(n - 1, -1, -1))
         for a in axes:
@@ -685,14 +846,64 @@ class Tensor(Node):
                              f"{n} axes of a tensor of shape {self.shape}")
         return self._apply(OPS["transpose"], axes=tuple(a % n for a in axes))
 
-    def swapaxes(self, axis1: int, axis2: int) -> "Tensor":
-        _check_axes(self, (axis1, axis2), "swapaxes")
+    def swapaxes(self, axis1: int, axis2: int, where: str = "swapaxes") -> "Tensor":
+        for a in (axis1, axis2):
+            if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+                raise TypeError(f"{where}: axes must be ints, got {a!r}")
+        _check_axes(self, (axis1, axis2), where)
         perm = list(range(self.ndim))
         perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
         return self.transpose(perm)
 
     def __getitem__(self, index) -> "Tensor":
         return self._apply(OPS["getitem"], index=_index(index))
+
+    def __setitem__(self, index, value) -> None:
+        """`t[index] = value`, in place (see `_may_modify` for when that is allowed)."""
+        self._may_modify("setitem", value)
+        values = value.data if isinstance(value, Tensor) else value
+        try:
+            self.data[_index(index)] = values
+        except (ValueError, TypeError, IndexError) as err:
+            raise type(err)(f"setitem: cannot set index {index!r} of a tensor of shape "
+                            f"{self.shape} to a value of shape {np.shape(values)} "
+                            f"({err})") from None
+        bump_version(self)
+
+
+def _leaf_list(inputs, root) -> list:
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise TypeError(f"backward: inputs[{i}] must be a Tensor that requires grad, "
+                            f"got {t!r}")
+    return inputs
+
+
+def _leaves_of(root) -> list:
+    """The nodes whose .grad a backward from `root` fills: leaves and retain_grad()
+    intermediates that require grad, each once."""
+    seen, order, stack = {id(root)}, [], [root]
+    while stack:
+        node = stack.pop()
+        if node._retain and node.requires_grad:
+            order.append(node)
+        for p in node._parents:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                stack.append(p)
+    return order
+
+
+# numpy ufuncs that are Tensor operators: (method if the Tensor is on the left, if on the right)
+_UFUNC_OPERATORS = {
+    np.add: ("__add__", "__radd__"), np.subtract: ("__sub__", "__rsub__"),
+    np.multiply: ("__mul__", "__rmul__"), np.true_divide: ("__truediv__", "__rtruediv__"),
+    np.power: ("__pow__", "__rpow__"), np.matmul: ("__matmul__", "__rmatmul__"),
+    np.less: ("__lt__", "__gt__"), np.less_equal: ("__le__", "__ge__"),
+    np.greater: ("__gt__", "__lt__"), np.greater_equal: ("__ge__", "__le__"),
+    np.equal: ("__eq__", "__eq__"), np.not_equal: ("__ne__", "__ne__"),
+}
 
 
 def fit_array(g, node):

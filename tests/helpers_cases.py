@@ -180,6 +180,11 @@ def _cases() -> dict[str, list[Case]]:
     add("sqrt", "(2,3)", ins(positive(2, 3)), lambda a: a.sqrt(), lambda a: a.sqrt())
     add("abs", "(2,3)", ins(away(2, 3)), lambda a: a.abs(), lambda a: a.abs())
     add("abs", "abs()", ins(away(4)), lambda a: abs(a), lambda a: abs(a))
+    add("sin", "(2,3)", ins(normal(2, 3)), lambda a: a.sin(), lambda a: a.sin())
+    add("sin", "0-d", ins(normal()), lambda a: a.sin(), lambda a: a.sin())
+    add("cos", "(2,3)", ins(normal(2, 3)), lambda a: a.cos(), lambda a: a.cos())
+    add("cos", "0-d", ins(normal()), lambda a: a.cos(), lambda a: a.cos())
+    add("clone", "(2,3)", ins(normal(2, 3)), lambda a: a.clone(), lambda a: a.clone())
     add("tanh", "(2,3)", ins(normal(2, 3)), lambda a: a.tanh(), lambda a: a.tanh())
     add("tanh", "0-d", ins(normal()), lambda a: a.tanh(), lambda a: a.tanh())
     add("sigmoid", "(2,3)", ins(normal(2, 3, scale=2.0)), lambda a: a.sigmoid(),

@@ -206,7 +206,7 @@ def test_an_optimizer_step_between_forward_and_backward_raises(make):
     loss2.backward()
     opt = make(net.parameters())
     for p, q in zip(net.parameters(), net2.parameters()):
-        p.grad = q.grad.copy()
+        p.grad = q.grad.clone()
     opt.step()
     with pytest.raises(ModifiedInPlaceError, match="modified by an in-place operation"):
         loss.backward()

@@ -200,7 +200,7 @@ def test_fused_linear_matches_composite_and_skips_frozen_inputs(rng):
     (Tensor(x) @ w.T + lin.bias.data).sum().backward()
     np.testing.assert_allclose(lin.weight.grad, w.grad, rtol=1e-14)
     assert lin.bias.grad is None
-    assert lin.weight.grad.flags["C_CONTIGUOUS"]
+    assert lin.weight.grad.data.flags["C_CONTIGUOUS"]
 
 
 def test_sequential_container():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nn
-from autodiff import Tensor, Value
+from autodiff import ShapeError, Tensor, Value
 from nn import optim
 
 STEPS = 6
@@ -162,7 +162,9 @@ def test_flat_group_rejects_a_gradient_of_the_wrong_shape(rng):
     opt = optim.SGD(params, lr=0.1)
     params[0].grad, params[1].grad = np.ones(3), np.ones(2)
     opt.step()
-    params[1].grad = np.ones(1)  # would broadcast silently
+    with pytest.raises(ShapeError, match=r"grad: the assigned gradient has shape \(1,\)"):
+        params[1].grad = np.ones(1)  # refused as in PyTorch
+    params[1].grad.data = np.ones(1)  # would broadcast silently
     with pytest.raises(ValueError, match=r"SGD.step: parameter 1 of group 0 has shape \(2,\) "
                                          r"but its gradient has shape \(1,\)"):
         opt.step()
@@ -437,7 +439,8 @@ def test_number_gradients_and_checks_before_any_update():
     assert a.data == 0.75 and b.data == 1.75
     c = Tensor(np.zeros(2), requires_grad=True)
     opt = optim.SGD([a, c, b], lr=0.5)
-    a.grad, c.grad, b.grad = 1.0, None, np.ones(3)  # the last one is wrong
+    a.grad, c.grad = 1.0, None
+    b.grad.data = np.ones(3)  # wrong (assigning b.grad = np.ones(3) is refused at once)
     with pytest.raises(ValueError, match=r"parameter 2 of group 0 has shape \(\) but its "
                                          r"gradient has shape \(3,\)"):
         opt.step()
@@ -507,10 +510,11 @@ def test_parameters_sharing_memory_stay_tied():
 def test_a_bad_gradient_in_any_group_stops_the_whole_step():
     a, b, c = _ones(2, 2, 2)
     opt = optim.SGD([{"params": [a, b]}, {"params": [c], "lr": 0.5}], lr=0.1)
-    a.grad, b.grad, c.grad = np.ones(2), np.ones(2), np.ones(3)
+    a.grad, b.grad, c.grad = np.ones(2), np.ones(2), np.ones(2)
+    c.grad.data = np.ones(3)
     with pytest.raises(ValueError, match=r"parameter 0 of group 1 has shape \(2,\)"):
         opt.step()
-    c.grad = np.array(["x", "y"])
+    c.grad.data = np.array(["x", "y"])
     with pytest.raises(ValueError, match="non-numeric dtype"):
         opt.step()
     assert all(np.array_equal(p.data, np.ones(2)) for p in (a, b, c))

@@ -47,7 +47,9 @@ def test_gradient_shape_and_dtype(case, rng):
     out = case.fn(*xs)
     out.backward(rng.standard_normal(out.shape))
     for x in xs:
-        assert isinstance(x.grad, np.ndarray)
+        # a Tensor with no gradient of its own, around an ndarray (as in PyTorch)
+        assert isinstance(x.grad, Tensor) and not x.grad.requires_grad
+        assert type(x.grad.data) is np.ndarray
         assert x.grad.shape == x.shape
         assert x.grad.dtype == np.float64
 

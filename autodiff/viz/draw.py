@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 import graphviz
 import numpy as np
 
+from ..engine import Node
 from ..value import Value
 from ._common import (
     _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS, _array_text,
@@ -215,7 +216,8 @@ def draw_graph(root, *, rankdir: str = "LR", show_grad: bool = True, view: str =
             return None
         if override is not None:
             return override.get(id(node))
-        return node.grad
+        g = node.grad
+        return g.data if isinstance(g, Node) else g  # (a Tensor's .grad is a Tensor)
 
     # Non-finite values: the first node in topological order whose data is nan/inf.
     bad_data = {id(n) for n in order if not _finite(n.data)}
