@@ -23,6 +23,7 @@ from .dtypes import int32 as int  # torch.int is int32
 from .factories import *  # noqa: F401,F403  (tensor, zeros, randn, ... see factories.py)
 from .functions import *  # noqa: F401,F403  (sum, cat, argmax, ... see functions.py)
 from .torch_methods import Size
+from .accelerators import accelerator, backends, cuda
 
 __version__ = "0.1.0"
 
@@ -30,7 +31,7 @@ __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
-    "Size", "device", "get_default_dtype", "set_default_dtype",
+    "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype", "set_default_dtype",
     "float16", "half", "float32", "float", "float64", "double", "int8", "uint8", "int16",
     "short", "int32", "int", "int64", "long", "bool",
 ] + factories.__all__ + functions.__all__
@@ -42,4 +43,20 @@ def __getattr__(name):
     if name in ("draw_graph", "chain_rule", "backward_steps", "viz"):
         viz = importlib.import_module(".viz", __name__)
         return viz if name == "viz" else getattr(viz, name)
+    # With `import autodiff as torch`, torch.nn, torch.optim and torch.utils.data are
+    # the `nn` package's (imported on first use: nn itself imports autodiff).
+    if name == "nn":
+        return importlib.import_module("nn")
+    if name == "optim":
+        return importlib.import_module("nn.optim")
+    if name == "utils":
+        return _Utils()
     raise AttributeError(f"module 'autodiff' has no attribute {name!r}")
+
+
+class _Utils:
+    """`torch.utils.data` is `nn.data`."""
+
+    @property
+    def data(self):
+        return importlib.import_module("nn.data")
