@@ -38,6 +38,8 @@ class Op:
     forward       the numpy function a Tensor runs; `scalar` the float function a Value runs
     vjp           vjp(g, out, *saved, [need=mask,] **options) -> one gradient per input
     symbol        how pictures name it ('+', '@', 'tanh'); `{c}` fills in option c
+    micrograd     the string `Value._op` reports: micrograd's own where micrograd has the
+                  op ('+', '*', '**{c}', 'ReLU'), else a short name; defaults to symbol
     elementwise   d(out)/d(input) is diagonal where the shapes agree
     commutative   the inputs can be swapped (pictures then leave edges unlabelled)
     reads         what the vjp reads of the inputs: "values", "shapes" or "nothing"
@@ -53,11 +55,11 @@ class Op:
                   a gradient, so the rule can skip the others
     """
 
-    __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "elementwise",
-                 "commutative", "reads", "reads_output", "residuals", "view", "internal",
-                 "buffers", "masked")
+    __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
+                 "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
+                 "internal", "buffers", "masked")
 
-    def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None,
+    def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
                  residuals=False, view=False, internal=(), buffers=()):
         if reads not in ("values", "shapes", "nothing"):
@@ -68,6 +70,7 @@ class Op:
         self.vjp = vjp
         self.scalar = scalar
         self.symbol = symbol or name
+        self.micrograd = micrograd or self.symbol
         self.elementwise = elementwise
         self.commutative = commutative
         self.reads = reads
@@ -449,7 +452,7 @@ def SIGMOID(g, out, x):
 
 
 @primitive("relu", "max(0, x); d/dx = [x > 0] (0 at the kink)", lambda x: np.maximum(x, 0),
-           scalar_relu, elementwise=True)
+           scalar_relu, micrograd="ReLU", elementwise=True)
 def RELU(g, out, x):
     return (g * (raw(x) > 0),)  # a boolean mask keeps g's dtype
 
@@ -472,13 +475,13 @@ def CLIP(g, out, x, lo, hi):
 
 # Their vjps read no input (a Value saves none; x is accepted but unused).
 @primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add,
-           symbol="+ {c}", elementwise=True, reads="nothing")
+           symbol="+ {c}", micrograd="+", elementwise=True, reads="nothing")
 def ADD_CONST(g, out, *x, c):
     return (g,)
 
 
 @primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul,
-           symbol="* {c}", elementwise=True, reads="nothing")
+           symbol="* {c}", micrograd="*", elementwise=True, reads="nothing")
 def MUL_CONST(g, out, *x, c):
     return (g * c,)
 
@@ -495,13 +498,14 @@ def _affine_forward(b, *wx, n):
 # Summed left to right from b, the order of micrograd's sum(..., b).
 @primitive("affine", "b + sum_i w_i * x_i (inputs b, w_1..w_n, x_1..x_n); d/db = 1, "
            "d/dw_i = x_i, d/dx_i = w_i", _affine_forward, _affine_forward,
-           symbol="b + Σ w·x (n={n})")
+           symbol="b + Σ w·x (n={n})", micrograd="affine")
 def AFFINE(g, out, b, *wx, n):
     return (g,) + tuple(g * x for x in wx[n:]) + tuple(g * w for w in wx[:n])
 
 
 @primitive("pow_const", "x ** c for a constant c; d/dx = c * x**(c-1)",
-           lambda x, c: np.power(x, c), scalar_pow, symbol="** {c}", elementwise=True)
+           lambda x, c: np.power(x, c), scalar_pow, symbol="** {c}", micrograd="**{c}",
+           elementwise=True)
 def POW_CONST(g, out, x, c):
     if c == 2:  # the common square: skip a power
         return (g * 2 * x,)

@@ -150,6 +150,17 @@ class Value(Node):
         return set(self._parents)
 
     @property
+    def _op(self) -> str:
+        """micrograd's op string: '' for a leaf, '+', '*', '**2' (`**` and the exponent as
+        written), 'ReLU', and for ops micrograd lacks a short name ('-', '/', 'exp', 'tanh',
+        'neg', ...); the `micrograd` field of the primitive (autodiff/ops.py)."""
+        op = self._prim
+        if op is None:
+            return ""
+        text = op.micrograd
+        return text.format(**(self._kw or {})) if "{" in text else text
+
+    @property
     def op(self) -> str:
         """The name of the operation that produced this value ('' for a leaf)."""
         return "" if self._prim is None else self._prim.name
@@ -207,7 +218,8 @@ class Value(Node):
             a, b = self.data, other.data
             return _node(POW.scalar(a, b), self, other, POW, (a, b))
         c = _number(other, "pow")
-        c = int(c) if c.is_integer() else c
+        if not isinstance(other, float) and c.is_integer():
+            c = int(c)  # the exponent as written: '**2' for 2, '**2.0' for 2.0 (as micrograd)
         return _node(POW_CONST.scalar(self.data, c), self, None, POW_CONST, (self.data,),
                      {"c": c})
 

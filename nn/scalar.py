@@ -3,16 +3,21 @@
     Neuron:  y = f(sum_i w_i x_i + b),  w_i ~ U(-1, 1), b = 0
     Layer:   nout neurons reading the same inputs
     MLP:     layers of sizes nouts; hidden layers use `activation`, the last is linear
+
+Weights are drawn one at a time with Python's `random.uniform(-1, 1)`, layer by layer,
+neuron by neuron, as micrograd draws them: after `random.seed(n)` (or
+`autodiff.manual_seed(n)`, which seeds `random` too) a model starts from exactly the
+weights micrograd's would.
 """
 
 from __future__ import annotations
 
 import numbers
+import random
 from typing import Sequence
 
 from autodiff import Value
 from autodiff.value import affine
-from autodiff.rng import generator
 
 from .module import zero_grads
 
@@ -48,10 +53,9 @@ class Neuron(ScalarModule):
     def __init__(self, nin: int, nonlin: bool = True, *, activation: str | None = None):
         if nin < 1:
             raise ValueError(f"Neuron: nin must be >= 1, got {nin}")
-        rng = generator()
-        self.w = [Value(x) for x in rng.uniform(-1, 1, nin).tolist()]
+        self.activation = _activation(nonlin, activation)  # (checked before any draw)
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0.0)
-        self.activation = _activation(nonlin, activation)
         self.nonlin = self.activation != "linear"
 
     def __call__(self, x: Sequence) -> Value:

@@ -397,3 +397,20 @@ def test_huge_ints_and_pow_edge_cases_follow_ieee():
     assert (Value(-0.0) ** -1).data == -math.inf           # IEEE: -inf for odd exponents
     assert (Value(0.0) ** -2).data == math.inf
     assert (Value(-1e200) ** 3).data == -math.inf
+
+
+@pytest.mark.parametrize("k", [2, 3, -1, 0])
+def test_float_and_int_exponents_compute_the_same(k):
+    # A number exponent is kept as written (micrograd's `_op` shows '**2.0' for 2.0), so
+    # an integral float exponent must give exactly what the int gives, to second order.
+    def second(g, x):
+        (h,) = grad(g, x, allow_unused=True)
+        return None if h is None else h.data
+
+    for x in (-1.5, 0.75, 2.0):
+        a, b = Value(x), Value(x)
+        p, q = a ** k, b ** float(k)
+        assert p.data == q.data and (p._op, q._op) == (f"**{k}", f"**{float(k)}")
+        (ga,) = grad(p, a, create_graph=True)
+        (gb,) = grad(q, b, create_graph=True)
+        assert ga.data == gb.data and second(ga, a) == second(gb, b)
