@@ -164,6 +164,19 @@ class Node:
         return self._prim is None
 
     @property
+    def grad_fn(self) -> "GradFn | None":
+        """The op that computed this node, named as PyTorch names its backward nodes
+        ('MulBackward0'; 'ExpBackward' for a custom Function `Exp`); None for a leaf or a
+        constant.
+
+        >>> from autodiff import Value
+        >>> a = Value(2.0); b = a * a
+        >>> b.grad_fn, a.grad_fn
+        (<MulBackward0>, None)
+        """
+        return None if self._prim is None else GradFn(self)
+
+    @property
     def _version(self) -> int:
         """How many in-place changes the library made to this node's memory."""
         return 0 if self._vc is None else self._vc.count
@@ -204,6 +217,69 @@ class Node:
                 getattr(self, name)
             except AttributeError:
                 setattr(self, name, None)
+
+
+class GradFn:
+    """What `node.grad_fn` gives: the op that made `node`, for printing and walking the
+    graph backwards. `name()` is the op's backward name ('MulBackward0': the op's name
+    in CamelCase, as PyTorch spells most of them), `op` the op's record (its `name` and
+    `math`), `next_functions` one `(grad_fn, 0)` pair per input: the input's `GradFn`,
+    an `AccumulateGrad` for a leaf that requires grad, None for a constant."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    @property
+    def op(self):
+        return self.node._prim
+
+    def name(self) -> str:
+        return self.node._prim.backward_name
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((_next_function(p), 0) for p in self.node._parents)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is GradFn and other.node is self.node
+
+    def __hash__(self) -> int:
+        return id(self.node)
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """A leaf that requires grad, as `next_functions` lists it: where its gradient ends
+    up (`variable.grad`)."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable) -> None:
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    next_functions = ()
+
+    def __eq__(self, other) -> bool:
+        return type(other) is AccumulateGrad and other.variable is self.variable
+
+    def __hash__(self) -> int:
+        return id(self.variable)
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
+def _next_function(node):
+    if node._prim is not None:
+        return GradFn(node)
+    return AccumulateGrad(node) if node.requires_grad else None
 
 
 class HookHandle:
