@@ -331,10 +331,18 @@ class _Released:
 RELEASED = _Released()
 
 
+class SavedState:
+    """Base of an option value that holds what only the node's vjp reads, such as a custom
+    Function's context with the tensors it saved: a releasing backward drops it as it
+    drops an option array."""
+
+    __slots__ = ()
+
+
 def _drop_buffers(node, op) -> None:
-    """Release the arrays among a node's options that only its vjp reads (index arrays,
-    masks), as a releasing backward releases its saved arrays. Structure and forward
-    values stay, so the graph can still be drawn."""
+    """Release the arrays (and `SavedState`s) among a node's options that only its vjp
+    reads (index arrays, masks), as a releasing backward releases its saved arrays.
+    Structure and forward values stay, so the graph can still be drawn."""
     if node._kw:
         node._kw = {k: RELEASED if k in op.buffers and _holds_array(v) else v
                     for k, v in node._kw.items()}
@@ -345,16 +353,18 @@ def _inputs_after_release(node):
     (pictures drawn after backward); refused where an option array is gone too."""
     if node._kw and any(v is RELEASED for v in node._kw.values()):
         raise ReleasedGraphError(
-            f"the '{node._prim.name}' node's backward buffers (an index array or mask) were "
-            "released by backward(); call backward(retain_graph=True) to keep them for "
-            "pictures and explanations afterwards")
+            f"the '{node._prim.name}' node's backward buffers (an index array, a mask, a "
+            "Function's saved tensors) were released by backward(); call "
+            "backward(retain_graph=True) to keep them for pictures and explanations "
+            "afterwards")
     return tuple(p.data for p in node._parents)
 
 
 def _holds_array(v) -> bool:
     if isinstance(v, tuple):
         return any(_holds_array(x) for x in v)
-    return hasattr(v, "__array_interface__") and not isinstance(v, (int, float, bool))
+    return isinstance(v, SavedState) or (
+        hasattr(v, "__array_interface__") and not isinstance(v, (int, float, bool)))
 
 
 _backward_lock = threading.RLock()
