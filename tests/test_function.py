@@ -214,6 +214,53 @@ def test_function_inside_a_larger_graph_and_used_twice(rng):
     assert gradcheck(f, [x, w])
 
 
+def test_the_same_tensor_as_two_inputs_gets_both_gradients(rng):
+    class Mul(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            return g * b, g * a
+
+    x = _leaf(rng, 3)
+    Mul.apply(x, x).sum().backward()
+    np.testing.assert_allclose(_g(x), 2 * x.data)
+    assert gradcheck(lambda t: Mul.apply(t, t), [x])
+
+
+def test_grad_for_some_inputs_only(rng):
+    x, w, b = _leaf(rng, 4, 3), _leaf(rng, 2, 3), _leaf(rng, 2)
+    out = LinearFunction.apply(x, w, b)
+    (gw,) = grad((out * out).sum(), w)
+    np.testing.assert_allclose(gw.data, 2 * out.data.T @ x.data, rtol=1e-12)
+    assert x.grad is None and w.grad is None and b.grad is None
+
+
+def test_training_with_a_function_equals_training_with_primitives(rng):
+    from nn import optim
+
+    X, Y = Tensor(rng.normal(size=(8, 3))), Tensor(rng.normal(size=(8, 2)))
+    w0, b0 = rng.normal(size=(2, 3)), rng.normal(size=(2,))
+    losses = {}
+    for how in ("function", "primitives"):
+        w, b = Tensor(w0.copy(), requires_grad=True), Tensor(b0.copy(), requires_grad=True)
+        opt = optim.SGD([w, b], lr=0.1, momentum=0.9)
+        losses[how] = []
+        for _ in range(5):
+            opt.zero_grad()
+            out = LinearFunction.apply(X, w, b) if how == "function" else X @ w.T + b
+            loss = ((out - Y) ** 2).mean()
+            loss.backward()
+            opt.step()  # in place: the next forward saves the new version
+            losses[how].append(float(loss))
+    np.testing.assert_allclose(losses["function"], losses["primitives"], rtol=1e-12)
+    assert losses["function"][-1] < losses["function"][0]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_against_torch(rng, dtype):
     torch = _torch()
@@ -470,6 +517,22 @@ def test_gradcheck_of_the_first_derivative_of_linear(rng):
         return (gx * gx).sum() + (gw * w).sum()
 
     assert gradcheck(first, [x, w, b])
+
+
+def test_a_backward_that_calls_another_function_is_differentiable_again(rng):
+    class ExpViaExp(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.exp()
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * Exp.apply(x)  # recorded with create_graph, as any op is
+
+    x = _leaf(rng, 3)
+    assert gradcheck(lambda t: grad(ExpViaExp.apply(t).sum(), t, create_graph=True)[0], [x])
 
 
 def test_a_backward_written_with_arrays_gives_constant_gradients_under_create_graph():
