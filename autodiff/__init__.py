@@ -7,6 +7,7 @@ from .checking import gradcheck
 from .differentiate import grad
 from .engine import enable_grad, gc_paused, is_grad_enabled, no_grad
 from .errors import GradcheckError, ShapeError
+from .function import Function, FunctionCtx
 from .ops import OPS
 from .rng import manual_seed
 from .tensor import Tensor, concatenate, maximum, minimum, where
@@ -29,7 +30,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
-    "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
+    "Function", "FunctionCtx", "manual_seed", "maximum", "minimum", "where", "concatenate",
+    "stack", "OPS",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
     "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype", "set_default_dtype",
     "float16", "half", "float32", "float", "float64", "double", "int8", "uint8", "int16",

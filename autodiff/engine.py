@@ -164,6 +164,19 @@ class Node:
         return self._prim is None
 
     @property
+    def grad_fn(self) -> "GradFn | None":
+        """The op that computed this node, named as PyTorch names its backward nodes
+        ('MulBackward0'; 'ExpBackward' for a custom Function `Exp`); None for a leaf or a
+        constant.
+
+        >>> from autodiff import Value
+        >>> a = Value(2.0); b = a * a
+        >>> b.grad_fn, a.grad_fn
+        (<MulBackward0>, None)
+        """
+        return None if self._prim is None else GradFn(self)
+
+    @property
     def _version(self) -> int:
         """How many in-place changes the library made to this node's memory."""
         return 0 if self._vc is None else self._vc.count
@@ -204,6 +217,69 @@ class Node:
                 getattr(self, name)
             except AttributeError:
                 setattr(self, name, None)
+
+
+class GradFn:
+    """What `node.grad_fn` gives: the op that made `node`, for printing and walking the
+    graph backwards. `name()` is the op's backward name ('MulBackward0': the op's name
+    in CamelCase, as PyTorch spells most of them), `op` the op's record (its `name` and
+    `math`), `next_functions` one `(grad_fn, 0)` pair per input: the input's `GradFn`,
+    an `AccumulateGrad` for a leaf that requires grad, None for a constant."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    @property
+    def op(self):
+        return self.node._prim
+
+    def name(self) -> str:
+        return self.node._prim.backward_name
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((_next_function(p), 0) for p in self.node._parents)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is GradFn and other.node is self.node
+
+    def __hash__(self) -> int:
+        return id(self.node)
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """A leaf that requires grad, as `next_functions` lists it: where its gradient ends
+    up (`variable.grad`)."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable) -> None:
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    next_functions = ()
+
+    def __eq__(self, other) -> bool:
+        return type(other) is AccumulateGrad and other.variable is self.variable
+
+    def __hash__(self) -> int:
+        return id(self.variable)
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
+def _next_function(node):
+    if node._prim is not None:
+        return GradFn(node)
+    return AccumulateGrad(node) if node.requires_grad else None
 
 
 class HookHandle:
@@ -255,10 +331,18 @@ class _Released:
 RELEASED = _Released()
 
 
+class SavedState:
+    """Base of an option value that holds what only the node's vjp reads, such as a custom
+    Function's context with the tensors it saved: a releasing backward drops it as it
+    drops an option array."""
+
+    __slots__ = ()
+
+
 def _drop_buffers(node, op) -> None:
-    """Release the arrays among a node's options that only its vjp reads (index arrays,
-    masks), as a releasing backward releases its saved arrays. Structure and forward
-    values stay, so the graph can still be drawn."""
+    """Release the arrays (and `SavedState`s) among a node's options that only its vjp
+    reads (index arrays, masks), as a releasing backward releases its saved arrays.
+    Structure and forward values stay, so the graph can still be drawn."""
     if node._kw:
         node._kw = {k: RELEASED if k in op.buffers and _holds_array(v) else v
                     for k, v in node._kw.items()}
@@ -269,16 +353,18 @@ def _inputs_after_release(node):
     (pictures drawn after backward); refused where an option array is gone too."""
     if node._kw and any(v is RELEASED for v in node._kw.values()):
         raise ReleasedGraphError(
-            f"the '{node._prim.name}' node's backward buffers (an index array or mask) were "
-            "released by backward(); call backward(retain_graph=True) to keep them for "
-            "pictures and explanations afterwards")
+            f"the '{node._prim.name}' node's backward buffers (an index array, a mask, a "
+            "Function's saved tensors) were released by backward(); call "
+            "backward(retain_graph=True) to keep them for pictures and explanations "
+            "afterwards")
     return tuple(p.data for p in node._parents)
 
 
 def _holds_array(v) -> bool:
     if isinstance(v, tuple):
         return any(_holds_array(x) for x in v)
-    return hasattr(v, "__array_interface__") and not isinstance(v, (int, float, bool))
+    return isinstance(v, SavedState) or (
+        hasattr(v, "__array_interface__") and not isinstance(v, (int, float, bool)))
 
 
 _backward_lock = threading.RLock()

@@ -82,6 +82,12 @@ class Op:
         self.masked = "need" in inspect.signature(vjp).parameters
 
     @property
+    def backward_name(self) -> str:
+        """The name `grad_fn` gives nodes of this op: 'mul' -> 'MulBackward0', as PyTorch
+        spells its own (where our op has PyTorch's name)."""
+        return "".join(w.capitalize() for w in self.name.split("_")) + "Backward0"
+
+    @property
     def reads_inputs(self) -> bool:
         """Whether a node keeps its inputs' arrays for the vjp."""
         return self.reads != "nothing"
