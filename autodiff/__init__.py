@@ -15,7 +15,7 @@ from .value import Value
 
 # PyTorch's names (code written for torch runs with `import autodiff as torch`).
 # (These shadow builtins such as sum, max and float inside this file only.)
-from . import factories, functions
+from . import autograd, factories, functions
 from .dtypes import (
     bool_ as bool, device, double, float16, float32, float64, get_default_dtype, half,
     int8, int16, int32, int64, long, set_default_dtype, short, uint8)
@@ -33,7 +33,7 @@ __all__ = [
     "Function", "FunctionCtx", "manual_seed", "maximum", "minimum", "where", "concatenate",
     "stack", "OPS",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
-    "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype", "set_default_dtype",
+    "autograd", "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype", "set_default_dtype",
     "float16", "half", "float32", "float", "float64", "double", "int8", "uint8", "int16",
     "short", "int32", "int", "int64", "long", "bool",
 ] + factories.__all__ + functions.__all__

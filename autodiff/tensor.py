@@ -329,7 +329,7 @@ class Tensor(TorchMethods, Node):
                                prefix="Tensor(")
         extra = "" if self.data.dtype == np.float64 else f", dtype={self.data.dtype}"
         if self._prim is not None:
-            extra += f", op={self._prim.name}"
+            extra += f", grad_fn={self.grad_fn!r}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         if self.label:

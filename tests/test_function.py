@@ -869,7 +869,7 @@ def test_pictures_of_a_graph_with_a_function_node():
     assert [s.name for s in steps][:3] == ["y", "Exp", "LinearFunction"]
     by_node = {id(s.node): s.grad for s in steps}
     np.testing.assert_allclose(by_node[id(w)], _g(w))
-    assert "op=Exp" in repr(y._parents[0])
+    assert "grad_fn=<ExpBackward>" in repr(y._parents[0])
 
 
 def test_pictures_after_a_releasing_backward():
