@@ -617,3 +617,143 @@ def test_valid_hyperparameters_of_every_numeric_type_are_kept():
     assert opt.param_groups[0]["lr"] == np.float32(0.1)
     optim.Adam(_ones(2), lr=0, betas=[0, np.float64(0.5)], eps=0)
     optim.RMSprop(_ones(2), lr=1e-3, alpha=1, momentum=np.int64(0))
+
+
+# -- zero_grad and gradient clipping (nn.utils), .grad an ndarray or a Tensor ----------
+
+def _set_grad(p, g, kind):
+    """`.grad` as an ndarray or as a Tensor (the engine gives either, depending on its
+    version); the optimizers and clipping must take both."""
+    p.grad = g.copy() if kind == "ndarray" else Tensor(g.copy())
+
+
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_zero_grad_sets_none_by_default_or_zeroes_in_place(grad_kind):
+    import inspect
+    assert inspect.signature(optim.Optimizer.zero_grad).parameters["set_to_none"].default
+    t, u, v = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(2), requires_grad=True), \
+        Value(1.0)
+    opt = optim.SGD([t, u, v], lr=0.1)
+    _set_grad(t, np.full(3, 2.0), grad_kind)
+    v.grad = 3.0
+    held = nn.utils.grad_data(t.grad)
+    opt.zero_grad(set_to_none=False)  # as torch: the same gradient array, now zeros
+    assert nn.utils.grad_data(t.grad) is held and np.array_equal(held, np.zeros(3))
+    assert u.grad is None and v.grad == 0.0
+    opt.zero_grad()
+    assert t.grad is None and v.grad == 0.0
+
+
+# -- gradient clipping (nn.utils): against PyTorch --------------------------------------
+
+def _clip_setup(rng, torch, grad_kind, dtype=np.float64, scale=1.0):
+    shapes = [(3, 4), (5,), ()]
+    grads = [np.array(scale * rng.normal(size=s), dtype=dtype) for s in shapes]
+    ours = [Tensor(np.zeros(s, dtype), requires_grad=True) for s in shapes + [(2,)]]
+    theirs = [torch.zeros(s, dtype=torch.float64 if dtype == np.float64 else torch.float32,
+                          requires_grad=True) for s in shapes + [(2,)]]
+    for p, q, g in zip(ours, theirs, grads):  # (the last parameter has no gradient)
+        _set_grad(p, g, grad_kind)
+        q.grad = torch.tensor(g)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1, 3.0, math.inf, "inf"])
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_clip_grad_norm_matches_torch(rng, norm_type, max_norm, grad_kind):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, grad_kind)
+    held = [nn.utils.grad_data(p.grad) for p in ours[:3]]
+    before = [h.copy() for h in held]
+    total = nn.utils.clip_grad_norm_(ours, max_norm, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+    assert isinstance(total, Tensor) and total.shape == () and total.dtype == np.float64
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-14)
+    for p, q, h, b in zip(ours, theirs, held, before):
+        assert nn.utils.grad_data(p.grad) is h  # scaled in place
+        np.testing.assert_allclose(h, q.grad.numpy(), rtol=1e-14)
+        if max_norm > total.item():
+            assert np.array_equal(h, b)  # (a factor of 1: untouched)
+    assert ours[3].grad is None
+    if max_norm < total.item():  # the clipped gradients have the norm asked for
+        flat = np.concatenate([h.reshape(-1) for h in held])
+        p = math.inf if norm_type == "inf" else norm_type
+        assert np.linalg.norm(flat, ord=p) == pytest.approx(max_norm, rel=1e-5)
+
+
+def test_clip_grad_norm_float32_single_tensor_and_no_grads(rng):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, "ndarray", dtype=np.float32)
+    total = nn.utils.clip_grad_norm_(ours, 0.1)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 0.1)
+    assert total.dtype == np.float32
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-6)
+    for p, q in zip(ours[:3], theirs):
+        assert np.asarray(p.grad).dtype == np.float32
+        np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=1e-6)
+    one = Tensor(np.zeros(2), requires_grad=True)
+    one.grad = np.array([3.0, 4.0])
+    assert nn.utils.clip_grad_norm_(one, 1.0).item() == 5.0  # a single Tensor, as torch
+    none = nn.utils.clip_grad_norm_([Tensor(np.zeros(2), requires_grad=True)], 1.0)
+    assert isinstance(none, Tensor) and none.item() == 0.0
+
+
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_clip_grad_norm_non_finite(rng, grad_kind):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, grad_kind)
+    nn.utils.grad_data(ours[1].grad)[2] = math.inf
+    theirs[1].grad[2] = math.inf
+    before = [np.asarray(p.grad).copy() for p in ours[:3]]
+    with pytest.raises(RuntimeError, match=r"clip_grad_norm_: the total norm of order 2.0 .* "
+                                           r"is inf"):
+        nn.utils.clip_grad_norm_(ours, 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        torch.nn.utils.clip_grad_norm_(theirs, 1.0, error_if_nonfinite=True)
+    for p, b in zip(ours, before):
+        assert np.array_equal(np.asarray(p.grad), b)  # nothing scaled
+    total = nn.utils.clip_grad_norm_(ours, 1.0)  # as torch: scaled by the infinite norm
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    assert total.item() == expected.item() == math.inf
+    for p, q in zip(ours[:3], theirs):
+        np.testing.assert_array_equal(np.asarray(p.grad), q.grad.numpy())
+
+
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_clip_grad_value_matches_torch(rng, grad_kind):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, grad_kind)
+    held = [nn.utils.grad_data(p.grad) for p in ours[:3]]
+    assert nn.utils.clip_grad_value_(ours, 0.5) is None
+    torch.nn.utils.clip_grad_value_(theirs, 0.5)
+    for p, q, h in zip(ours, theirs, held):
+        assert nn.utils.grad_data(p.grad) is h
+        np.testing.assert_array_equal(h, q.grad.numpy())
+    assert max(np.abs(h).max() for h in held) == 0.5
+
+
+def test_clipping_refuses_bad_arguments():
+    p = Tensor(np.zeros(2), requires_grad=True)
+    p.grad = np.ones(2)
+    clip, value = nn.utils.clip_grad_norm_, nn.utils.clip_grad_value_
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ValueError, match=r"^clip_grad_norm_: max_norm must be >= 0"):
+            clip([p], bad)
+        with pytest.raises(ValueError, match=r"^clip_grad_value_: clip_value must be >= 0"):
+            value([p], bad)
+    for bad in (0, -2.0, math.nan):
+        with pytest.raises(ValueError, match=r"^clip_grad_norm_: norm_type must be a number"):
+            clip([p], 1.0, norm_type=bad)
+    with pytest.raises(TypeError, match=r"^clip_grad_norm_: norm_type must be a number"):
+        clip([p], 1.0, norm_type="two")
+    with pytest.raises(TypeError, match=r"^clip_grad_norm_: parameter 1 is a ndarray"):
+        clip([p, np.ones(2)], 1.0)
+    q = Tensor(1.0, requires_grad=True)
+    q.grad = 0.5  # a number cannot be scaled in place
+    with pytest.raises(TypeError, match=r"gradient of parameter 1 is a float; it must be"):
+        clip([p, q], 1.0)
+    q.grad = np.ones((), dtype=np.int64)
+    with pytest.raises(TypeError, match=r"gradient of parameter 0 is of dtype int64"):
+        value([q], 1.0)
+    assert np.array_equal(p.grad, np.ones(2))  # none of the above touched it

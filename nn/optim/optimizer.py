@@ -21,6 +21,7 @@ from autodiff import Tensor, Value, enable_grad
 from autodiff.engine import bump_version
 
 from ..module import zero_grads
+from ..utils import grad_data
 from .flat import FlatGroup, ParamState
 
 
@@ -75,10 +76,24 @@ class Optimizer:
         if group["lr"] < 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {group['lr']}")
 
-    def zero_grad(self) -> None:
-        """Tensor grads to None, Value grads to 0.0."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Tensor grads to None (with set_to_none=False: zeroed in place, as PyTorch
+        does); Value grads to 0.0."""
         for group in self.param_groups:
-            zero_grads(group["params"])
+            if set_to_none:
+                zero_grads(group["params"])
+                continue
+            for p in group["params"]:
+                if isinstance(p, Value):
+                    p.grad = 0.0
+                elif p.grad is not None:
+                    g = grad_data(p.grad)
+                    if isinstance(g, np.ndarray) and g.flags.writeable:
+                        g[...] = 0
+                        if isinstance(p.grad, Tensor):
+                            bump_version(p.grad)
+                    else:  # a number (or a read-only array): nothing to zero in place
+                        p.grad = np.zeros_like(p.data)
 
     def step(self, closure: Callable | None = None):
         """Update every parameter from its gradient; `closure` (optional) recomputes and
@@ -112,7 +127,7 @@ class Optimizer:
                                  f"{k} has grad {v.grad!r}, not a number (zero_grad() sets "
                                  "Value grads to 0.0)")
         for p in params:
-            g = p.grad
+            g = grad_data(p.grad)
             if type(g) is np.ndarray:
                 if g.dtype is p.data.dtype and g.shape == p.data.shape:
                     continue  # (the common case, decided without the general checks)
