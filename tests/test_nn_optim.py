@@ -47,16 +47,25 @@ def _sgd_reference(p, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, we
     return p
 
 
-def _adam_reference(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    p, m, v = p.copy(), 0 * p, 0 * p
+def _adam_reference(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                    amsgrad=False, decoupled=False):
+    p, m, v, v_max = p.copy(), 0 * p, 0 * p, 0 * p
     b1, b2 = betas
     for t, g in enumerate(grads, start=1):
-        g = g + weight_decay * p
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        v_max = np.maximum(v_max, v)
+        m_hat, v_hat = m / (1 - b1 ** t), (v_max if amsgrad else v) / (1 - b2 ** t)
         p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p
+
+
+def _adamw_reference(p, grads, lr, weight_decay=1e-2, **kw):
+    return _adam_reference(p, grads, lr, weight_decay=weight_decay, decoupled=True, **kw)
 
 
 def _rmsprop_reference(p, grads, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
@@ -85,6 +94,10 @@ CASES = [
     (optim.SGD, _sgd_reference, dict(lr=0.05, momentum=0.5, dampening=0.3, weight_decay=0.1)),
     (optim.Adam, _adam_reference, dict(lr=1e-2)),
     (optim.Adam, _adam_reference, dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+    (optim.Adam, _adam_reference, dict(lr=1e-2, betas=(0.5, 0.6), amsgrad=True)),
+    (optim.AdamW, _adamw_reference, dict(lr=1e-2)),
+    (optim.AdamW, _adamw_reference, dict(lr=3e-2, betas=(0.8, 0.6), weight_decay=0.5,
+                                         amsgrad=True)),
     (optim.RMSprop, _rmsprop_reference, dict(lr=1e-2)),
     (optim.RMSprop, _rmsprop_reference, dict(lr=1e-3, alpha=0.9, momentum=0.8,
                                              weight_decay=0.05)),
@@ -318,6 +331,9 @@ TORCH_CASES = [
     ("SGD", dict(lr=0.05, momentum=0.5, dampening=0.3)),
     ("Adam", dict(lr=1e-3)),
     ("Adam", dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+    ("Adam", dict(lr=1e-2, betas=(0.5, 0.6), amsgrad=True)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=3e-2, betas=(0.8, 0.6), weight_decay=0.5, amsgrad=True)),
     ("RMSprop", dict(lr=1e-2)),
     ("RMSprop", dict(lr=1e-3, alpha=0.9, momentum=0.8, weight_decay=0.05)),
     ("RMSprop", dict(lr=1e-3, centered=True, momentum=0.5, eps=1e-6)),
@@ -574,7 +590,7 @@ def test_every_kind_of_state_edit_is_noticed(edit):
 # -- hyperparameters: NaN passes every `x < 0` check, a string fails it with a bare error
 
 _HYPER = [(optim.SGD, k) for k in ("lr", "momentum", "weight_decay", "dampening")] + [
-    (optim.Adam, k) for k in ("lr", "eps", "weight_decay")] + [
+    (cls, k) for cls in (optim.Adam, optim.AdamW) for k in ("lr", "eps", "weight_decay")] + [
     (optim.RMSprop, k) for k in ("lr", "alpha", "eps", "momentum", "weight_decay")]
 
 
@@ -607,9 +623,19 @@ def test_hyperparameters_that_are_not_numbers_are_refused(cls, key, bad):
     (0.9, TypeError, r"betas must be a pair of numbers, got 0.9"),
     ((0.9,), TypeError, r"betas must be a pair of numbers, got \(0.9,\)"),
 ])
-def test_adam_betas_are_checked(betas, error, match):
-    with pytest.raises(error, match=rf"^Adam: {match}"):
-        optim.Adam(_ones(2), betas=betas)
+@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW])
+def test_adam_betas_are_checked(cls, betas, error, match):
+    with pytest.raises(error, match=rf"^{cls.__name__}: {match}"):
+        cls(_ones(2), betas=betas)
+
+
+@pytest.mark.parametrize("cls, flag", [(optim.SGD, "nesterov"), (optim.Adam, "amsgrad"),
+                                       (optim.AdamW, "amsgrad"), (optim.RMSprop, "centered")])
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_flags_must_be_bools(cls, flag, bad):
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}: {flag} must be True or False, "
+                                        rf"got {re.escape(repr(bad))}"):
+        cls(_ones(2), lr=0.1, **{flag: bad})
 
 
 def test_valid_hyperparameters_of_every_numeric_type_are_kept():
@@ -619,12 +645,93 @@ def test_valid_hyperparameters_of_every_numeric_type_are_kept():
     optim.RMSprop(_ones(2), lr=1e-3, alpha=1, momentum=np.int64(0))
 
 
-# -- zero_grad and gradient clipping (nn.utils), .grad an ndarray or a Tensor ----------
+# -- AdamW, lr edits, added groups, zero_grad: against PyTorch --------------------------
 
 def _set_grad(p, g, kind):
     """`.grad` as an ndarray or as a Tensor (the engine gives either, depending on its
     version); the optimizers and clipping must take both."""
     p.grad = g.copy() if kind == "ndarray" else Tensor(g.copy())
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [(np.float64, 1e-12, 1e-15),
+                                               (np.float32, 2e-5, 1e-6)])
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adamw_matches_torch_over_many_steps(rng, dtype, rtol, atol, grad_kind, amsgrad):
+    torch = pytest.importorskip("torch")
+    shapes = [(5, 4), (4,), (3,)]
+    init = [rng.normal(size=s).astype(dtype) for s in shapes]
+    grads = [[rng.normal(size=s).astype(dtype) for s in shapes] for _ in range(25)]
+    kw = dict(lr=3e-2, betas=(0.8, 0.7), weight_decay=0.2, amsgrad=amsgrad)
+    ours = [Tensor(x.copy(), requires_grad=True) for x in init]
+    theirs = [torch.tensor(x.copy(), requires_grad=True) for x in init]
+    opt = optim.AdamW(ours, **kw)
+    topt = torch.optim.AdamW(theirs, **kw)
+    for gs in grads:
+        for p, t, g in zip(ours, theirs, gs):
+            _set_grad(p, g, grad_kind)
+            t.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+        for p, t in zip(ours, theirs):
+            assert p.data.dtype == dtype
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=rtol, atol=atol)
+    assert 0 in opt._flat  # the flat path was the one compared
+    # the decoupled decay and amsgrad both matter here: neither comparison is vacuous
+    plain = _run_ours(optim.Adam, init, grads, **kw)
+    other = _run_ours(optim.AdamW, init, grads, **{**kw, "amsgrad": not amsgrad})
+    for a, b, c in zip(ours, plain, other):
+        assert not np.allclose(a.data, b, rtol=1e-3) and not np.allclose(a.data, c, rtol=1e-3)
+
+
+def test_adamw_signature_and_defaults_are_pytorchs():
+    opt = optim.AdamW(_ones(2))
+    group = opt.param_groups[0]
+    assert {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")} == dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False)
+    opt = optim.AdamW(_ones(2), 0.1, (0.5, 0.6), 1e-6, 0.3, True)  # positional, as in torch
+    assert opt.param_groups[0]["betas"] == (0.5, 0.6) and opt.param_groups[0]["amsgrad"]
+    assert optim.SGD(_ones(2)).param_groups[0]["lr"] == 1e-3  # torch's SGD default too
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                      ("Adam", dict(lr=0.05)),
+                                      ("AdamW", dict(lr=0.05, weight_decay=0.1)),
+                                      ("RMSprop", dict(lr=0.01, momentum=0.5))])
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_lr_edits_and_added_groups_match_torch(rng, name, kw, grad_kind):
+    torch = pytest.importorskip("torch")
+    init = [rng.normal(size=(3, 2)), rng.normal(size=4), rng.normal(size=2)]
+    grads = [[rng.normal(size=x.shape) for x in init] for _ in range(8)]
+
+    def run(lr_edit):
+        ours = [Tensor(x.copy(), requires_grad=True) for x in init]
+        theirs = [torch.tensor(x.copy(), requires_grad=True) for x in init]
+        opt = getattr(optim, name)(ours[:2], **kw)
+        topt = getattr(torch.optim, name)(theirs[:2], **kw)
+        for t, gs in enumerate(grads):
+            if t == 2 and lr_edit:
+                opt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = kw["lr"] * 3
+            if t == 4:  # a new group mid-run, with its own lr and the defaults otherwise
+                opt.add_param_group({"params": [ours[2]], "lr": 0.02})
+                topt.add_param_group({"params": [theirs[2]], "lr": 0.02})
+            n = 2 if t < 4 else 3
+            for p, q, g in zip(ours[:n], theirs[:n], gs):
+                _set_grad(p, g, grad_kind)
+                q.grad = torch.tensor(g)
+            opt.step()
+            topt.step()
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12, atol=1e-14)
+        mine, torchs = opt.param_groups[1], topt.param_groups[1]
+        assert all(mine[k] == torchs[k] for k in mine if k != "params")
+        return [p.data for p in ours]
+
+    edited, plain = run(True), run(False)
+    assert not np.allclose(edited[0], plain[0])  # the lr edit did change the steps
+    opt = getattr(optim, name)(_ones(2), **kw)
+    with pytest.raises(ValueError, match="more than once"):
+        opt.add_param_group({"params": opt.param_groups[0]["params"]})
 
 
 @pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
