@@ -376,24 +376,43 @@ def test_matches_torch_optim(rng, name, kw, kind):
         np.testing.assert_allclose(a, t.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("sched, kw", [("StepLR", dict(step_size=3, gamma=0.3)),
-                                       ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01))])
-def test_schedules_match_torch(sched, kw):
+@pytest.mark.parametrize("sched, args", [("StepLR", (3, 0.3)), ("CosineAnnealingLR", (5, 0.01)),
+                                         ("CosineAnnealingLR", (4, 0.0))])
+def test_schedules_match_torch_step_by_step(sched, args):
     torch = pytest.importorskip("torch")
-    p = Tensor(np.ones(1), requires_grad=True)
-    tp = torch.ones(1, requires_grad=True)
-    opt, topt = optim.SGD([p], lr=0.5), torch.optim.SGD([tp], lr=0.5)
-    s = getattr(optim, sched)(opt, **kw)
-    first = "step_size" if sched == "StepLR" else "T_max"
-    rest = {k: v for k, v in kw.items() if k != first}
-    ts = getattr(torch.optim.lr_scheduler, sched)(topt, kw[first], **rest)
+    ours = [Tensor(np.ones(1), requires_grad=True) for _ in range(2)]
+    theirs = [torch.ones(1, requires_grad=True) for _ in range(2)]
+    opt = optim.SGD([{"params": ours[:1]}, {"params": ours[1:], "lr": 0.2}], lr=0.5)
+    topt = torch.optim.SGD([{"params": theirs[:1]}, {"params": theirs[1:], "lr": 0.2}], lr=0.5)
+    s = getattr(optim, sched)(opt, *args)  # (PyTorch's positional order)
+    ts = getattr(torch.optim.lr_scheduler, sched)(topt, *args)
+    seen = set()
     for epoch in range(25):
-        np.testing.assert_allclose(s.get_last_lr(), ts.get_last_lr(), rtol=1e-12)
+        # the same floats, bit for bit: PyTorch's recursion in PyTorch's order of operations
+        assert s.get_last_lr() == ts.get_last_lr()
+        assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in topt.param_groups]
+        seen.add(s.get_last_lr()[1])
         if epoch == 9:  # an lr set by hand carries on, as in PyTorch
             opt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.01
         topt.step()
         s.step()
         ts.step()
+    assert len(seen) > 3  # the schedule did move
+    assert s.last_epoch == ts.last_epoch == 25 and s._step_count == ts._step_count
+
+
+def test_schedule_settings_are_checked():
+    opt = optim.SGD(_ones(1), lr=0.1)
+    for bad in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"^StepLR: step_size must be a whole number >= 1"):
+            optim.StepLR(opt, bad)
+        with pytest.raises(ValueError, match=r"^CosineAnnealingLR: T_max must be a whole"):
+            optim.CosineAnnealingLR(opt, bad)
+    with pytest.raises(ValueError, match=r"^StepLR: gamma must be a finite number >= 0"):
+        optim.StepLR(opt, 2, gamma=math.nan)
+    with pytest.raises(TypeError, match=r"^CosineAnnealingLR: eta_min must be a number"):
+        optim.CosineAnnealingLR(opt, 3, eta_min="0")
+    assert optim.lr_scheduler.StepLR is optim.StepLR  # torch.optim.lr_scheduler's path
 
 
 def _two_layer_step(model, opt, x):
@@ -725,6 +744,8 @@ def test_lr_edits_and_added_groups_match_torch(rng, name, kw, grad_kind):
             np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12, atol=1e-14)
         mine, torchs = opt.param_groups[1], topt.param_groups[1]
         assert all(mine[k] == torchs[k] for k in mine if k != "params")
+        assert opt.state_dict()["param_groups"][1]["params"] == [2] == \
+            topt.state_dict()["param_groups"][1]["params"]
         return [p.data for p in ours]
 
     edited, plain = run(True), run(False)

@@ -26,6 +26,8 @@ class Adam(Optimizer):
     0.9
     """
 
+    _torch_flags = {"decoupled_weight_decay": False}
+
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False):
@@ -43,6 +45,12 @@ class Adam(Optimizer):
             check_number(where, f"betas[{i}]", beta, high=1.0, high_open=True)
         check_flag(where, "amsgrad", group["amsgrad"])
         super()._check(group)
+
+    def _state_keys(self, group: dict) -> tuple[set, set]:
+        required = {"step", "exp_avg", "exp_avg_sq"}
+        if group["amsgrad"]:
+            required.add("max_exp_avg_sq")
+        return required, {"max_exp_avg_sq"}
 
     def _decay(self, p: np.ndarray, g: np.ndarray, group: dict, work: dict) -> np.ndarray:
         """The gradient with L2 weight decay folded in: g + wd p."""

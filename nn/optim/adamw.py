@@ -24,6 +24,8 @@ class AdamW(Adam):
     0.95
     """
 
+    _torch_flags = {"decoupled_weight_decay": True}
+
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False):

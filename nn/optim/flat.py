@@ -11,7 +11,7 @@ copies the parameters and their gradients in, updates, and copies the new values
 into each `.data` in place (bumping its version), so `.data` is never rebound and
 `p.detach()` always follows `p`. The parameters' state entries in `opt.state` are
 views of the flat state. A changed group (another set of parameters with gradients, an
-edited or cleared `opt.state`, a `.data` of another shape or dtype, a copied optimizer)
+edited, cleared or loaded `opt.state`, a `.data` of another shape or dtype, a copied optimizer)
 builds a new flat group from the current values; where one cannot hold (mixed dtypes,
 parameters sharing memory, state of other shapes) the step goes parameter by parameter.
 """

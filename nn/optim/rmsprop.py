@@ -40,6 +40,14 @@ class RMSprop(Optimizer):
         check_flag(where, "centered", group["centered"])
         super()._check(group)
 
+    def _state_keys(self, group: dict) -> tuple[set, set]:
+        required = {"step", "square_avg"}
+        if group["momentum"] > 0:
+            required.add("momentum_buffer")
+        if group["centered"]:
+            required.add("grad_avg")
+        return required, {"momentum_buffer", "grad_avg"}
+
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
                 work: dict) -> None:
         alpha, mu, wd = group["alpha"], group["momentum"], group["weight_decay"]

@@ -28,6 +28,9 @@ class SGD(Optimizer):
     0.95
     """
 
+    # (PyTorch stores None for a buffer not made yet; the first step then starts it)
+    _nullable_state = frozenset({"momentum_buffer"})
+
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
@@ -42,6 +45,9 @@ class SGD(Optimizer):
         super()._check(group)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening 0")
+
+    def _state_keys(self, group: dict) -> tuple[set, set]:
+        return set(), {"momentum_buffer"}
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
                 work: dict) -> None:
