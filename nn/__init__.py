@@ -14,7 +14,7 @@ Two paths that port by changing imports:
 
 import numpy as np  # noqa: F401  (for the doctest above)
 
-from . import data, optim
+from . import data, optim, utils
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .layers import Linear, ModuleList, Sequential
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
@@ -39,6 +39,6 @@ __all__ = [
     "Module", "Parameter", "Linear", "Sequential", "ModuleList",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-    "optim", "data", "save", "load", "CheckpointError",
+    "optim", "utils", "data", "save", "load", "CheckpointError",
     "fit", "evaluate", "accuracy", "History", "plot_history", "plot_decision_boundary",
 ]

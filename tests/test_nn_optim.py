@@ -47,16 +47,25 @@ def _sgd_reference(p, grads, lr, momentum=0.0, dampening=0.0, nesterov=False, we
     return p
 
 
-def _adam_reference(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    p, m, v = p.copy(), 0 * p, 0 * p
+def _adam_reference(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                    amsgrad=False, decoupled=False):
+    p, m, v, v_max = p.copy(), 0 * p, 0 * p, 0 * p
     b1, b2 = betas
     for t, g in enumerate(grads, start=1):
-        g = g + weight_decay * p
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        v_max = np.maximum(v_max, v)
+        m_hat, v_hat = m / (1 - b1 ** t), (v_max if amsgrad else v) / (1 - b2 ** t)
         p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p
+
+
+def _adamw_reference(p, grads, lr, weight_decay=1e-2, **kw):
+    return _adam_reference(p, grads, lr, weight_decay=weight_decay, decoupled=True, **kw)
 
 
 def _rmsprop_reference(p, grads, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
@@ -85,6 +94,10 @@ CASES = [
     (optim.SGD, _sgd_reference, dict(lr=0.05, momentum=0.5, dampening=0.3, weight_decay=0.1)),
     (optim.Adam, _adam_reference, dict(lr=1e-2)),
     (optim.Adam, _adam_reference, dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+    (optim.Adam, _adam_reference, dict(lr=1e-2, betas=(0.5, 0.6), amsgrad=True)),
+    (optim.AdamW, _adamw_reference, dict(lr=1e-2)),
+    (optim.AdamW, _adamw_reference, dict(lr=3e-2, betas=(0.8, 0.6), weight_decay=0.5,
+                                         amsgrad=True)),
     (optim.RMSprop, _rmsprop_reference, dict(lr=1e-2)),
     (optim.RMSprop, _rmsprop_reference, dict(lr=1e-3, alpha=0.9, momentum=0.8,
                                              weight_decay=0.05)),
@@ -320,6 +333,9 @@ TORCH_CASES = [
     ("SGD", dict(lr=0.05, momentum=0.5, dampening=0.3)),
     ("Adam", dict(lr=1e-3)),
     ("Adam", dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
+    ("Adam", dict(lr=1e-2, betas=(0.5, 0.6), amsgrad=True)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=3e-2, betas=(0.8, 0.6), weight_decay=0.5, amsgrad=True)),
     ("RMSprop", dict(lr=1e-2)),
     ("RMSprop", dict(lr=1e-3, alpha=0.9, momentum=0.8, weight_decay=0.05)),
     ("RMSprop", dict(lr=1e-3, centered=True, momentum=0.5, eps=1e-6)),
@@ -362,24 +378,43 @@ def test_matches_torch_optim(rng, name, kw, kind):
         np.testing.assert_allclose(a, t.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("sched, kw", [("StepLR", dict(step_size=3, gamma=0.3)),
-                                       ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01))])
-def test_schedules_match_torch(sched, kw):
+@pytest.mark.parametrize("sched, args", [("StepLR", (3, 0.3)), ("CosineAnnealingLR", (5, 0.01)),
+                                         ("CosineAnnealingLR", (4, 0.0))])
+def test_schedules_match_torch_step_by_step(sched, args):
     torch = pytest.importorskip("torch")
-    p = Tensor(np.ones(1), requires_grad=True)
-    tp = torch.ones(1, requires_grad=True)
-    opt, topt = optim.SGD([p], lr=0.5), torch.optim.SGD([tp], lr=0.5)
-    s = getattr(optim, sched)(opt, **kw)
-    first = "step_size" if sched == "StepLR" else "T_max"
-    rest = {k: v for k, v in kw.items() if k != first}
-    ts = getattr(torch.optim.lr_scheduler, sched)(topt, kw[first], **rest)
+    ours = [Tensor(np.ones(1), requires_grad=True) for _ in range(2)]
+    theirs = [torch.ones(1, requires_grad=True) for _ in range(2)]
+    opt = optim.SGD([{"params": ours[:1]}, {"params": ours[1:], "lr": 0.2}], lr=0.5)
+    topt = torch.optim.SGD([{"params": theirs[:1]}, {"params": theirs[1:], "lr": 0.2}], lr=0.5)
+    s = getattr(optim, sched)(opt, *args)  # (PyTorch's positional order)
+    ts = getattr(torch.optim.lr_scheduler, sched)(topt, *args)
+    seen = set()
     for epoch in range(25):
-        np.testing.assert_allclose(s.get_last_lr(), ts.get_last_lr(), rtol=1e-12)
+        # the same floats, bit for bit: PyTorch's recursion in PyTorch's order of operations
+        assert s.get_last_lr() == ts.get_last_lr()
+        assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in topt.param_groups]
+        seen.add(s.get_last_lr()[1])
         if epoch == 9:  # an lr set by hand carries on, as in PyTorch
             opt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.01
         topt.step()
         s.step()
         ts.step()
+    assert len(seen) > 3  # the schedule did move
+    assert s.last_epoch == ts.last_epoch == 25 and s._step_count == ts._step_count
+
+
+def test_schedule_settings_are_checked():
+    opt = optim.SGD(_ones(1), lr=0.1)
+    for bad in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"^StepLR: step_size must be a whole number >= 1"):
+            optim.StepLR(opt, bad)
+        with pytest.raises(ValueError, match=r"^CosineAnnealingLR: T_max must be a whole"):
+            optim.CosineAnnealingLR(opt, bad)
+    with pytest.raises(ValueError, match=r"^StepLR: gamma must be a finite number >= 0"):
+        optim.StepLR(opt, 2, gamma=math.nan)
+    with pytest.raises(TypeError, match=r"^CosineAnnealingLR: eta_min must be a number"):
+        optim.CosineAnnealingLR(opt, 3, eta_min="0")
+    assert optim.lr_scheduler.StepLR is optim.StepLR  # torch.optim.lr_scheduler's path
 
 
 def _two_layer_step(model, opt, x):
@@ -578,7 +613,7 @@ def test_every_kind_of_state_edit_is_noticed(edit):
 # -- hyperparameters: NaN passes every `x < 0` check, a string fails it with a bare error
 
 _HYPER = [(optim.SGD, k) for k in ("lr", "momentum", "weight_decay", "dampening")] + [
-    (optim.Adam, k) for k in ("lr", "eps", "weight_decay")] + [
+    (cls, k) for cls in (optim.Adam, optim.AdamW) for k in ("lr", "eps", "weight_decay")] + [
     (optim.RMSprop, k) for k in ("lr", "alpha", "eps", "momentum", "weight_decay")]
 
 
@@ -611,9 +646,19 @@ def test_hyperparameters_that_are_not_numbers_are_refused(cls, key, bad):
     (0.9, TypeError, r"betas must be a pair of numbers, got 0.9"),
     ((0.9,), TypeError, r"betas must be a pair of numbers, got \(0.9,\)"),
 ])
-def test_adam_betas_are_checked(betas, error, match):
-    with pytest.raises(error, match=rf"^Adam: {match}"):
-        optim.Adam(_ones(2), betas=betas)
+@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW])
+def test_adam_betas_are_checked(cls, betas, error, match):
+    with pytest.raises(error, match=rf"^{cls.__name__}: {match}"):
+        cls(_ones(2), betas=betas)
+
+
+@pytest.mark.parametrize("cls, flag", [(optim.SGD, "nesterov"), (optim.Adam, "amsgrad"),
+                                       (optim.AdamW, "amsgrad"), (optim.RMSprop, "centered")])
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_flags_must_be_bools(cls, flag, bad):
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}: {flag} must be True or False, "
+                                        rf"got {re.escape(repr(bad))}"):
+        cls(_ones(2), lr=0.1, **{flag: bad})
 
 
 def test_valid_hyperparameters_of_every_numeric_type_are_kept():
@@ -621,3 +666,226 @@ def test_valid_hyperparameters_of_every_numeric_type_are_kept():
     assert opt.param_groups[0]["lr"] == np.float32(0.1)
     optim.Adam(_ones(2), lr=0, betas=[0, np.float64(0.5)], eps=0)
     optim.RMSprop(_ones(2), lr=1e-3, alpha=1, momentum=np.int64(0))
+
+
+# -- AdamW, lr edits, added groups, zero_grad: against PyTorch --------------------------
+
+def _set_grad(p, g, kind):
+    """`.grad` as an ndarray or as a Tensor (the engine gives either, depending on its
+    version); the optimizers and clipping must take both."""
+    p.grad = g.copy() if kind == "ndarray" else Tensor(g.copy())
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [(np.float64, 1e-12, 1e-15),
+                                               (np.float32, 2e-5, 1e-6)])
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adamw_matches_torch_over_many_steps(rng, dtype, rtol, atol, grad_kind, amsgrad):
+    torch = pytest.importorskip("torch")
+    shapes = [(5, 4), (4,), (3,)]
+    init = [rng.normal(size=s).astype(dtype) for s in shapes]
+    grads = [[rng.normal(size=s).astype(dtype) for s in shapes] for _ in range(25)]
+    kw = dict(lr=3e-2, betas=(0.8, 0.7), weight_decay=0.2, amsgrad=amsgrad)
+    ours = [Tensor(x.copy(), requires_grad=True) for x in init]
+    theirs = [torch.tensor(x.copy(), requires_grad=True) for x in init]
+    opt = optim.AdamW(ours, **kw)
+    topt = torch.optim.AdamW(theirs, **kw)
+    for gs in grads:
+        for p, t, g in zip(ours, theirs, gs):
+            _set_grad(p, g, grad_kind)
+            t.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+        for p, t in zip(ours, theirs):
+            assert p.data.dtype == dtype
+            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=rtol, atol=atol)
+    assert 0 in opt._flat  # the flat path was the one compared
+    # the decoupled decay and amsgrad both matter here: neither comparison is vacuous
+    plain = _run_ours(optim.Adam, init, grads, **kw)
+    other = _run_ours(optim.AdamW, init, grads, **{**kw, "amsgrad": not amsgrad})
+    for a, b, c in zip(ours, plain, other):
+        assert not np.allclose(a.data, b, rtol=1e-3) and not np.allclose(a.data, c, rtol=1e-3)
+
+
+def test_adamw_signature_and_defaults_are_pytorchs():
+    opt = optim.AdamW(_ones(2))
+    group = opt.param_groups[0]
+    assert {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad")} == dict(
+        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False)
+    opt = optim.AdamW(_ones(2), 0.1, (0.5, 0.6), 1e-6, 0.3, True)  # positional, as in torch
+    assert opt.param_groups[0]["betas"] == (0.5, 0.6) and opt.param_groups[0]["amsgrad"]
+    assert optim.SGD(_ones(2)).param_groups[0]["lr"] == 1e-3  # torch's SGD default too
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                      ("Adam", dict(lr=0.05)),
+                                      ("AdamW", dict(lr=0.05, weight_decay=0.1)),
+                                      ("RMSprop", dict(lr=0.01, momentum=0.5))])
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_lr_edits_and_added_groups_match_torch(rng, name, kw, grad_kind):
+    torch = pytest.importorskip("torch")
+    init = [rng.normal(size=(3, 2)), rng.normal(size=4), rng.normal(size=2)]
+    grads = [[rng.normal(size=x.shape) for x in init] for _ in range(8)]
+
+    def run(lr_edit):
+        ours = [Tensor(x.copy(), requires_grad=True) for x in init]
+        theirs = [torch.tensor(x.copy(), requires_grad=True) for x in init]
+        opt = getattr(optim, name)(ours[:2], **kw)
+        topt = getattr(torch.optim, name)(theirs[:2], **kw)
+        for t, gs in enumerate(grads):
+            if t == 2 and lr_edit:
+                opt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = kw["lr"] * 3
+            if t == 4:  # a new group mid-run, with its own lr and the defaults otherwise
+                opt.add_param_group({"params": [ours[2]], "lr": 0.02})
+                topt.add_param_group({"params": [theirs[2]], "lr": 0.02})
+            n = 2 if t < 4 else 3
+            for p, q, g in zip(ours[:n], theirs[:n], gs):
+                _set_grad(p, g, grad_kind)
+                q.grad = torch.tensor(g)
+            opt.step()
+            topt.step()
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12, atol=1e-14)
+        mine, torchs = opt.param_groups[1], topt.param_groups[1]
+        assert all(mine[k] == torchs[k] for k in mine if k != "params")
+        assert opt.state_dict()["param_groups"][1]["params"] == [2] == \
+            topt.state_dict()["param_groups"][1]["params"]
+        return [p.data for p in ours]
+
+    edited, plain = run(True), run(False)
+    assert not np.allclose(edited[0], plain[0])  # the lr edit did change the steps
+    opt = getattr(optim, name)(_ones(2), **kw)
+    with pytest.raises(ValueError, match="more than once"):
+        opt.add_param_group({"params": opt.param_groups[0]["params"]})
+
+
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_zero_grad_sets_none_by_default_or_zeroes_in_place(grad_kind):
+    import inspect
+    assert inspect.signature(optim.Optimizer.zero_grad).parameters["set_to_none"].default
+    t, u, v = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(2), requires_grad=True), \
+        Value(1.0)
+    opt = optim.SGD([t, u, v], lr=0.1)
+    _set_grad(t, np.full(3, 2.0), grad_kind)
+    v.grad = 3.0
+    held = nn.utils.grad_data(t.grad)
+    opt.zero_grad(set_to_none=False)  # as torch: the same gradient array, now zeros
+    assert nn.utils.grad_data(t.grad) is held and np.array_equal(held, np.zeros(3))
+    assert u.grad is None and v.grad == 0.0
+    opt.zero_grad()
+    assert t.grad is None and v.grad == 0.0
+
+
+# -- gradient clipping (nn.utils): against PyTorch --------------------------------------
+
+def _clip_setup(rng, torch, grad_kind, dtype=np.float64, scale=1.0):
+    shapes = [(3, 4), (5,), ()]
+    grads = [np.array(scale * rng.normal(size=s), dtype=dtype) for s in shapes]
+    ours = [Tensor(np.zeros(s, dtype), requires_grad=True) for s in shapes + [(2,)]]
+    theirs = [torch.zeros(s, dtype=torch.float64 if dtype == np.float64 else torch.float32,
+                          requires_grad=True) for s in shapes + [(2,)]]
+    for p, q, g in zip(ours, theirs, grads):  # (the last parameter has no gradient)
+        _set_grad(p, g, grad_kind)
+        q.grad = torch.tensor(g)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1, 3.0, math.inf, "inf"])
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_clip_grad_norm_matches_torch(rng, norm_type, max_norm, grad_kind):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, grad_kind)
+    held = [nn.utils.grad_data(p.grad) for p in ours[:3]]
+    before = [h.copy() for h in held]
+    total = nn.utils.clip_grad_norm_(ours, max_norm, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+    assert isinstance(total, Tensor) and total.shape == () and total.dtype == np.float64
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-14)
+    for p, q, h, b in zip(ours, theirs, held, before):
+        assert nn.utils.grad_data(p.grad) is h  # scaled in place
+        np.testing.assert_allclose(h, q.grad.numpy(), rtol=1e-14)
+        if max_norm > total.item():
+            assert np.array_equal(h, b)  # (a factor of 1: untouched)
+    assert ours[3].grad is None
+    if max_norm < total.item():  # the clipped gradients have the norm asked for
+        flat = np.concatenate([h.reshape(-1) for h in held])
+        p = math.inf if norm_type == "inf" else norm_type
+        assert np.linalg.norm(flat, ord=p) == pytest.approx(max_norm, rel=1e-5)
+
+
+def test_clip_grad_norm_float32_single_tensor_and_no_grads(rng):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, "ndarray", dtype=np.float32)
+    total = nn.utils.clip_grad_norm_(ours, 0.1)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 0.1)
+    assert total.dtype == np.float32
+    np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-6)
+    for p, q in zip(ours[:3], theirs):
+        assert np.asarray(p.grad).dtype == np.float32
+        np.testing.assert_allclose(np.asarray(p.grad), q.grad.numpy(), rtol=1e-6)
+    one = Tensor(np.zeros(2), requires_grad=True)
+    one.grad = np.array([3.0, 4.0])
+    assert nn.utils.clip_grad_norm_(one, 1.0).item() == 5.0  # a single Tensor, as torch
+    none = nn.utils.clip_grad_norm_([Tensor(np.zeros(2), requires_grad=True)], 1.0)
+    assert isinstance(none, Tensor) and none.item() == 0.0
+
+
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_clip_grad_norm_non_finite(rng, grad_kind):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, grad_kind)
+    nn.utils.grad_data(ours[1].grad)[2] = math.inf
+    theirs[1].grad[2] = math.inf
+    before = [np.asarray(p.grad).copy() for p in ours[:3]]
+    with pytest.raises(RuntimeError, match=r"clip_grad_norm_: the total norm of order 2.0 .* "
+                                           r"is inf"):
+        nn.utils.clip_grad_norm_(ours, 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        torch.nn.utils.clip_grad_norm_(theirs, 1.0, error_if_nonfinite=True)
+    for p, b in zip(ours, before):
+        assert np.array_equal(np.asarray(p.grad), b)  # nothing scaled
+    total = nn.utils.clip_grad_norm_(ours, 1.0)  # as torch: scaled by the infinite norm
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    assert total.item() == expected.item() == math.inf
+    for p, q in zip(ours[:3], theirs):
+        np.testing.assert_array_equal(np.asarray(p.grad), q.grad.numpy())
+
+
+@pytest.mark.parametrize("grad_kind", ["ndarray", "tensor"])
+def test_clip_grad_value_matches_torch(rng, grad_kind):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _clip_setup(rng, torch, grad_kind)
+    held = [nn.utils.grad_data(p.grad) for p in ours[:3]]
+    assert nn.utils.clip_grad_value_(ours, 0.5) is None
+    torch.nn.utils.clip_grad_value_(theirs, 0.5)
+    for p, q, h in zip(ours, theirs, held):
+        assert nn.utils.grad_data(p.grad) is h
+        np.testing.assert_array_equal(h, q.grad.numpy())
+    assert max(np.abs(h).max() for h in held) == 0.5
+
+
+def test_clipping_refuses_bad_arguments():
+    p = Tensor(np.zeros(2), requires_grad=True)
+    p.grad = np.ones(2)
+    clip, value = nn.utils.clip_grad_norm_, nn.utils.clip_grad_value_
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ValueError, match=r"^clip_grad_norm_: max_norm must be >= 0"):
+            clip([p], bad)
+        with pytest.raises(ValueError, match=r"^clip_grad_value_: clip_value must be >= 0"):
+            value([p], bad)
+    for bad in (0, -2.0, math.nan):
+        with pytest.raises(ValueError, match=r"^clip_grad_norm_: norm_type must be a number"):
+            clip([p], 1.0, norm_type=bad)
+    with pytest.raises(TypeError, match=r"^clip_grad_norm_: norm_type must be a number"):
+        clip([p], 1.0, norm_type="two")
+    with pytest.raises(TypeError, match=r"^clip_grad_norm_: parameter 1 is a ndarray"):
+        clip([p, np.ones(2)], 1.0)
+    q = Tensor(1.0, requires_grad=True)
+    q.grad = 0.5  # a number cannot be scaled in place
+    with pytest.raises(TypeError, match=r"gradient of parameter 1 is a float; it must be"):
+        clip([p, q], 1.0)
+    q.grad = np.ones((), dtype=np.int64)
+    with pytest.raises(TypeError, match=r"gradient of parameter 0 is of dtype int64"):
+        value([q], 1.0)
+    assert np.array_equal(p.grad, np.ones(2))  # none of the above touched it

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 
 def check_number(where: str, name: str, value, *, low: float = 0.0, high: float = math.inf,
                  high_open: bool = False) -> None:
@@ -27,3 +29,10 @@ def check_number(where: str, name: str, value, *, low: float = 0.0, high: float 
         else:
             wanted = "be a finite number"
         raise ValueError(f"{where}: {name} must {wanted}, got {value!r}")
+
+
+def check_flag(where: str, name: str, value) -> None:
+    """Raise unless `value` is a bool (numpy's included): 0 or "no" would pass as falsy."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r} "
+                        f"({type(value).__name__})")

@@ -11,7 +11,7 @@ copies the parameters and their gradients in, updates, and copies the new values
 into each `.data` in place (bumping its version), so `.data` is never rebound and
 `p.detach()` always follows `p`. The parameters' state entries in `opt.state` are
 views of the flat state. A changed group (another set of parameters with gradients, an
-edited or cleared `opt.state`, a `.data` of another shape or dtype, a copied optimizer)
+edited, cleared or loaded `opt.state`, a `.data` of another shape or dtype, a copied optimizer)
 builds a new flat group from the current values; where one cannot hold (mixed dtypes,
 parameters sharing memory, state of other shapes) the step goes parameter by parameter.
 """
@@ -23,6 +23,8 @@ from operator import is_
 import numpy as np
 
 from autodiff.engine import bump_version
+
+from ..utils import grad_data
 
 try:  # numpy >= 2
     from numpy.lib.array_utils import byte_bounds
@@ -150,7 +152,7 @@ class FlatGroup:
         """Copy the parameters and their gradients (checked by the caller) in."""
         for p, view, grad_view in zip(self.params, self.views, self.grad_views):
             view[...] = p.data
-            grad_view[...] = p.grad
+            grad_view[...] = grad_data(p.grad)
 
     def scatter(self) -> None:
         """Copy the updated values back into each parameter's own array, in place."""

@@ -8,7 +8,7 @@ Tensor parameters of a group are updated all at once on one flat buffer (see fla
 or one by one where that cannot be, always in place: `.data` is never rebound, and each
 update bumps the parameter's version. The Value parameters of a group are packed into
 one float64 array, updated by the same rule, and written back. All follow exactly the
-same arithmetic.
+same arithmetic. `state_dict()` / `load_state_dict()` (state_dict.py) use PyTorch's layout.
 """
 
 from __future__ import annotations
@@ -21,11 +21,18 @@ from autodiff import Tensor, Value, enable_grad
 from autodiff.engine import bump_version
 
 from ..module import zero_grads
+from ..utils import grad_data
 from .flat import FlatGroup, ParamState
+from .state_dict import export_state, import_state
 
 
 class Optimizer:
     """Base class: `step()` applies `_update` to every parameter that has a gradient."""
+
+    # State keys whose value may be None (a buffer not started yet), and PyTorch group
+    # flags whose value is fixed for this rule: both for load_state_dict.
+    _nullable_state: frozenset = frozenset()
+    _torch_flags: dict = {}
 
     def __init__(self, params: Iterable, defaults: dict):
         if isinstance(params, (Tensor, Value)):
@@ -75,10 +82,39 @@ class Optimizer:
         if group["lr"] < 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {group['lr']}")
 
-    def zero_grad(self) -> None:
-        """Tensor grads to None, Value grads to 0.0."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Tensor grads to None (with set_to_none=False: zeroed in place, as PyTorch
+        does); Value grads to 0.0."""
         for group in self.param_groups:
-            zero_grads(group["params"])
+            if set_to_none:
+                zero_grads(group["params"])
+                continue
+            for p in group["params"]:
+                if isinstance(p, Value):
+                    p.grad = 0.0
+                elif p.grad is not None:
+                    g = grad_data(p.grad)
+                    if isinstance(g, np.ndarray) and g.flags.writeable:
+                        g[...] = 0
+                        if isinstance(p.grad, Tensor):
+                            bump_version(p.grad)
+                    else:  # a number (or a read-only array): nothing to zero in place
+                        p.grad = np.zeros_like(p.data)
+
+    # -- saving and loading (state_dict.py) ------------------------------------------
+    def state_dict(self) -> dict:
+        """The state in PyTorch's layout, `{"state": {index: {...}}, "param_groups":
+        [{..., "params": [index, ...]}]}`, with copies of the arrays."""
+        return export_state(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Take over a state_dict (ours, or torch's with its tensors as arrays): checked
+        against these parameters and rule first, so a bad one changes nothing."""
+        import_state(self, state_dict)
+
+    def _state_keys(self, group: dict) -> tuple[set, set]:
+        """(required, optional) keys of a parameter's state under `group`'s settings."""
+        raise NotImplementedError(f"{type(self).__name__}._state_keys")
 
     def step(self, closure: Callable | None = None):
         """Update every parameter from its gradient; `closure` (optional) recomputes and
@@ -112,7 +148,7 @@ class Optimizer:
                                  f"{k} has grad {v.grad!r}, not a number (zero_grad() sets "
                                  "Value grads to 0.0)")
         for p in params:
-            g = p.grad
+            g = grad_data(p.grad)
             if type(g) is np.ndarray:
                 if g.dtype is p.data.dtype and g.shape == p.data.shape:
                     continue  # (the common case, decided without the general checks)

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._checks import check_number
+from ._checks import check_flag, check_number
 from .optimizer import Optimizer, scratch
 
 
@@ -26,24 +26,40 @@ class RMSprop(Optimizer):
     0.9
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-2, *, alpha: float = 0.99,
-                 eps: float = 1e-8, momentum: float = 0.0, weight_decay: float = 0.0,
+    def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                                      weight_decay=weight_decay, centered=centered))
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      centered=centered, weight_decay=weight_decay))
 
     def _check(self, group: dict) -> None:
         where = type(self).__name__
         for key in ("lr", "eps", "momentum", "weight_decay"):
             check_number(where, key, group[key])
         check_number(where, "alpha", group["alpha"], high=1.0)
+        check_flag(where, "centered", group["centered"])
         super()._check(group)
+
+    def _state_keys(self, group: dict) -> tuple[set, set]:
+        required = {"step", "square_avg"}
+        if group["momentum"] > 0:
+            required.add("momentum_buffer")
+        if group["centered"]:
+            required.add("grad_avg")
+        return required, {"momentum_buffer", "grad_avg"}
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
                 work: dict) -> None:
         alpha, mu, wd = group["alpha"], group["momentum"], group["weight_decay"]
-        if "square_avg" not in state:
+        if "square_avg" not in state:  # (PyTorch's buffers, made in PyTorch's order)
+            state["step"] = 0
             state["square_avg"] = np.zeros_like(p)
+            if mu > 0:
+                state["momentum_buffer"] = np.zeros_like(p)
+            if group["centered"]:
+                state["grad_avg"] = np.zeros_like(p)
+        # (the step count is PyTorch's bookkeeping: the rule has no bias correction)
+        state["step"] = state.get("step", 0) + 1
         s, tmp = state["square_avg"], scratch(work, "tmp", p)
         if wd:
             gw = scratch(work, "grad_wd", p)
@@ -56,7 +72,7 @@ class RMSprop(Optimizer):
         s += tmp
         if group["centered"]:
             gbar = state.get("grad_avg")
-            if gbar is None:
+            if gbar is None:  # (centered switched on after the first step)
                 gbar = state["grad_avg"] = np.zeros_like(p)
             np.subtract(g, gbar, out=tmp)
             tmp *= 1 - alpha
@@ -70,7 +86,7 @@ class RMSprop(Optimizer):
         np.divide(g, tmp, out=tmp)
         if mu > 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
+            if buf is None:  # (momentum switched on after the first step)
                 buf = state["momentum_buffer"] = np.zeros_like(p)
             buf *= mu
             buf += tmp

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._checks import check_number
+from ._checks import check_flag, check_number
 from .optimizer import Optimizer, scratch
 
 
@@ -28,19 +28,26 @@ class SGD(Optimizer):
     0.95
     """
 
-    def __init__(self, params: Iterable, lr: float, *, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+    # (PyTorch stores None for a buffer not made yet; the first step then starts it)
+    _nullable_state = frozenset({"momentum_buffer"})
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      nesterov=nesterov, weight_decay=weight_decay))
+                                      weight_decay=weight_decay, nesterov=nesterov))
 
     def _check(self, group: dict) -> None:
         where = type(self).__name__
         for key in ("lr", "momentum", "weight_decay"):
             check_number(where, key, group[key])
         check_number(where, "dampening", group["dampening"], low=-math.inf)
+        check_flag(where, "nesterov", group["nesterov"])
         super()._check(group)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening 0")
+
+    def _state_keys(self, group: dict) -> tuple[set, set]:
+        return set(), {"momentum_buffer"}
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict, group: dict,
                 work: dict) -> None:

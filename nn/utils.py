@@ -1,0 +1,126 @@
+"""Gradient clipping with torch.nn.utils' names and arithmetic.
+
+    clip_grad_norm_:   n = || (||g_1||_p, ..., ||g_k||_p) ||_p       (the norm of all grads)
+                       g_i <- g_i * min(1, max_norm / (n + 1e-6))
+    clip_grad_value_:  g_i <- clamp(g_i, -clip_value, clip_value)
+
+Both change the gradients in place, in the array `.grad` holds (or wraps, when `.grad` is a
+Tensor), so every other holder of that array sees the clipped values.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable
+
+import numpy as np
+
+from autodiff import Tensor
+from autodiff.engine import bump_version
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+
+
+def grad_data(grad):
+    """The array of a gradient: `grad` itself, or the ndarray a Tensor gradient wraps
+    (`.grad` is an ndarray or a Tensor depending on the engine's version)."""
+    return grad.data if isinstance(grad, Tensor) else grad
+
+
+def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
+                    norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
+    """Scale all gradients by one factor so that their joint p-norm is at most
+    `max_norm`; return that norm (before clipping) as a 0-d Tensor.
+
+    >>> import numpy as np
+    >>> w = Tensor(np.zeros(2), requires_grad=True); w.grad = np.array([3.0, 4.0])
+    >>> clip_grad_norm_([w], max_norm=1.0).item()
+    5.0
+    >>> np.round(np.asarray(w.grad), 6)                   # now of norm 1 (less 1e-6 / 5)
+    array([0.6, 0.8])
+    """
+    where = "clip_grad_norm_"
+    grads = _grads(where, parameters)
+    max_norm = _real(where, "max_norm", max_norm)
+    if not max_norm >= 0:
+        raise ValueError(f"{where}: max_norm must be >= 0, got {max_norm!r}")
+    p = _real(where, "norm_type", norm_type)
+    if not p > 0:  # (NaN included)
+        raise ValueError(f"{where}: norm_type must be a number > 0 or inf, got {norm_type!r}")
+    if not grads:
+        return Tensor(0.0)
+    # PyTorch's two stages: each gradient's norm, then the norm of those norms.
+    norms = np.array([_norm(g.reshape(-1), p) for _, g in grads])
+    total = _norm(norms, p)
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(f"{where}: the total norm of order {norm_type} of the gradients "
+                           f"is {total}, so they cannot be clipped; pass "
+                           "error_if_nonfinite=False to scale them by it anyway")
+    # (a factor of 1 multiplies too, as in PyTorch: a NaN norm makes every grad NaN)
+    with np.errstate(invalid="ignore", divide="ignore"):  # (inf * 0 is NaN, as in torch)
+        coef = np.minimum(max_norm / (total + total.dtype.type(1e-6)), 1)
+        for grad, g in grads:
+            g *= coef.astype(g.dtype)
+            if isinstance(grad, Tensor):
+                bump_version(grad)
+    return Tensor(total)
+
+
+def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
+    """Clamp every gradient entry to [-clip_value, clip_value], in place.
+
+    >>> import numpy as np
+    >>> w = Tensor(np.zeros(3), requires_grad=True); w.grad = np.array([-3.0, 0.5, 2.0])
+    >>> clip_grad_value_(w, 1.0); np.asarray(w.grad)
+    array([-1. ,  0.5,  1. ])
+    """
+    where = "clip_grad_value_"
+    grads = _grads(where, parameters)
+    c = _real(where, "clip_value", clip_value)
+    if not c >= 0:
+        raise ValueError(f"{where}: clip_value must be >= 0, got {clip_value!r}")
+    for grad, g in grads:
+        np.clip(g, -c, c, out=g)
+        if isinstance(grad, Tensor):
+            bump_version(grad)
+
+
+def _grads(where: str, parameters) -> list[tuple]:
+    """(p.grad, its ndarray) of every parameter that has a gradient, checked writable."""
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    out = []
+    for i, p in enumerate(parameters):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{where}: parameter {i} is a {type(p).__name__}, expected a "
+                            "Tensor")
+        if p.grad is None:
+            continue
+        g = grad_data(p.grad)
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f" or not g.flags.writeable:
+            what = (f"a {type(g).__name__}" if not isinstance(g, np.ndarray) else
+                    f"a read-only array" if g.dtype.kind == "f" else f"of dtype {g.dtype}")
+            raise TypeError(f"{where}: the gradient of parameter {i} is {what}; it must be "
+                            "a writable floating-point array to be changed in place")
+        out.append((p.grad, g))
+    return out
+
+
+def _real(where: str, name: str, value) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("inf", "+inf"):
+        return math.inf  # (PyTorch takes float(norm_type), so "inf" works there too)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _norm(x: np.ndarray, p: float):
+    """||x||_p in x's dtype (inf: the largest magnitude)."""
+    if p == math.inf:
+        return np.max(np.abs(x)) if x.size else x.dtype.type(0)
+    if p == 2:
+        return np.sqrt(np.dot(x, x))
+    if p == 1:
+        return np.sum(np.abs(x))
+    return np.sum(np.abs(x) ** p) ** (1 / p)
