@@ -2,9 +2,10 @@
 
 Two paths that port by changing imports:
 - scalar, micrograd-compatible: `Neuron`, `Layer`, `MLP` on lists of numbers / `Value`s;
-- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Sequential`, `ModuleList`,
-  activations with a gain h (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.optim`,
-  and `save`/`load` in the safetensors format.
+- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Flatten`, `Unflatten`,
+  `Identity`, `Sequential`, `ModuleList`, activations with a gain h (`Sigmoid`, `Tanh`,
+  `ReLU`), `Softmax`, losses, `nn.init`, `nn.functional`, `nn.optim`, `nn.data`
+  (`TensorDataset`, `DataLoader`), and `save`/`load` in the safetensors format.
 
 >>> import nn
 >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -14,9 +15,9 @@ Two paths that port by changing imports:
 
 import numpy as np  # noqa: F401  (for the doctest above)
 
-from . import data, optim, utils
+from . import data, functional, init, optim, utils
 from .activations import ReLU, Sigmoid, Softmax, Tanh
-from .layers import Linear, ModuleList, Sequential
+from .layers import Flatten, Identity, Linear, ModuleList, Sequential, Unflatten
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
 from .scalar import MLP, Layer, Neuron
@@ -36,9 +37,10 @@ def __getattr__(name):
 
 __all__ = [
     "Neuron", "Layer", "MLP",
-    "Module", "Parameter", "Linear", "Sequential", "ModuleList",
+    "Module", "Parameter", "Linear", "Flatten", "Unflatten", "Identity", "Sequential",
+    "ModuleList",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-    "optim", "utils", "data", "save", "load", "CheckpointError",
+    "optim", "utils", "data", "functional", "init", "save", "load", "CheckpointError",
     "fit", "evaluate", "accuracy", "History", "plot_history", "plot_decision_boundary",
 ]

@@ -1,5 +1,6 @@
-"""Small in-memory datasets made in code from a seed, a train/test split, a mini-batch
-loader, and scikit-learn's 8x8 digits (optional).
+"""Small in-memory datasets made in code from a seed, a train/test split, scikit-learn's
+8x8 digits (optional), and PyTorch's `torch.utils.data` names: `Dataset`, `TensorDataset`,
+`DataLoader` and `default_collate`.
 
 Every `make_*` returns (X, y): X of shape (n, 2) float64, y of shape (n,) int64.
 """
@@ -7,11 +8,13 @@ Every `make_*` returns (X, y): X of shape (n, 2) float64, y of shape (n,) int64.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Iterator
 
 import numpy as np
 
-from autodiff import Tensor
+from autodiff import Tensor, stack
+from autodiff.errors import ShapeError
 from autodiff.rng import generator
 
 
@@ -105,54 +108,191 @@ def load_digits(*, test_size: float = 0.2, seed: int | None = 0, dtype=np.float6
     return train_test_split(X, digits.target.astype(np.int64), test_size=test_size, seed=seed)
 
 
-class DataLoader:
-    """Mini-batches of equally long arrays, as tuples of Tensors (or one Tensor for one
-    array); reshuffled every pass when `shuffle` (with autodiff's seeded generator, or `rng`).
+class Dataset:
+    """Base class of a map-style dataset (PyTorch's `torch.utils.data.Dataset`): define
+    `__getitem__(index)` returning one sample and `__len__()`."""
 
-    >>> X, y = np.zeros((10, 2)), np.arange(10)
-    >>> [len(xb) for xb, yb in DataLoader(X, y, batch_size=4)]
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+
+class TensorDataset(Dataset):
+    """Samples are the rows of equally long tensors: `ds[i] == (t[i] for t in tensors)`.
+    Arrays are accepted too (as Tensors that keep their dtype).
+
+    >>> ds = TensorDataset(np.zeros((5, 2)), np.arange(5))
+    >>> len(ds), ds[3][1].item()
+    (5, 3)
+    """
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorDataset: give at least one tensor")
+        converted = []
+        for i, t in enumerate(tensors):
+            if not isinstance(t, Tensor):
+                arr = np.asarray(t)
+                if arr.dtype.kind not in "biuf":
+                    raise TypeError(f"TensorDataset: tensor {i} must be numeric, got dtype "
+                                    f"{arr.dtype}")
+                t = Tensor(arr)
+            if t.ndim == 0:
+                raise ValueError(f"TensorDataset: tensor {i} is 0-d; each needs a first "
+                                 "dimension to index samples by")
+            converted.append(t)
+        lengths = [t.shape[0] for t in converted]
+        if len(set(lengths)) != 1:
+            raise ValueError(f"TensorDataset: the tensors' first dimensions differ: shapes "
+                             f"{[t.shape for t in converted]}")
+        self.tensors = tuple(converted)
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+
+def _stack_error(batch, err) -> Exception:
+    shapes = sorted({tuple(np.shape(b.data if isinstance(b, Tensor) else b)) for b in batch})
+    return RuntimeError(f"default_collate: cannot stack samples of different shapes "
+                        f"{shapes} into a batch ({err})")
+
+
+def default_collate(batch: list):
+    """Stack a list of samples into a batch, as PyTorch's default_collate: Tensors and
+    numeric arrays are stacked along a new first dimension (keeping their dtype), Python
+    ints become int64, floats float64, numpy scalars keep their dtype; tuples and lists
+    are collated field by field (giving a list), dicts key by key; strings are left as a
+    list.
+
+    >>> [t.dtype for t in default_collate([(1, 2.0), (3, 4.0)])]
+    [dtype('int64'), dtype('float64')]
+    """
+    elem = batch[0]
+    if isinstance(elem, Tensor):
+        try:
+            return stack(batch)  # recorded, as torch.stack is, if a sample requires grad
+        except (ValueError, ShapeError) as err:
+            raise _stack_error(batch, err) from None
+    if isinstance(elem, (np.ndarray, np.bool_, np.number)):
+        if elem.dtype.kind not in "biuf":
+            raise TypeError(f"default_collate: arrays must be numeric, got dtype {elem.dtype}")
+        try:
+            return Tensor(np.stack(batch))
+        except ValueError as err:
+            raise _stack_error(batch, err) from None
+    if isinstance(elem, float):
+        return Tensor(np.array(batch, dtype=np.float64))
+    if isinstance(elem, int):  # (bool is an int: a batch of bools stays bool)
+        arr = np.array(batch)
+        return Tensor(arr.astype(np.int64) if arr.dtype.kind in "iu" else arr)
+    if isinstance(elem, (str, bytes)):
+        return batch
+    if isinstance(elem, Mapping):
+        return {key: default_collate([d[key] for d in batch]) for key in elem}
+    if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple keeps its type
+        return type(elem)(*(default_collate(list(f)) for f in zip(*batch)))
+    if isinstance(elem, Sequence):
+        if any(len(b) != len(elem) for b in batch):
+            raise RuntimeError(f"default_collate: samples have different numbers of fields "
+                               f"{sorted({len(b) for b in batch})}")
+        return [default_collate(list(field)) for field in zip(*batch)]
+    raise TypeError(f"default_collate: a batch must hold Tensors, numpy arrays, numbers, "
+                    f"dicts or lists; found {type(elem).__name__}")
+
+
+def _positive_int(value, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"DataLoader: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class DataLoader:
+    """Mini-batches of a map-style dataset (anything with `__len__` and `__getitem__`:
+    a TensorDataset, a Dataset subclass, an array), as PyTorch's DataLoader: each batch is
+    `collate_fn([dataset[i] for i in indices])` (default_collate: `(xb, yb)` Tensors for
+    samples `(x, y)`). With shuffle=True the order is a new permutation every pass, drawn
+    from the generator `autodiff.manual_seed` seeds (or `generator=`, a numpy Generator).
+    Loading happens in this process; `num_workers` is accepted and changes nothing.
+
+    >>> ds = TensorDataset(np.zeros((10, 2)), np.arange(10))
+    >>> [len(yb) for xb, yb in DataLoader(ds, batch_size=4)]
     [4, 4, 2]
     """
 
-    def __init__(self, *arrays, batch_size: int = 32, shuffle: bool = False,
-                 drop_last: bool = False, rng: np.random.Generator | None = None):
-        if not arrays:
-            raise ValueError("DataLoader: give at least one array")
-        self.arrays = [np.asarray(a.data if isinstance(a, Tensor) else a) for a in arrays]
-        lengths = {len(a) for a in self.arrays}
-        if len(lengths) != 1:
-            raise ValueError(f"DataLoader: arrays have different lengths "
-                             f"{[len(a) for a in self.arrays]}")
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
-        self.n = lengths.pop()
-        self.batch_size = int(batch_size)
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *,
+                 drop_last: bool = False, collate_fn=None, num_workers: int = 0,
+                 generator: np.random.Generator | None = None):
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: the dataset must be map-style, with __len__ and "
+                            f"__getitem__; got {type(dataset).__name__} (iterable-style "
+                            "datasets are not supported)")
+        if isinstance(dataset, np.ndarray) and dataset.ndim == 0:
+            raise TypeError("DataLoader: a 0-d array has no samples to batch")
+        if isinstance(batch_size, (np.ndarray, Tensor, list)):
+            raise TypeError("DataLoader: the second argument is batch_size; to batch several "
+                            "arrays together, pass DataLoader(TensorDataset(X, y), "
+                            "batch_size=...)")
+        if batch_size is None:
+            raise ValueError("DataLoader: batch_size=None (no automatic batching) is not "
+                             "supported; give a positive int")
+        if not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be an int >= 0, got "
+                             f"{num_workers!r}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"DataLoader: collate_fn must be callable, got "
+                            f"{type(collate_fn).__name__}")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(f"DataLoader: generator must be a numpy Generator, got "
+                            f"{type(generator).__name__}")
+        self.dataset = dataset
+        self.batch_size = _positive_int(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.rng = rng
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
+        self.num_workers = int(num_workers)
+        self.generator = generator
 
     def __len__(self) -> int:
+        n = len(self.dataset)
         if self.drop_last:
-            return self.n // self.batch_size
-        return -(-self.n // self.batch_size)
+            return n // self.batch_size
+        return -(-n // self.batch_size)
+
+    def _fetch_whole(self, idx: np.ndarray):
+        """A batch of a dataset made of whole arrays (TensorDataset, an array or a
+        Tensor), indexed at once: the same batch as default_collate of the samples."""
+        ds = self.dataset
+        sources = ds.tensors if isinstance(ds, TensorDataset) else (ds,)
+        out = []
+        for t in sources:
+            if isinstance(t, Tensor) and t.requires_grad:
+                out.append(t[idx])  # a graph node, as stacking the rows would give
+            else:
+                out.append(Tensor(np.asarray(t.data if isinstance(t, Tensor) else t)[idx]))
+        return out if isinstance(ds, TensorDataset) else out[0]
 
     def __iter__(self) -> Iterator:
-        if self.shuffle:
-            order = (self.rng or generator()).permutation(self.n)
-        else:
-            order = None
-        stop = len(self) * self.batch_size
-        for start in range(0, min(stop, self.n), self.batch_size):
-            if order is None:
-                batch = [Tensor(a[start:start + self.batch_size]) for a in self.arrays]
+        n = len(self.dataset)
+        order = ((self.generator or generator()).permutation(n) if self.shuffle
+                 else np.arange(n))
+        whole = self.collate_fn is default_collate and (
+            type(self.dataset) in (TensorDataset, np.ndarray, Tensor))
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if whole:
+                yield self._fetch_whole(idx)
             else:
-                idx = order[start:start + self.batch_size]
-                batch = [Tensor(a[idx]) for a in self.arrays]
-            yield batch[0] if len(batch) == 1 else tuple(batch)
+                yield self.collate_fn([self.dataset[int(i)] for i in idx])
 
 
 def batches(*arrays, batch_size: int = 32, shuffle: bool = True, drop_last: bool = False,
             rng: np.random.Generator | None = None) -> Iterator:
-    """One pass of mini-batches over the arrays (see DataLoader)."""
-    return iter(DataLoader(*arrays, batch_size=batch_size, shuffle=shuffle,
-                           drop_last=drop_last, rng=rng))
+    """One pass of mini-batches over equally long arrays: a Tensor per batch for one
+    array, a list of Tensors for several (see DataLoader)."""
+    dataset = TensorDataset(*arrays)
+    loader = DataLoader(dataset if len(arrays) > 1 else dataset.tensors[0],
+                        batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                        generator=rng)
+    return iter(loader)

@@ -1,24 +1,66 @@
-"""nn's fused operations: thin wrappers over the engine's `linear` and `weighted_nll`
-primitives (see autodiff/ops.py for their forward and vjp, and why they are fused).
-Composite versions remain the reference the tests compare against."""
+"""`nn.functional`: PyTorch's functional forms, with its names and arguments (`dim=`,
+`reduction=`), on the engine's primitives.
+
+    relu, sigmoid, tanh            the Tensor methods (one primitive each)
+    softmax, log_softmax           exp(x_i) / sum_j exp(x_j) along dim, and its log
+    linear                         x W^T + b (one fused node for a batch of rows)
+    dropout                        x * m / (1 - p), m_i ~ Bernoulli(1 - p), in training only
+    cross_entropy, nll_loss        -w_y log_softmax(x)_y, and -w_y x_y for log-probabilities x
+    mse_loss, binary_cross_entropy, binary_cross_entropy_with_logits   the loss classes'
+
+The losses reuse the classes of nn/losses.py (imported when first called: that module
+imports this one). `weighted_nll` is the fused cross-entropy the loss classes use.
+
+>>> import nn.functional as F
+>>> F.softmax(Tensor([[0.0, 0.0]]), dim=1).data
+array([[0.5, 0.5]])
+"""
 
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 
-from autodiff import OPS, Tensor
+from autodiff import OPS, Tensor, where
+from autodiff.errors import ShapeError
+from autodiff.rng import generator
 from autodiff.tensor import apply
 
 LINEAR, WEIGHTED_NLL = OPS["linear"], OPS["weighted_nll"]
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x W^T + b. One fused node for a batch of rows (x of shape (N, in)); composed from
-    matmul and add for any other shape."""
+def as_tensor(x, where: str) -> Tensor:
+    """Tensors pass through; arrays and lists become constant Tensors."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (np.ndarray, list, tuple, float, int, np.generic)):
+        try:
+            return Tensor(x)
+        except TypeError as err:  # non-numeric data: say which layer or loss it was for
+            raise TypeError(f"{where}: {err}") from None
+    raise TypeError(f"{where}: expected a Tensor or an array, got {type(x).__name__}")
+
+
+# -- the fused primitives ------------------------------------------------------------
+def linear(input, weight, bias=None) -> Tensor:
+    """input W^T + b with W of shape (out, in). One fused node for a batch of rows (input
+    of shape (N, in)); composed from matmul and add for any other shape."""
+    x = input if type(input) is Tensor else as_tensor(input, "linear")
+    w = weight if isinstance(weight, Tensor) else as_tensor(weight, "linear")
+    if bias is not None and not isinstance(bias, Tensor):
+        bias = as_tensor(bias, "linear")
+    if w.ndim != 2 or not x.shape or x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"linear: input of shape {x.shape} does not fit a weight of shape "
+                         f"{w.shape} (out_features, in_features)")
+    if bias is not None and bias.shape not in ((w.shape[0],), ()):
+        raise ShapeError(f"linear: bias of shape {bias.shape} does not fit a weight of "
+                         f"shape {w.shape}; it must have shape ({w.shape[0]},)")
     if x.data.ndim != 2:
-        y = x @ weight.T
+        y = x @ w.T
         return y if bias is None else y + bias
-    return apply(LINEAR, (x, weight) if bias is None else (x, weight, bias))
+    return apply(LINEAR, (x, w) if bias is None else (x, w, bias))
 
 
 def weighted_nll(logits: Tensor, coef: np.ndarray, rowsum=None) -> Tensor:
@@ -29,3 +71,230 @@ def weighted_nll(logits: Tensor, coef: np.ndarray, rowsum=None) -> Tensor:
     if rowsum is not None:
         kw["rowsum"] = rowsum
     return apply(WEIGHTED_NLL, (logits,), kw)
+
+
+# -- activations ---------------------------------------------------------------------
+def _in_place(x: Tensor, where: str, method, *args) -> Tensor:
+    """An inplace=True variant: the Tensor's in-place method, which refuses (clearly) a
+    tensor that is part of a graph, since that change could not be differentiated."""
+    try:
+        return method(x, *args)
+    except RuntimeError as err:
+        raise RuntimeError(f"{where}(inplace=True): {err}") from None
+
+
+def relu(input, inplace: bool = False) -> Tensor:
+    """max(0, x); d/dx = [x > 0]."""
+    x = input if type(input) is Tensor else as_tensor(input, "relu")
+    if inplace:
+        return _in_place(x, "relu", Tensor.clamp_, 0)
+    return x.relu()
+
+
+def sigmoid(input) -> Tensor:
+    """1 / (1 + exp(-x)); d/dx = s (1 - s)."""
+    return as_tensor(input, "sigmoid").sigmoid()
+
+
+def tanh(input) -> Tensor:
+    """tanh(x); d/dx = 1 - tanh(x)^2."""
+    return as_tensor(input, "tanh").tanh()
+
+
+def _softmax_input(input, dim, dtype, where: str) -> tuple[Tensor, int]:
+    x = as_tensor(input, where)
+    if dtype is not None:
+        x = x.astype(dtype)  # as PyTorch: cast before the exponentials
+    if dim is None:
+        # PyTorch's deprecated implicit choice, kept so old code still runs.
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+        warnings.warn(f"{where}: implicit dimension choice is deprecated; pass dim={dim}",
+                      UserWarning, stacklevel=3)
+    return x, dim
+
+
+def softmax(input, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """exp(x_i) / sum_j exp(x_j) along `dim`."""
+    x, dim = _softmax_input(input, dim, dtype, "softmax")
+    return x.softmax(axis=dim)
+
+
+def log_softmax(input, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """x_i - logsumexp_j x_j along `dim` (stable; better than log(softmax(x)))."""
+    x, dim = _softmax_input(input, dim, dtype, "log_softmax")
+    return x.log_softmax(axis=dim)
+
+
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Inverted dropout: each element zeroed with probability p, the rest scaled by
+    1 / (1 - p) so the expectation is unchanged; the mask is drawn from the generator
+    `autodiff.manual_seed` seeds. The input itself when not training or p = 0."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+        raise ValueError(f"dropout: p is the probability of zeroing an element and must "
+                         f"lie in [0, 1], got {p!r}")
+    x = input if type(input) is Tensor else as_tensor(input, "dropout")
+    if not training or p == 0:
+        return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout: needs a floating-point tensor, got dtype {x.dtype}")
+    if p == 1:
+        mask = np.zeros(x.shape, x.dtype)
+    else:
+        mask = (generator().random(x.shape) >= p) * x.dtype.type(1 / (1 - p))
+        mask = mask.astype(x.dtype, copy=False)
+    if inplace:
+        return _in_place(x, "dropout", Tensor.mul_, mask)
+    return x * mask
+
+
+# -- losses --------------------------------------------------------------------------
+def _class_rows(x: Tensor, target, where: str):
+    """PyTorch's class layouts as rows: logits (C,) with a label () (unbatched), (N, C)
+    with labels (N,), or (N, C, d1, ...) with labels (N, d1, ...) (class probabilities:
+    the logits' shape). Returns (logits (M, C), target rows, shape of a 'none' result)."""
+    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    probabilities = t.shape == x.shape and t.dtype.kind == "f"
+    if x.ndim == 1:
+        return x.reshape(1, -1), t.reshape((1,) + t.shape), ()
+    if x.ndim <= 2:
+        return x, t, None
+    n, c = x.shape[:2]
+    last = (0,) + tuple(range(2, x.ndim)) + (1,)  # the class axis moved last
+    rows = x.transpose(last).reshape(-1, c)
+    if probabilities:
+        return rows, t.transpose(last).reshape(-1, c), x.shape[:1] + x.shape[2:]
+    if t.shape != x.shape[:1] + x.shape[2:]:
+        raise ShapeError(f"{where}: input of shape {x.shape} needs labels of shape "
+                         f"{x.shape[:1] + x.shape[2:]}, got {t.shape}")
+    return rows, t.reshape(-1), t.shape
+
+
+def _shaped(loss: Tensor, reduction: str, shape) -> Tensor:
+    """A 'none' result of rows back in the input's layout (other reductions are scalars)."""
+    if reduction != "none" or shape is None:
+        return loss
+    return loss.reshape(shape)
+
+
+def cross_entropy(input, target, weight=None, *, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """-w_y log_softmax(x)_y from logits and integer labels (or class probabilities);
+    `weight`, `ignore_index`, `label_smoothing` and 'mean' as CrossEntropyLoss."""
+    from .losses import CrossEntropyLoss
+
+    loss_fn = CrossEntropyLoss(weight, reduction=reduction, ignore_index=ignore_index,
+                               label_smoothing=label_smoothing)
+    x = as_tensor(input, "cross_entropy")
+    rows, t, shape = _class_rows(x, target, "cross_entropy")
+    return _shaped(loss_fn(rows, t), reduction, shape)
+
+
+def _labels(t: np.ndarray, n: int, c: int, ignore_index: int, where: str):
+    """Integer labels of shape (n,) in [0, c) or equal to ignore_index, and the mask of
+    the rows that count (ignored rows get label 0, so they can still index)."""
+    if t.shape != (n,):
+        raise ShapeError(f"{where}: input of shape ({n}, {c}) needs labels of shape ({n},), "
+                         f"got {t.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{where}: labels must be integers (class indices), got dtype "
+                        f"{t.dtype}")
+    keep = t != ignore_index
+    bad = keep & ((t < 0) | (t >= c))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise IndexError(f"{where}: label {int(t[i])} (sample {i}) is outside [0, {c}) "
+                         f"and is not ignore_index={ignore_index}")
+    return np.where(keep, t, 0).astype(np.intp), keep
+
+
+def nll_loss(input, target, weight=None, *, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """-w_y x_y for log-probabilities x (e.g. log_softmax's output) and integer labels y;
+    'mean' divides by the total weight of the labels that are not ignored (nan if all are),
+    as PyTorch does."""
+    from .losses import _check_reduction
+
+    _check_reduction(reduction, "nll_loss")
+    x = as_tensor(input, "nll_loss")
+    rows, t, shape = _class_rows(x, target, "nll_loss")
+    if rows.ndim != 2:
+        raise ShapeError(f"nll_loss: input must have shape (C,), (N, C) or (N, C, d1, ...), "
+                         f"got {x.shape}")
+    n, c = rows.shape
+    y, keep = _labels(t, n, c, int(ignore_index), "nll_loss")
+    w = np.ones(c) if weight is None else np.asarray(
+        weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
+    if w.shape != (c,):
+        raise ShapeError(f"nll_loss: weight has shape {w.shape} but there are C={c} classes")
+    row_weight = (w[y] * keep).astype(rows.dtype)
+    picked = rows[np.arange(n), y]
+    if not keep.all():
+        # An ignored row counts for nothing even where its input is -inf (0 * inf is nan).
+        picked = where(keep, picked, 0.0)
+    picked = picked * -row_weight
+    if reduction == "none":
+        return _shaped(picked, reduction, shape)
+    if reduction == "sum":
+        return picked.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):  # every label ignored: nan
+        return picked.sum() / rows.dtype.type(row_weight.sum())
+
+
+def _weighted(loss: Tensor, weight, reduction: str, where: str) -> Tensor:
+    """loss * weight (broadcast to the loss's shape), then the reduction."""
+    from .losses import _reduce
+
+    if weight is not None:
+        w = np.asarray(weight.data if isinstance(weight, Tensor) else weight)
+        try:
+            np.broadcast_shapes(w.shape, loss.shape)
+        except ValueError:
+            raise ShapeError(f"{where}: weight of shape {w.shape} does not broadcast to the "
+                             f"input's shape {loss.shape}") from None
+        loss = loss * w.astype(loss.dtype, copy=False)
+    return _reduce(loss, reduction)
+
+
+def mse_loss(input, target, *, reduction: str = "mean") -> Tensor:
+    """(x - y)^2, reduced; x and y must have the same shape (PyTorch would broadcast, with
+    a warning that the result is likely wrong)."""
+    from .losses import MSELoss
+
+    return MSELoss(reduction=reduction)(input, target)
+
+
+def binary_cross_entropy(input, target, weight=None, *, reduction: str = "mean") -> Tensor:
+    """-w (y log p + (1 - y) log(1 - p)) for probabilities p, each log clamped to >= -100."""
+    from .losses import BCELoss, _check_reduction
+
+    _check_reduction(reduction, "binary_cross_entropy")
+    loss = BCELoss(reduction="none" if weight is not None else reduction)(input, target)
+    return loss if weight is None else _weighted(loss, weight, reduction,
+                                                 "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction: str = "mean",
+                                     pos_weight=None) -> Tensor:
+    """BCE of sigmoid(x) from logits x, stable: softplus(x) - x y; with pos_weight q (one
+    per class, the last dimension) the positive term is weighted,
+    (1 - y) x + (1 + (q - 1) y) softplus(-x)."""
+    from .losses import BCEWithLogitsLoss, _check_reduction, _target_like, softplus
+
+    where = "binary_cross_entropy_with_logits"
+    _check_reduction(reduction, where)
+    if pos_weight is None:
+        inner = "none" if weight is not None else reduction
+        loss = BCEWithLogitsLoss(reduction=inner)(input, target)
+        return loss if weight is None else _weighted(loss, weight, reduction, where)
+    x = as_tensor(input, where)
+    y = _target_like(target, x, where)
+    q = np.asarray(pos_weight.data if isinstance(pos_weight, Tensor) else pos_weight)
+    try:
+        np.broadcast_shapes(q.shape, x.shape)
+    except ValueError:
+        raise ShapeError(f"{where}: pos_weight of shape {q.shape} does not broadcast to the "
+                         f"input's shape {x.shape} (one weight per class, the last "
+                         "dimension)") from None
+    q = q.astype(x.dtype, copy=False)
+    loss = (1 - y) * x + (1 + (q - 1) * y) * softplus(-x)
+    return _weighted(loss, weight, reduction, where)

@@ -111,36 +111,79 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
-    # -- parameters ------------------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        """(dotted name, module) for this module and every sub-module, each once."""
+    # -- sub-modules -----------------------------------------------------------------
+    def add_module(self, name: str, module: "Module | None") -> None:
+        """Register `module` under `name`, as `setattr(self, name, module)` does."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {type(module).__name__} is not an nn.Module")
+        if not isinstance(name, str):
+            raise TypeError(f"add_module: the name must be a str, got {name!r}")
+        if "." in name or not name:
+            raise KeyError(f"add_module: a module name must be non-empty without '.', "
+                           f"got {name!r}")
+        if hasattr(self, name) and name not in self._registries()[1]:
+            raise KeyError(f"add_module: attribute {name!r} already exists")
+        setattr(self, name, module)
+
+    register_module = add_module
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """(name, module) for each direct sub-module, a module registered twice once."""
         seen: set[int] = set()
+        for name, module in self._registries()[1].items():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
+
+    def children(self) -> Iterator["Module"]:
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+        """(dotted name, module) for this module and every sub-module, depth first in
+        registration order, each once (unless remove_duplicate=False), as in PyTorch;
+        `memo` is the set of modules to skip (and collects the ones given)."""
+        memo = set() if memo is None else memo
         stack = [(prefix, self)]
-        while stack:
+        while stack:  # a stack, not recursion: deep nets do not hit the recursion limit
             name, module = stack.pop()
-            if id(module) in seen:
+            if module in memo:
                 continue
-            seen.add(id(module))
+            if remove_duplicate:
+                memo.add(module)
             yield name, module
             _, children = module._registries()
             for child_name, child in reversed(children.items()):
                 stack.append((f"{name}.{child_name}" if name else child_name, child))
 
-    def modules(self) -> Iterator["Module"]:
-        for _, module in self.named_modules():
+    def modules(self, remove_duplicate: bool = True) -> Iterator["Module"]:
+        for _, module in self.named_modules(remove_duplicate=remove_duplicate):
             yield module
 
-    def children(self) -> Iterator["Module"]:
-        yield from self._registries()[1].values()
+    def apply(self, fn) -> "Module":
+        """Call fn(module) on every sub-module, children first and then self (PyTorch's
+        order: `net.apply(init_weights)` initialises each layer), and return self."""
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) pairs, each parameter once, in registration order."""
+    # -- parameters ------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) pairs, each parameter once, in registration order;
+        with recurse=False only this module's own."""
         seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
+        for module_name, module in modules:
             for name, p in module._registries()[0].items():
-                if id(p) not in seen:
+                if remove_duplicate:
+                    if id(p) in seen:
+                        continue
                     seen.add(id(p))
-                    yield (f"{module_name}.{name}" if module_name else name), p
+                yield (f"{module_name}.{name}" if module_name else name), p
 
     def _all_named_parameters(self) -> list[tuple[str, Parameter]]:
         """Every (dotted name, parameter) in PyTorch's state_dict order, a parameter tied
@@ -157,21 +200,68 @@ class Module:
                     stack.append((f"{prefix}{name}.", child, inside))
         return out
 
-    def parameters(self) -> Iterator[Parameter]:
-        for _, p in self.named_parameters():
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def zero_grad(self) -> None:
         """Tensor grads to None, Value grads to 0.0."""
         zero_grads(self.parameters())
 
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Set requires_grad on every parameter (False freezes the module); returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    # -- mode, device and dtype ------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
-        for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+        """Set `training` on this module and, through their own train(), its children
+        (layers such as dropout behave differently in training); returns self."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"train: mode must be a bool, got {mode!r}")
+        object.__setattr__(self, "training", bool(mode))
+        for module in self.children():
+            module.train(mode)
         return self
 
     def eval(self) -> "Module":
+        """train(False); returns self."""
         return self.train(False)
+
+    def to(self, *args, **kwargs) -> "Module":
+        """PyTorch's `to(device)`, `to(dtype)`, `to(device, dtype)`, `to(tensor)` (its
+        dtype), `to(device=..., dtype=..., non_blocking=...)`. The only device is the CPU
+        ("cpu"); a dtype converts every floating-point parameter (and its gradient),
+        keeping the Parameter objects, so an optimizer built before still updates them."""
+        _, dtype = _parse_to(args, kwargs)
+        if dtype is not None:
+            self._convert(dtype)
+        return self
+
+    def float(self) -> "Module":
+        """Floating-point parameters to float32; returns self."""
+        return self._convert(np.dtype(np.float32))
+
+    def double(self) -> "Module":
+        """Floating-point parameters to float64; returns self."""
+        return self._convert(np.dtype(np.float64))
+
+    def _convert(self, dtype: np.dtype) -> "Module":
+        for p in self.parameters():
+            if not isinstance(p, Tensor) or p.dtype.kind != "f" or p.dtype == dtype:
+                continue
+            # A new dtype needs new memory: the Parameter keeps its identity and gets a
+            # new array (as PyTorch's `param.data = ...`); the version bump makes a graph
+            # recorded with the old values refuse to backward.
+            p.data = p.data.astype(dtype)
+            bump_version(p)
+            g = p.grad
+            if isinstance(g, Tensor):
+                g.data = g.data.astype(dtype)
+            elif g is not None:
+                p.grad = np.asarray(g).astype(dtype)
+        return self
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
@@ -219,12 +309,63 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        children = self._registries()[1]
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not children:
+        # PyTorch's layout: extra_repr on the first line when it is the only content,
+        # otherwise each extra line and each "(name): child" on its own indented line.
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
+                       for name, child in self._registries()[1].items()]
+        lines = extra_lines + child_lines
+        head = f"{type(self).__name__}("
+        if not lines:
             return head + ")"
-        lines = [head]
-        for name, child in children.items():
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines) + "\n)"
+        if len(extra_lines) == 1 and not child_lines:
+            return head + extra_lines[0] + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _is_device(x) -> bool:
+    """A device name ("cpu", "cuda:0") or a device object with a `type` (torch.device's
+    shape)."""
+    return isinstance(x, str) or isinstance(getattr(x, "type", None), str)
+
+
+def _check_device(device) -> None:
+    name = device if isinstance(device, str) else device.type
+    if name.split(":")[0].strip() != "cpu":
+        raise RuntimeError(f"Module.to: device {str(device)!r} is not available; this library "
+                           "computes on the CPU only (use 'cpu')")
+
+
+def _parse_to(args: tuple, kwargs: dict):
+    """(device, dtype) from Module.to's PyTorch call forms; either may be None."""
+    kwargs = dict(kwargs)
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)  # nothing is asynchronous here
+    if kwargs:
+        raise TypeError(f"Module.to: unexpected keyword arguments {sorted(kwargs)}")
+    args = list(args)
+    if len(args) > 1 and isinstance(args[-1], bool):
+        args.pop()  # to(device, dtype, non_blocking) or to(dtype, non_blocking)
+    if len(args) > 2:
+        raise TypeError(f"Module.to: takes at most a device and a dtype, got {len(args)} "
+                        "arguments")
+    for arg in args:
+        if arg is None:
+            continue
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif _is_device(arg):
+            device = arg
+        else:
+            dtype = arg
+    if device is not None:
+        _check_device(device)
+    if dtype is not None:
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"Module.to: {dtype!r} is neither a device nor a dtype") from None
+        if dtype.kind != "f":  # as PyTorch: integer parameters are never cast
+            raise TypeError(f"Module.to: only floating-point dtypes can be given, got {dtype}")
+    return device, dtype

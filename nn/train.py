@@ -14,7 +14,7 @@ import numpy as np
 
 from autodiff import Tensor, no_grad
 
-from .data import DataLoader
+from .data import DataLoader, TensorDataset
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 
 
@@ -79,7 +79,7 @@ def evaluate(model, loss_fn, X, y, *, batch_size: int = 1024) -> tuple[float, fl
     threshold = _threshold(loss_fn)
     total, correct, n = 0.0, 0.0, len(y)
     with no_grad():
-        for xb, yb in DataLoader(X, y, batch_size=batch_size):
+        for xb, yb in DataLoader(TensorDataset(X, y), batch_size=batch_size):
             out = model(xb)
             total += _batch_total(loss_fn(out, yb), loss_fn, len(yb))
             if threshold is not None:
@@ -96,7 +96,8 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
     each epoch. The progress bar honours TQDM_MININTERVAL and TQDM_DISABLE in the
     environment; `progress=False` turns it off.
     """
-    loader = DataLoader(X, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle,
+                        drop_last=drop_last)
     if len(loader) == 0:
         raise ValueError(f"fit: no batch to train on: {len(y)} samples with batch_size="
                          f"{batch_size} and drop_last={drop_last}")

@@ -52,30 +52,48 @@ def test_train_test_split():
 @pytest.mark.parametrize("drop_last, sizes", [(False, [4, 4, 2]), (True, [4, 4])])
 def test_loader_batches(drop_last, sizes):
     X, y = np.arange(20.0).reshape(10, 2), np.arange(10)
-    loader = data.DataLoader(X, y, batch_size=4, drop_last=drop_last)
+    loader = data.DataLoader(data.TensorDataset(X, y), batch_size=4, drop_last=drop_last)
     batches = list(loader)
     assert [len(yb) for _, yb in batches] == sizes and len(loader) == len(sizes)
     assert all(isinstance(xb, Tensor) for xb, _ in batches)
     assert np.array_equal(batches[0][1].data, [0, 1, 2, 3])  # no shuffle: in order
+    assert batches[0][1].dtype == np.int64 and batches[0][0].dtype == np.float64
 
 
 def test_loader_shuffles_every_pass_and_covers_everything():
     autodiff.manual_seed(0)
     y = np.arange(50)
-    loader = data.DataLoader(y, batch_size=8, shuffle=True)
+    loader = data.DataLoader(y, batch_size=8, shuffle=True)  # an array is a dataset too
     first = np.concatenate([b.data for b in loader])
     second = np.concatenate([b.data for b in loader])
     assert sorted(first) == list(range(50)) and sorted(second) == list(range(50))
     assert not np.array_equal(first, second) and not np.array_equal(first, y)
     again = data.batches(y, batch_size=8, rng=np.random.default_rng(1))
     assert sorted(np.concatenate([b.data for b in again])) == list(range(50))
+    pairs = list(data.batches(y, 2 * y, batch_size=8, shuffle=False))
+    assert np.array_equal(pairs[1][1].data, 2 * np.arange(8, 16))
+
+
+def test_loader_shuffle_follows_manual_seed_and_generator():
+    ds = data.TensorDataset(np.arange(30))
+    autodiff.manual_seed(4)
+    a = [b.data.tolist() for (b,) in data.DataLoader(ds, batch_size=7, shuffle=True)]
+    autodiff.manual_seed(4)
+    b = [b.data.tolist() for (b,) in data.DataLoader(ds, batch_size=7, shuffle=True)]
+    assert a == b
+    g = [b.data.tolist() for (b,) in data.DataLoader(
+        ds, batch_size=7, shuffle=True, generator=np.random.default_rng(4))]
+    assert g == [c.tolist() for c in np.array_split(np.random.default_rng(4).permutation(30),
+                                                     [7, 14, 21, 28])]
 
 
 def test_loader_errors():
-    with pytest.raises(ValueError, match="different lengths"):
-        data.DataLoader(np.zeros(3), np.zeros(4))
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="TensorDataset: the tensors' first dimensions"):
+        data.TensorDataset(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="DataLoader: batch_size must be a positive int"):
         data.DataLoader(np.zeros(3), batch_size=0)
+    with pytest.raises(TypeError, match=r"DataLoader: .*TensorDataset\(X, y\)"):
+        data.DataLoader(np.zeros(3), np.zeros(3))
 
 
 def test_load_digits():
