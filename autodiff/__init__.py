@@ -9,6 +9,7 @@ from .engine import enable_grad, gc_paused, is_grad_enabled, no_grad
 from .errors import GradcheckError, ShapeError
 from .ops import OPS
 from .rng import manual_seed
+from .saving import CheckpointError, load, save
 from .tensor import Tensor, concatenate, maximum, minimum, stack, where
 from .value import Value
 
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
-    "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
+    "ShapeError", "GradcheckError", "draw_graph", "chain_rule", "save", "load", "CheckpointError",
 ]
 
 
