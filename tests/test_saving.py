@@ -3,6 +3,7 @@ optimizer and scheduler state in PyTorch's layout, plain values), files that saf
 and PyTorch read, refusal of what cannot be represented, and of damaged, foreign or
 forged files."""
 
+import json
 import math
 import os
 import pickle
@@ -13,6 +14,9 @@ from collections import OrderedDict, defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import autodiff
 import nn
@@ -476,3 +480,52 @@ def test_a_forged_file_that_is_valid_loads_as_written(tmp_path):
     back = autodiff.load(path)
     assert list(back) == ["w", 2] and back[2] == -math.inf
     assert np.array_equal(back["w"].data, np.arange(2.0))
+
+
+# -- properties: any savable object round trips; any metadata loads or is refused cleanly
+
+_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow])
+_arrays = hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.bool_]),
+                     hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3),
+                     elements=None)
+_leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+           | _arrays)
+_keys = st.integers() | st.text(max_size=5)
+_objects = st.recursive(_leaves, lambda inner: (
+    st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(_keys, inner, max_size=3)
+    | st.dictionaries(_keys, inner, max_size=3).map(OrderedDict)), max_leaves=12)
+
+
+@_SETTINGS
+@given(obj=_objects)
+def test_any_savable_object_round_trips(tmp_path, monkeypatch, obj):
+    # durability is not the point here, and fsync costs milliseconds a file on some disks
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    path = tmp_path / "any.safetensors"
+    autodiff.save(obj, path)
+    _same(obj, autodiff.load(path))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.sampled_from(["tensor", "numpy", "float", "tuple", "dict", "OrderedDict", "w", "v",
+                       "items", "7ff0000000000000"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "items", "name", "requires_grad", "bits"]), inner,
+        max_size=3), max_leaves=10)
+
+
+@_SETTINGS
+@given(root=_json)
+def test_any_metadata_loads_or_is_refused_cleanly(tmp_path, monkeypatch, root):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    # forged with a valid checksum: whatever the document, a CheckpointError or a value
+    path = _forged(tmp_path, json.dumps({"version": 1, "root": root}),
+                   {"w": np.arange(2.0), "v": np.array(1.5)})
+    try:
+        autodiff.load(path)
+    except CheckpointError as err:
+        assert str(err).startswith("autodiff.load: ")
