@@ -10,6 +10,7 @@ from .errors import GradcheckError, ShapeError
 from .function import Function, FunctionCtx
 from .ops import OPS
 from .rng import manual_seed
+from .saving import CheckpointError, load, save
 from .tensor import Tensor, concatenate, maximum, minimum, where
 from .value import Value
 
@@ -31,11 +32,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "Function", "FunctionCtx", "manual_seed", "maximum", "minimum", "where", "concatenate",
-    "stack", "OPS",
+    "stack", "OPS", "save", "load", "CheckpointError",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
-    "autograd", "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype", "set_default_dtype",
-    "float16", "half", "float32", "float", "float64", "double", "int8", "uint8", "int16",
-    "short", "int32", "int", "int64", "long", "bool",
+    "autograd", "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype",
+    "set_default_dtype", "float16", "half", "float32", "float", "float64", "double", "int8",
+    "uint8", "int16", "short", "int32", "int", "int64", "long", "bool",
 ] + factories.__all__ + functions.__all__
 
 
