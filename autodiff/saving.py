@@ -29,6 +29,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ._safetensors_io import CheckpointError, brief, dtype_code, read, strict_json, write
+from .dtypes import check_device
 from .tensor import Tensor
 
 __all__ = ["save", "load"]
@@ -146,10 +147,14 @@ class _Encoder:
         return name
 
 
-def load(path: str | os.PathLike):
+def load(path: str | os.PathLike, map_location=None, *, weights_only: bool = True):
     """Read a file written by `save`: the same structure, with every array as a Tensor (as
     torch.load returns tensors), so `model.load_state_dict(autodiff.load(path))` works.
-    A damaged, altered or foreign file raises CheckpointError naming it."""
+    A damaged, altered or foreign file raises CheckpointError naming it. (`map_location`
+    may only name the CPU; `weights_only` is accepted as in torch.load: nothing but
+    tensors and plain values is ever read, whatever it says.)"""
+    if map_location is not None:
+        check_device(map_location, "autodiff.load")
     where = f"autodiff.load: {os.fspath(path)!r}"
     arrays, metadata = read(path, where, require_digest=True)
     if _OBJECT_KEY not in metadata:
