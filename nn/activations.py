@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from autodiff import Tensor
+from autodiff.dtypes import as_dtype, get_default_dtype
 
 from .layers import as_tensor
 from .module import Module, Parameter
@@ -21,11 +22,12 @@ class _Gained(Module):
 
     _fn = ""
 
-    def __init__(self, h: float = 1.0, learnable: bool = False, *, dtype=np.float64):
+    def __init__(self, h: float = 1.0, learnable: bool = False, *, dtype=None):
         super().__init__()
         self.learnable = bool(learnable)
         if self.learnable:
-            self.h = Parameter(np.asarray(h, dtype=dtype))
+            self.h = Parameter(np.asarray(h, dtype=get_default_dtype() if dtype is None
+                                          else as_dtype(dtype, type(self).__name__)))
         else:
             self.h = float(h)
 

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from autodiff import Tensor, stack
+from autodiff.dtypes import get_default_dtype
 from autodiff.errors import ShapeError
 from autodiff.rng import generator
 
@@ -183,7 +184,7 @@ def default_collate(batch: list):
         except ValueError as err:
             raise _stack_error(batch, err) from None
     if isinstance(elem, float):
-        return Tensor(np.array(batch, dtype=np.float64))
+        return Tensor(np.array(batch, dtype=get_default_dtype()))
     if isinstance(elem, int):  # (bool is an int: a batch of bools stays bool)
         arr = np.array(batch)
         return Tensor(arr.astype(np.int64) if arr.dtype.kind in "iu" else arr)

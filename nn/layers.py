@@ -11,6 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from autodiff import Tensor
+from autodiff.dtypes import as_dtype, check_device, get_default_dtype
 from autodiff.errors import ShapeError
 from autodiff.rng import generator
 
@@ -27,7 +28,7 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 dtype=np.float64):
+                 device=None, dtype=None):
         super().__init__()
         for name, n in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
@@ -37,7 +38,9 @@ class Linear(Module):
                              f"{in_features} and {out_features}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        dtype = np.dtype(dtype)
+        if device is not None:
+            check_device(device, "Linear")
+        dtype = get_default_dtype() if dtype is None else as_dtype(dtype, "Linear")
         bound = 1.0 / math.sqrt(in_features)
         rng = generator()
         self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features))

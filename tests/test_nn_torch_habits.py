@@ -1005,3 +1005,18 @@ def test_quickstart_loop_runs(rng):
         correct = sum(float((model(xb).data.argmax(1) == yb.data).sum())
                       for xb, yb in DataLoader(TensorDataset(X, y), batch_size=64))
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) and correct / size > 0.6
+
+
+def test_layers_follow_the_default_dtype_as_in_pytorch():
+    import autodiff
+    autodiff.set_default_dtype(autodiff.float32)
+    try:
+        lin, act = nn.Linear(3, 2), nn.Tanh(learnable=True)
+        assert lin.weight.dtype == lin.bias.dtype == act.h.dtype == np.float32
+        assert lin(autodiff.ones(4, 3)).dtype == np.float32
+        assert nn.Linear(3, 2, dtype=autodiff.float64).weight.dtype == np.float64
+    finally:
+        autodiff.set_default_dtype(autodiff.float64)
+    assert nn.Linear(3, 2).weight.dtype == np.float64
+    with pytest.raises(RuntimeError, match="Linear: device 'cuda' is not available"):
+        nn.Linear(3, 2, device="cuda")
