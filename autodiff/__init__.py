@@ -16,8 +16,8 @@ from .value import Value
 # (These shadow builtins such as sum, max and float inside this file only.)
 from . import factories, functions
 from .dtypes import (
-    bool_ as bool, device, double, float16, float32, float64, get_default_dtype, half,
-    int8, int16, int32, int64, long, set_default_dtype, short, uint8)
+    accelerator, bool_ as bool, cuda, device, double, float16, float32, float64,
+    get_default_dtype, half, int8, int16, int32, int64, long, set_default_dtype, short, uint8)
 from .dtypes import float32 as float  # torch.float is float32
 from .dtypes import int32 as int  # torch.int is int32
 from .factories import *  # noqa: F401,F403  (tensor, zeros, randn, ... see factories.py)
@@ -30,7 +30,7 @@ __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "manual_seed", "maximum", "minimum", "where", "concatenate", "stack", "OPS",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
-    "Size", "device", "get_default_dtype", "set_default_dtype",
+    "Size", "device", "cuda", "accelerator", "get_default_dtype", "set_default_dtype",
     "float16", "half", "float32", "float", "float64", "double", "int8", "uint8", "int16",
     "short", "int32", "int", "int64", "long", "bool",
 ] + factories.__all__ + functions.__all__

@@ -76,3 +76,30 @@ class device:
 
     def __repr__(self) -> str:
         return "device(type='cpu')"
+
+
+class _NoAccelerator:
+    """`autodiff.cuda` and `autodiff.accelerator`: PyTorch's questions about a GPU, for
+    code such as `if torch.cuda.is_available(): x = x.to("cuda")`. The answer here is
+    always that there is none: this library runs on the CPU."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def is_available(self) -> bool:
+        return False
+
+    def device_count(self) -> int:
+        return 0
+
+    def current_accelerator(self) -> None:
+        return None  # (PyTorch's answer when no accelerator is available)
+
+    def __repr__(self) -> str:
+        return f"<autodiff.{self._name}: no accelerator, CPU only>"
+
+
+cuda = _NoAccelerator("cuda")
+accelerator = _NoAccelerator("accelerator")
