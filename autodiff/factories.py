@@ -326,6 +326,8 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None,
 def _like(name, t, make, dtype, requires_grad, device, sampled=False) -> Tensor:
     if not isinstance(t, (Tensor, np.ndarray)):
         raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")
+    if device is not None:
+        check_device(device, name)
     dtype = t.dtype if dtype is None else as_dtype(dtype, name)
     if sampled:
         _sampled_dtype(dtype, name)
