@@ -317,6 +317,7 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None,
             raise TypeError("normal: size= goes with a number mean and std; for tensors "
                             "the result takes their shape")
         shape = _size(size if isinstance(size, (tuple, list)) else (size,), "normal")
+    # (a tensor mean gives its dtype, else a tensor std does, as in PyTorch)
     like = mean if isinstance(mean, Tensor) else std if isinstance(std, Tensor) else None
     dtype = like.dtype if like is not None and dtype is None else _sampled_dtype(dtype, "normal")
     data = generator().normal(means, stds, shape).astype(dtype, copy=False)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .engine import is_grad_enabled
 from .errors import ShapeError
-from .tensor import Tensor, _wrap, concatenate, maximum, minimum
+from .tensor import Tensor, _wrap, concatenate, maximum, minimum  # noqa: F401 (re-exported)
 from .tensor import stack as _stack, where as _where
 
 

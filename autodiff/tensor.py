@@ -797,9 +797,9 @@ class Tensor(TorchMethods, Node):
         # The values are gathered at the indices, so the gradient goes to that one
         # element (the first among ties), as PyTorch's max(dim) does; max() and
         # max(axis=...) share it among ties instead.
-        where = indices.data if keep else np.expand_dims(indices.data, d)
-        grid = list(np.ogrid[tuple(slice(n) for n in where.shape)])
-        grid[d] = where
+        at = indices.data if keep else np.expand_dims(indices.data, d)
+        grid = list(np.ogrid[tuple(slice(n) for n in at.shape)])
+        grid[d] = at
         values = self[tuple(grid)]
         return ValuesIndices(values if keep else values.reshape(indices.shape), indices)
 

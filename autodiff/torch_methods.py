@@ -257,10 +257,11 @@ class TorchMethods:
     def permute(self, *dims):
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        if len(dims) != self.ndim:
-            raise ShapeError(f"permute: {len(dims)} dims {dims} for a tensor of shape "
-                             f"{self.shape}; give each of its {self.ndim} dimensions once")
-        return self.transpose(dims)
+        n = self.ndim
+        if len(dims) != n or len({dim_index(d, n, "permute") for d in dims}) != n:
+            raise ShapeError(f"permute: dims {dims} for a tensor of shape {self.shape}; give "
+                             f"each of its {n} dimensions once")
+        return self.transpose(tuple(dim_index(d, n, "permute") for d in dims))
 
     def t(self):
         """The transpose of a matrix (a 0-d or 1-D tensor is returned as it is)."""

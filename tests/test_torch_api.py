@@ -610,6 +610,10 @@ NORMAL_FORMS = {
     "size=": lambda m: m.normal(2.0, 3.0, size=(4,)),
     "broadcast": lambda m: m.normal(m.zeros(2, 3), m.ones(3)),
     "float32 mean": lambda m: m.normal(m.zeros(3, dtype=m.float32), 1.0),
+    "float32 mean, float64 std": lambda m: m.normal(m.zeros(3, dtype=m.float32),
+                                                    m.ones(3, dtype=m.float64)),
+    "float64 mean, float32 std": lambda m: m.normal(m.zeros(3, dtype=m.float64),
+                                                    m.ones(3, dtype=m.float32)),
     "dtype=": lambda m: m.normal(0.0, 1.0, (2,), dtype=m.float32),
 }
 
@@ -1059,10 +1063,15 @@ def test_permute_and_t_as_torch(torch, rng):
         assert_same(x.t(), t.t())
     with pytest.raises(ShapeError, match="^t: expects a tensor with at most 2 dimensions"):
         ad.zeros(2, 3, 4).t()
-    with pytest.raises(ShapeError, match="^permute: 2 dims"):
+    with pytest.raises(ShapeError, match=r"^permute: dims \(0, 1\) for a tensor of shape"):
         ad.zeros(2, 3, 4).permute(0, 1)
-    with pytest.raises(ShapeError, match="not a permutation"):
-        ad.zeros(2, 3, 4).permute(0, 0, 1)
+    with pytest.raises(ShapeError, match="^permute: .*give each of its 3 dimensions once"):
+        ad.zeros(2, 3, 4).permute(0, -3, 1)
+    with pytest.raises(IndexError, match="^permute: dim 3 is out of range"):
+        ad.zeros(2, 3, 4).permute(0, 3, 1)
+    with pytest.raises(TypeError, match="^permute: dim must be an int"):
+        ad.zeros(2, 3, 4).permute(0, 1.0, 2)
+    assert ad.tensor(1.0).permute().shape == ()
 
 
 # ---------------------------------------------------------------------------
@@ -2192,3 +2201,91 @@ def test_blitz_autograd_page():
     z = torch.rand((5, 5), requires_grad=True)
     assert not (x + y).requires_grad and (x + z).requires_grad
     assert f"Does `a` require gradients?: {(x + y).requires_grad}".endswith("False")
+
+
+def _d2l_linear_regression(torch):
+    """d2l's "linear regression from scratch", step by step (the data drawn by `torch`)."""
+    import random
+
+    def synthetic_data(w, b, num_examples):
+        X = torch.normal(0, 1, (num_examples, len(w)))
+        y = torch.matmul(X, w) + b
+        y += torch.normal(0, 0.01, y.shape)
+        return X, y.reshape((-1, 1))
+
+    def data_iter(batch_size, features, labels):
+        num_examples = len(features)
+        indices = list(range(num_examples))
+        random.shuffle(indices)
+        for i in range(0, num_examples, batch_size):
+            batch_indices = torch.tensor(indices[i: min(i + batch_size, num_examples)])
+            yield features[batch_indices], labels[batch_indices]
+
+    def linreg(X, w, b):
+        return torch.matmul(X, w) + b
+
+    def squared_loss(y_hat, y):
+        return (y_hat - y.reshape(y_hat.shape)) ** 2 / 2
+
+    def sgd(params, lr, batch_size):
+        with torch.no_grad():
+            for param in params:
+                param -= lr * param.grad / batch_size
+                param.grad.zero_()
+
+    true_w, true_b = torch.tensor([2, -3.4]), 4.2
+    features, labels = synthetic_data(true_w, true_b, 1000)
+    w = torch.normal(0, 0.01, size=(2, 1), requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    losses = []
+    for epoch in range(3):
+        for X, y in data_iter(10, features, labels):
+            loss = squared_loss(linreg(X, w, b), y)
+            loss.sum().backward()
+            sgd([w, b], 0.03, 10)
+        with torch.no_grad():
+            train_l = squared_loss(linreg(features, w, b), labels)
+            losses.append(f"epoch {epoch + 1}, loss {float(train_l.mean()):f}")
+    error_w = (true_w - w.reshape(true_w.shape)).abs().max().item()
+    return losses, error_w, abs(true_b - b.item())
+
+
+def test_d2l_linear_regression_from_scratch_runs_as_with_torch(torch):
+    ours, theirs = _d2l_linear_regression(ad), _d2l_linear_regression(torch)
+    for losses, error_w, error_b in (ours, theirs):
+        assert error_w < 0.01 and error_b < 0.01
+        assert float(losses[-1].split()[-1]) < 1e-3 and losses[0].startswith("epoch 1, loss")
+
+
+def _d2l_softmax_pieces(torch, logits, labels):
+    """d2l's softmax regression helpers, as written there."""
+    def softmax(X):
+        X_exp = torch.exp(X)
+        partition = X_exp.sum(1, keepdim=True)
+        return X_exp / partition
+
+    def cross_entropy(y_hat, y):
+        return - torch.log(y_hat[range(len(y_hat)), y])
+
+    def accuracy(y_hat, y):
+        if len(y_hat.shape) > 1 and y_hat.shape[1] > 1:
+            y_hat = y_hat.argmax(axis=1)
+        cmp = y_hat.type(y.dtype) == y
+        return float(cmp.type(y.dtype).sum())
+
+    X = torch.tensor(logits, requires_grad=True)
+    y = torch.tensor(labels)
+    y_hat = softmax(X)
+    loss = cross_entropy(y_hat, y).mean()
+    loss.backward()
+    return y_hat, loss, accuracy(y_hat, y), X.grad
+
+
+def test_d2l_softmax_regression_helpers_match_torch(torch, rng):
+    logits, labels = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    ours = _d2l_softmax_pieces(ad, logits, labels)
+    theirs = _d2l_softmax_pieces(torch, logits, labels)
+    assert_same(ours[0], theirs[0])
+    assert_same(ours[1], theirs[1])
+    assert ours[2] == theirs[2]
+    assert_same(ours[3], theirs[3])
