@@ -76,3 +76,4 @@ class device:
 
     def __repr__(self) -> str:
         return "device(type='cpu')"
+

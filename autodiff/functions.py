@@ -1,10 +1,16 @@
 """PyTorch's free functions (`torch.sum(x, dim=1)`, `torch.cat(...)`, ...): each calls the
 Tensor method of the same name on its first argument (a number, list or ndarray becomes
-a constant Tensor first)."""
+a constant Tensor first). `out=` writes the result into an existing tensor, as in PyTorch.
+"""
 
 from __future__ import annotations
 
-from .tensor import Tensor, concatenate, maximum, minimum, stack as _stack, where  # noqa: F401
+import numpy as np
+
+from .engine import is_grad_enabled
+from .errors import ShapeError
+from .tensor import Tensor, _wrap, concatenate, maximum, minimum  # noqa: F401 (re-exported)
+from .tensor import stack as _stack, where as _where
 
 
 def _as_tensor(x, where: str) -> Tensor:
@@ -17,9 +23,27 @@ def _as_tensor(x, where: str) -> Tensor:
         raise TypeError(f"{where}: expected a Tensor, got {type(x).__name__} ({err})") from None
 
 
+def _into(out, result, where: str):
+    """PyTorch's `out=`: the result copied into `out` (same shape), which is returned."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{where}: out must be a Tensor, got {type(out).__name__}")
+    if not isinstance(result, Tensor):
+        raise TypeError(f"{where}: out= is not supported here (the result is a "
+                        f"{type(result).__name__})")
+    if result.requires_grad and is_grad_enabled():
+        raise RuntimeError(f"{where}: out= is not recorded for backward, but the result "
+                           "requires grad; assign the result instead (y = ...)")
+    if out.shape != result.shape:
+        raise ShapeError(f"{where}: out has shape {out.shape}, but the result has shape "
+                         f"{result.shape}")
+    return out.copy_(result)
+
+
 def _method(name: str):
-    def function(input, *args, **kwargs):
-        return getattr(_as_tensor(input, name), name)(*args, **kwargs)
+    def function(input, *args, out=None, **kwargs):
+        return _into(out, getattr(_as_tensor(input, name), name)(*args, **kwargs), name)
 
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"`input.{name}(...)`, as a function (PyTorch's `torch.{name}`)."
@@ -28,7 +52,7 @@ def _method(name: str):
 
 _NAMES = ("sin cos exp log sqrt abs tanh sigmoid relu pow clamp matmul mm sum mean max min "
           "argmax argmin softmax log_softmax logsumexp numel flatten unsqueeze squeeze "
-          "reshape permute t transpose detach clone square neg").split()
+          "reshape permute t transpose detach clone square neg add sub mul div").split()
 
 for _name in _NAMES:
     globals()[_name] = _method(_name)
@@ -42,14 +66,26 @@ def clip(input, min=None, max=None):
 _UNSET = object()
 
 
-def cat(tensors, dim: int = 0, *, axis=_UNSET) -> Tensor:
+def cat(tensors, dim: int = 0, *, axis=_UNSET, out=None) -> Tensor:
     """Join tensors along an existing dimension (numpy's concatenate)."""
-    return concatenate(tensors, dim if axis is _UNSET else axis)
+    return _into(out, concatenate(tensors, dim if axis is _UNSET else axis), "cat")
 
 
-def stack(tensors, dim: int = 0, *, axis=_UNSET) -> Tensor:
+def stack(tensors, dim: int = 0, *, axis=_UNSET, out=None) -> Tensor:
     """Join tensors along a new dimension (`axis=` as numpy spells it)."""
-    return _stack(tensors, dim if axis is _UNSET else axis)
+    return _into(out, _stack(tensors, dim if axis is _UNSET else axis), "stack")
+
+
+def where(condition, input=_UNSET, other=_UNSET):
+    """`input` where `condition` is true, else `other`; with the condition alone, the
+    indices of its true elements, one int64 Tensor per dimension (PyTorch's)."""
+    if input is _UNSET and other is _UNSET:
+        cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+        found = np.nonzero(np.atleast_1d(cond))  # (a 0-d condition as one element, as torch)
+        return tuple(_wrap(i.astype(np.int64, copy=False)) for i in found)
+    if input is _UNSET or other is _UNSET:
+        raise TypeError("where: give the condition alone, or the condition, input and other")
+    return _where(condition, input, other)
 
 
 def is_tensor(obj) -> bool:

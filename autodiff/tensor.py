@@ -17,7 +17,8 @@ from .engine import (
 from .dtypes import as_dtype, check_device, get_default_dtype
 from .errors import ShapeError
 from .ops import OPS
-from .torch_methods import Size, TorchMethods, ValuesIndices, dim_index, resolve_axis
+from .torch_methods import (
+    ElementCount, TorchMethods, ValuesIndices, dim_index, resolve_axis)
 
 _ndarray = np.ndarray
 _new = object.__new__
@@ -185,11 +186,24 @@ def _unary(op, x: "Tensor") -> "Tensor":
 
 
 def _axis(axis, where: str):
-    if axis is None or isinstance(axis, (int, np.integer)):
-        return None if axis is None else int(axis)
-    if isinstance(axis, (tuple, list)):
-        return tuple(int(a) for a in axis)
-    raise TypeError(f"{where}: axis must be None, an int or a tuple of ints, got {axis!r}")
+    if axis is None:
+        return None
+    several = isinstance(axis, (tuple, list))
+    for a in axis if several else (axis,):  # (True is an int to Python, not a dim)
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"{where}: axis must be None, an int or a tuple of ints, "
+                            f"got {axis!r}")
+    return tuple(int(a) for a in axis) if several else int(axis)
+
+
+def _zero_d_axis(x: "Tensor", axis, where: str):
+    """A 0-d tensor's one element is reduced by dim 0 or -1, as in PyTorch (numpy has
+    no axis there): those become None; any other dim raises."""
+    if x.ndim or axis is None:
+        return axis
+    for a in axis if isinstance(axis, tuple) else (axis,):
+        dim_index(a, 0, where)
+    return None
 
 
 def _check_axes(x: "Tensor", axis, where: str) -> None:
@@ -268,9 +282,9 @@ class Tensor(TorchMethods, Node):
         return self.data.dtype
 
     @property
-    def size(self) -> Size:
+    def size(self) -> ElementCount:
         """The number of elements (numpy's), also callable as PyTorch's `size(dim=None)`."""
-        return Size(self.data.shape)
+        return ElementCount(self.data.shape)
 
     @property
     def T(self) -> "Tensor":
@@ -298,9 +312,15 @@ class Tensor(TorchMethods, Node):
         return int(self.data.item())
 
     def __format__(self, spec: str) -> str:
-        if self.data.size == 1 and spec:  # f"{loss:.4f}", as for the number itself
+        # f"{loss:.4f}" formats the number itself (and f"{loss}" too for a 0-d tensor,
+        # as in PyTorch); other tensors format their str().
+        if self.data.ndim == 0 or (self.data.size == 1 and spec):
             return format(self.data.item(), spec)
-        return format(str(self), spec)
+        try:
+            return format(str(self), spec)
+        except ValueError:
+            raise TypeError(f"format: the format {spec!r} needs a one-element tensor, "
+                            f"this one has shape {self.shape}") from None
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
@@ -712,35 +732,45 @@ class Tensor(TorchMethods, Node):
         return self._apply(OPS["astype"], dtype=dtype)
 
     # -- reductions ------------------------------------------------------------------
-    def _reduce(self, name, axis, keepdims, dim=None, keepdim=None):
+    def _reduce(self, name, axis, keepdims, dim=None, keepdim=None, out=None):
+        if out is not None:  # (numpy's np.sum(t) passes out=None)
+            raise TypeError(f"{name}: out= is not supported for a Tensor")
         axis, keepdims = resolve_axis(axis, dim, keepdims, keepdim, name)
         axis = _axis(axis, name)
+        axis = _zero_d_axis(self, axis, name)
         _check_axes(self, axis, name)
         if name in ("max", "min") and self.data.size == 0:
-            raise ShapeError(f"{name}: cannot reduce an empty tensor of shape {self.shape}")
+            reduced = self.shape if axis is None else [
+                self.shape[a] for a in (axis if isinstance(axis, tuple) else (axis,))]
+            if 0 in reduced:
+                over = "all its dims" if axis is None else f"dim {axis}"
+                raise ShapeError(f"{name}: cannot reduce an empty tensor of shape "
+                                 f"{self.shape} over {over}")
         return self._apply(OPS[name], axis=axis, keepdims=keepdims)
 
     # `axis=`/`keepdims=` (numpy) and `dim=`/`keepdim=` (PyTorch) both work.
     def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None,
-            dtype=None) -> "Tensor":
+            dtype=None, out=None) -> "Tensor":
         x = self if dtype is None else self.to(dtype)
-        return x._reduce("sum", axis, keepdims, dim, keepdim)
+        return x._reduce("sum", axis, keepdims, dim, keepdim, out)
 
     def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None,
-             dtype=None) -> "Tensor":
+             dtype=None, out=None) -> "Tensor":
         x = self if dtype is None else self.to(dtype)
-        return x._reduce("mean", axis, keepdims, dim, keepdim)
+        return x._reduce("mean", axis, keepdims, dim, keepdim, out)
 
-    def max(self, *args, axis=None, keepdims: bool = False, dim=None, keepdim=None):
+    def max(self, *args, axis=None, keepdims: bool = False, dim=None, keepdim=None,
+            out=None):
         """numpy's `max(axis=...)` gives the values; PyTorch's `max(d)` or `max(dim=d)`
         gives (values, indices); `max(other)` is `maximum(self, other)`."""
-        return self._extreme("max", args, axis, keepdims, dim, keepdim)
+        return self._extreme("max", args, axis, keepdims, dim, keepdim, out)
 
-    def min(self, *args, axis=None, keepdims: bool = False, dim=None, keepdim=None):
+    def min(self, *args, axis=None, keepdims: bool = False, dim=None, keepdim=None,
+            out=None):
         """As `max`, for the minimum."""
-        return self._extreme("min", args, axis, keepdims, dim, keepdim)
+        return self._extreme("min", args, axis, keepdims, dim, keepdim, out)
 
-    def _extreme(self, name, args, axis, keepdims, dim, keepdim):
+    def _extreme(self, name, args, axis, keepdims, dim, keepdim, out=None):
         if args and isinstance(args[0], Tensor):
             if len(args) > 1 or axis is not None or dim is not None:
                 raise TypeError(f"{name}(other) takes no other arguments")
@@ -754,15 +784,30 @@ class Tensor(TorchMethods, Node):
             if len(args) == 2:
                 keepdim = args[1]
         if dim is None:
-            return self._reduce(name, axis, keepdims, None, keepdim)
+            return self._reduce(name, axis, keepdims, None, keepdim, out)
+        if out is not None:
+            raise TypeError(f"{name}: out= is not supported for a Tensor")
         d = dim_index(dim, self.ndim, name)
         keep = bool(keepdim)
-        values = self._reduce(name, None, False, d if self.ndim else None, keep)
-        return ValuesIndices(values, self._arg(name, d, keep))
+        if self.ndim and self.shape[d] == 0:
+            raise ShapeError(f"{name}: cannot reduce dim {d} of size 0 (shape {self.shape})")
+        indices = self._arg(name, d, keep)
+        if self.ndim == 0:
+            return ValuesIndices(self.reshape(()), indices)
+        # The values are gathered at the indices, so the gradient goes to that one
+        # element (the first among ties), as PyTorch's max(dim) does; max() and
+        # max(axis=...) share it among ties instead.
+        at = indices.data if keep else np.expand_dims(indices.data, d)
+        grid = list(np.ogrid[tuple(slice(n) for n in at.shape)])
+        grid[d] = at
+        values = self[tuple(grid)]
+        return ValuesIndices(values if keep else values.reshape(indices.shape), indices)
 
     def _arg(self, name, dim, keepdim) -> "Tensor":
-        if self.data.size == 0:
-            raise ShapeError(f"arg{name}: cannot reduce an empty tensor of shape {self.shape}")
+        if self.data.size == 0 and (dim is None or self.shape[dim] == 0):
+            over = "all its dims" if dim is None else f"dim {dim}"
+            raise ShapeError(f"arg{name}: cannot reduce an empty tensor of shape "
+                             f"{self.shape} over {over}")
         find = np.argmax if name == "max" else np.argmin
         if dim is None:
             index = find(self.data)
@@ -794,7 +839,7 @@ class Tensor(TorchMethods, Node):
         axis, _ = resolve_axis(None if dim is not None and axis == -1 else axis, dim,
                                False, None, "softmax")
         x = self if dtype is None else self.to(dtype)
-        axis = _axis(axis, "softmax")
+        axis = _zero_d_axis(x, _axis(axis, "softmax"), "softmax")
         _check_axes(x, axis, "softmax")
         return x._apply(OPS["softmax"], axis=axis)
 
@@ -802,7 +847,7 @@ class Tensor(TorchMethods, Node):
         axis, _ = resolve_axis(None if dim is not None and axis == -1 else axis, dim,
                                False, None, "log_softmax")
         x = self if dtype is None else self.to(dtype)
-        axis = _axis(axis, "log_softmax")
+        axis = _zero_d_axis(x, _axis(axis, "log_softmax"), "log_softmax")
         _check_axes(x, axis, "log_softmax")
         return x._apply(OPS["log_softmax"], axis=axis)
 
@@ -850,6 +895,9 @@ class Tensor(TorchMethods, Node):
         for a in (axis1, axis2):
             if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
                 raise TypeError(f"{where}: axes must be ints, got {a!r}")
+        if self.ndim == 0:  # (dims 0 and -1 name a 0-d tensor's one element)
+            _zero_d_axis(self, (axis1, axis2), where)
+            return self.reshape(())
         _check_axes(self, (axis1, axis2), where)
         perm = list(range(self.ndim))
         perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
@@ -873,6 +921,9 @@ class Tensor(TorchMethods, Node):
 
 def _leaf_list(inputs, root) -> list:
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not inputs:
+        raise ValueError("backward: inputs is empty; give the tensors whose .grad to fill, "
+                         "or leave inputs=None for every leaf")
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise TypeError(f"backward: inputs[{i}] must be a Tensor that requires grad, "

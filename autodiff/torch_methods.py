@@ -19,9 +19,21 @@ from .errors import ShapeError
 _CPU = Device("cpu")
 
 
-class Size(int):
-    """numpy's element count (an int in arithmetic and comparisons) that is also callable
-    as PyTorch's `size()`: `t.size()` is the shape, `t.size(d)` one dimension."""
+class Size(tuple):
+    """PyTorch's `torch.Size`: a tuple of dimension sizes (what `t.size()` returns), so
+    `autodiff.Size([2, 3])` is a shape, as in PyTorch."""
+
+    def numel(self) -> int:
+        return int(np.prod(self, dtype=np.int64))
+
+    def __repr__(self) -> str:
+        return f"autodiff.Size({list(self)})"
+
+
+class ElementCount(int):
+    """What `t.size` is: numpy's element count (an int in arithmetic and comparisons)
+    that is also callable as PyTorch's `size()`: `t.size()` is the shape, `t.size(d)`
+    one dimension."""
 
     def __new__(cls, shape: tuple):
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -29,9 +41,16 @@ class Size(int):
         self.shape = shape
         return self
 
+    def __reduce__(self):  # (copies and pickles keep the shape)
+        return ElementCount, (self.shape,)
+
     def __call__(self, dim=None):
         if dim is None:
-            return self.shape
+            return Size(self.shape)
+        if not self.shape:  # (dim_index lets a 0-d tensor reduce over dim 0; size cannot)
+            dim_index(dim, 0, "size")
+            raise IndexError(f"size: dim {dim} is out of range for a 0-d tensor, which has "
+                             "no dimensions")
         return self.shape[dim_index(dim, len(self.shape), "size")]
 
 
@@ -118,6 +137,10 @@ class TorchMethods:
         dtype = as_dtype(dtype, "to")
         if dtype == self.data.dtype:
             return self.clone() if copy else self
+        if dtype.kind != "f" and self.requires_grad:
+            # As PyTorch: an integer or bool copy is a constant (no gradient flows
+            # through rounding), not an error.
+            return self.detach().astype(dtype)
         return self.astype(dtype)
 
     def type(self, dtype=None):
@@ -138,7 +161,18 @@ class TorchMethods:
         return self ** exponent
 
     def clamp(self, min=None, max=None):
-        return self.clip(min, max)
+        """Limit the values to [min, max] (numbers, arrays or constant Tensors)."""
+        if min is None and max is None:
+            raise ValueError("clamp: give at least one of min and max")
+        bounds = []
+        for name, bound in (("min", min), ("max", max)):
+            if isinstance(bound, TorchMethods):
+                if bound.requires_grad:
+                    raise TypeError(f"clamp: a {name} that requires grad is not supported "
+                                    "(its gradient would be lost); use maximum/minimum")
+                bound = bound.data
+            bounds.append(bound)
+        return self.clip(*bounds)
 
     def maximum(self, other):
         from .tensor import maximum
@@ -223,10 +257,11 @@ class TorchMethods:
     def permute(self, *dims):
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        if len(dims) != self.ndim:
-            raise ShapeError(f"permute: {len(dims)} dims {dims} for a tensor of shape "
-                             f"{self.shape}; give each of its {self.ndim} dimensions once")
-        return self.transpose(dims)
+        n = self.ndim
+        if len(dims) != n or len({dim_index(d, n, "permute") for d in dims}) != n:
+            raise ShapeError(f"permute: dims {dims} for a tensor of shape {self.shape}; give "
+                             f"each of its {n} dimensions once")
+        return self.transpose(tuple(dim_index(d, n, "permute") for d in dims))
 
     def t(self):
         """The transpose of a matrix (a 0-d or 1-D tensor is returned as it is)."""
@@ -273,13 +308,21 @@ class TorchMethods:
         return x
 
     # -- comparisons and tests ----------------------------------------------------------
-    def all(self, dim=None):
-        from .tensor import _wrap
-        return _wrap(np.all(self.data, axis=dim))
+    def all(self, dim=None, keepdim: bool = False):
+        """Whether every element (along `dim`, when given) is nonzero: a bool Tensor."""
+        return self._truth("all", np.all, dim, keepdim)
 
-    def any(self, dim=None):
+    def any(self, dim=None, keepdim: bool = False):
+        """Whether some element (along `dim`, when given) is nonzero: a bool Tensor."""
+        return self._truth("any", np.any, dim, keepdim)
+
+    def _truth(self, name, reduce, dim, keepdim):
         from .tensor import _wrap
-        return _wrap(np.any(self.data, axis=dim))
+        ndim = self.data.ndim
+        if dim is not None:
+            dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+            dim = tuple(dim_index(d, ndim, name) for d in dims) if ndim else None
+        return _wrap(np.asarray(reduce(self.data, axis=dim, keepdims=bool(keepdim))))
 
     def eq(self, other): return self == other
     def ne(self, other): return self != other
