@@ -865,12 +865,13 @@ class Tensor(TorchMethods, Node):
 
     def transpose(self, *axes, dim0=None, dim1=None) -> "Tensor":
         """numpy's `transpose(*axes)` (a full permutation; none reverses the axes), and
-        PyTorch's `transpose(dim0, dim1)`, which swaps two axes: two axes of a tensor that
-        is not 2-D, or the keywords dim0/dim1."""
+        PyTorch's `transpose(dim0, dim1)`, which swaps two axes: two axes (of a tensor of
+        any rank), or the keywords dim0/dim1."""
         if dim0 is not None or dim1 is not None:
             if axes or dim0 is None or dim1 is None:
                 raise TypeError("transpose: give both dim0 and dim1, and no other axes")
             return self.swapaxes(dim0, dim1, "transpose")
+        as_permutation = len(axes) == 1  # transpose((1, 0)): numpy's spelling, not torch's
         if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
             axes = axes[0]
         n = self.ndim
@@ -886,6 +887,11 @@ class Tensor(TorchMethods, Node):
             if not -n <= a < n:
                 raise ShapeError(f"transpose: axis {a} of axes {axes} is out of range for a "
                                  f"tensor of shape {self.shape}")
+        if len(axes) == 2 and not as_permutation:
+            # Two axes swap, also on a matrix: numpy would read (0, 1) there as the
+            # identity permutation, which no numpy code asks for and PyTorch code means
+            # as the transpose.
+            return self.swapaxes(*axes, "transpose")
         if sorted(a % n for a in axes) != list(range(n)):
             raise ShapeError(f"transpose: axes {axes} are not a permutation of the "
                              f"{n} axes of a tensor of shape {self.shape}")
@@ -901,7 +907,7 @@ class Tensor(TorchMethods, Node):
         _check_axes(self, (axis1, axis2), where)
         perm = list(range(self.ndim))
         perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
-        return self.transpose(perm)
+        return self._apply(OPS["transpose"], axes=tuple(perm))
 
     def __getitem__(self, index) -> "Tensor":
         return self._apply(OPS["getitem"], index=_index(index))

@@ -76,7 +76,8 @@ def test_reshape_to_incompatible_size(shape, bad):
 
 def test_transpose_with_bad_axes():
     with pytest.raises(ShapeError, match=rf"transpose.*{esc('(0, 0)')}.*{esc('(2, 3)')}"):
-        ones(2, 3).transpose(0, 0)
+        ones(2, 3).transpose((0, 0))  # a permutation (numpy's spelling)
+    assert ones(2, 3).transpose(0, 0).shape == (2, 3)  # two dims swapped, as PyTorch
     with pytest.raises(ShapeError, match=rf"transpose.*{esc('(0, 1, 2)')}"):
         ones(2, 3).transpose(0, 1, 2)
 

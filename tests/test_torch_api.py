@@ -1003,17 +1003,19 @@ def test_transpose_with_dim0_dim1_keywords_swaps_as_torch(torch, rng):
         ad.zeros(2, 3).transpose(1, dim0=0, dim1=1)
 
 
-def test_transpose_of_a_matrix_takes_a_permutation_differs_from_pytorch(torch, rng):
-    # differs from PyTorch: API.md reads two axes of a 2-D tensor as a full permutation
-    # (numpy), so m.transpose(0, 1) keeps m as it is; torch swaps. transpose(1, 0),
-    # m.t(), m.T and transpose(dim0=0, dim1=1) transpose it in both.
+def test_transpose_of_a_matrix_with_two_axes_swaps_as_torch(torch, rng):
+    # numpy would read m.transpose(0, 1) as the identity permutation; PyTorch code means
+    # the transpose, and so do we (every spelling below transposes in both libraries).
     data = rng.standard_normal((3, 4))
     m, tm = both(torch, data)
-    assert m.transpose(0, 1).shape == (3, 4) and tm.transpose(0, 1).shape == (4, 3)
-    assert ad.transpose(m, 0, 1).equal(m)
-    for ours in (m.transpose(1, 0), m.t(), m.T, m.transpose(), m.transpose(dim0=0, dim1=1),
-                 m.transpose((1, 0)), ad.t(m)):
+    for ours, theirs in ((m.transpose(0, 1), tm.transpose(0, 1)),
+                         (ad.transpose(m, 0, 1), torch.transpose(tm, 0, 1))):
+        assert_same(ours, theirs)
+    for ours in (m.transpose(1, 0), m.transpose(-1, 0), m.t(), m.T, m.transpose(),
+                 m.transpose(dim0=0, dim1=1), m.transpose((1, 0)), ad.t(m)):
         assert_same(ours, tm.t())
+    x = ad.tensor(data, requires_grad=True)
+    assert gradcheck(lambda a: a.transpose(0, 1) * ad.arange(12.0).view(4, 3), [x])
 
 
 def test_transpose_full_permutations_as_numpy(rng):
