@@ -72,7 +72,8 @@ def im2col(x, kernel, stride, padding, dilation, groups) -> np.ndarray:
 
 def col2im(gcols, x_shape, kernel, stride, padding, dilation) -> np.ndarray:
     """The adjoint of im2col: column entries (G, C/G * prod(K), prod(out) * N) added back
-    onto the input positions they were copied from; returns (N, C, *S)."""
+    onto the input positions they were copied from; returns (N, C, *S) axes over
+    batch-last memory."""
     n = len(kernel)
     batch, channels, sizes = x_shape[0], x_shape[1], x_shape[2:]
     out = tuple(output_size(m, k, s, lo, hi, d) for m, k, s, (lo, hi), d
@@ -88,7 +89,7 @@ def col2im(gcols, x_shape, kernel, stride, padding, dilation) -> np.ndarray:
         gxp[(slice(None),) + target] += gc[(slice(None),) + offset]
     inside = tuple(slice(lo, lo + m) for m, (lo, _) in zip(sizes, padding))
     gx = gxp[(slice(None),) + inside]
-    return np.ascontiguousarray(gx.transpose((n + 1, 0) + tuple(range(1, n + 1))))
+    return gx.transpose((n + 1, 0) + tuple(range(1, n + 1)))  # batch-last memory, as out
 
 
 def _batch_last(a: np.ndarray) -> np.ndarray:
