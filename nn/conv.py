@@ -69,13 +69,8 @@ def padding_pairs(padding, kernel, stride, dilation, where: str) -> tuple:
     return tuple((p, p) for p in int_tuple(padding, n, "padding", where, 0))
 
 
-def convolution(input, weight, bias, stride, padding, dilation, groups, *, dims: int,
-                where: str) -> Tensor:
-    """Check PyTorch's arguments of conv{dims}d and apply the `convolution` primitive."""
-    x = input if type(input) is Tensor else as_tensor(input, where)
-    w = weight if isinstance(weight, Tensor) else as_tensor(weight, where)
-    if bias is not None and not isinstance(bias, Tensor):
-        bias = as_tensor(bias, where)
+def _check_layout(x: Tensor, w: Tensor, bias, groups, dims: int, where: str) -> None:
+    """Input, weight, bias and groups fit together as PyTorch's layouts require."""
     spatial = _SPATIAL[dims]
     if w.ndim != dims + 2:
         raise ShapeError(f"{where}: weight must have {dims + 2} dimensions (out_channels, "
@@ -87,37 +82,47 @@ def convolution(input, weight, bias, stride, padding, dilation, groups, *, dims:
         raise TypeError(f"{where}: groups must be an int, got {groups!r}")
     if groups < 1:
         raise ValueError(f"{where}: groups must be positive, got {groups}")
-    given = x.shape
-    unbatched = x.ndim == dims + 1
-    if unbatched:
-        x = x.reshape((1,) + x.shape)
-    out_channels, kernel = w.shape[0], w.shape[2:]
+    if 0 in w.shape:
+        raise ShapeError(f"{where}: weight of shape {w.shape} has a zero-size dimension")
+    out_channels, channels = w.shape[0], x.shape[x.ndim - dims - 1]
     if out_channels % groups:
         raise ValueError(f"{where}: groups={groups} must divide the weight's out_channels "
                          f"{out_channels} (weight of shape {w.shape})")
-    if w.shape[1] * groups != x.shape[1]:
-        raise ShapeError(f"{where}: input of shape {given} has {x.shape[1]} channels, but weight of shape {w.shape} with "
-                         f"groups={groups} expects {w.shape[1] * groups} (weight.shape[1] * "
-                         "groups)")
+    if w.shape[1] * groups != channels:
+        raise ShapeError(f"{where}: input of shape {x.shape} has {channels} channels, but "
+                         f"weight of shape {w.shape} with groups={groups} expects "
+                         f"{w.shape[1] * groups} (weight.shape[1] * groups)")
     if bias is not None and bias.shape != (out_channels,):
         raise ShapeError(f"{where}: bias must have shape ({out_channels},), one per output "
                          f"channel of the weight of shape {w.shape}; got {bias.shape}")
-    if 0 in kernel:
-        raise ShapeError(f"{where}: the kernel of weight {w.shape} has a zero-size dimension")
+    kinds = {t.dtype.kind for t in (x, w) + ((bias,) if bias is not None else ())}
+    if "f" not in kinds:
+        raise TypeError(f"{where}: needs floating-point numbers, got input dtype {x.dtype} "
+                        f"and weight dtype {w.dtype}")
+
+
+def convolution(input, weight, bias, stride, padding, dilation, groups, *, dims: int,
+                where: str) -> Tensor:
+    """Check PyTorch's arguments of conv{dims}d and apply the `convolution` primitive."""
+    x = input if type(input) is Tensor else as_tensor(input, where)
+    w = weight if isinstance(weight, Tensor) else as_tensor(weight, where)
+    if bias is not None and not isinstance(bias, Tensor):
+        bias = as_tensor(bias, where)
+    _check_layout(x, w, bias, groups, dims, where)
+    kernel = w.shape[2:]
     stride = int_tuple(stride, dims, "stride", where, 1)
     dilation = int_tuple(dilation, dims, "dilation", where, 1)
     pairs = padding_pairs(padding, kernel, stride, dilation, where)
-    padded = tuple(m + lo + hi for m, (lo, hi) in zip(x.shape[2:], pairs))
+    padded = tuple(m + lo + hi for m, (lo, hi) in zip(x.shape[-dims:], pairs))
     extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if any(e > m for e, m in zip(extent, padded)):
         dilated = f" (dilated to {extent})" if extent != tuple(kernel) else ""
         raise ShapeError(f"{where}: the kernel {tuple(kernel)}{dilated} is larger than the "
                          f"padded input {padded} (input of shape {x.shape}, padding "
                          f"{padding!r})")
-    kinds = {t.dtype.kind for t in (x, w) + ((bias,) if bias is not None else ())}
-    if "f" not in kinds:
-        raise TypeError(f"{where}: needs floating-point numbers, got input dtype {x.dtype} "
-                        f"and weight dtype {w.dtype}")
+    unbatched = x.ndim == dims + 1
+    if unbatched:
+        x = x.reshape((1,) + x.shape)
     options = {"stride": stride, "padding": pairs, "dilation": dilation, "groups": int(groups)}
     y = apply(CONVOLUTION, (x, w) if bias is None else (x, w, bias), options)
     return y.reshape(y.shape[1:]) if unbatched else y

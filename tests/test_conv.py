@@ -389,6 +389,8 @@ X4, W4 = np.zeros((2, 3, 8, 8)), np.zeros((6, 3, 3, 3))
      r"conv1d: input must have shape \(N, C, L\)"),
     (lambda: F.conv2d(X4, W4, np.zeros(5)), ShapeError,
      r"bias must have shape \(6,\).*got \(5,\)"),
+    (lambda: F.conv2d(X4, np.zeros((0, 3, 3, 3))), ShapeError, r"zero-size dimension"),
+    (lambda: F.conv2d(X4, np.zeros((6, 3, 0, 3))), ShapeError, r"zero-size dimension"),
     (lambda: F.conv2d(X4.astype(int), W4.astype(int)), TypeError, r"floating-point"),
     (lambda: F.conv2d(X4, "w"), TypeError, r"conv2d"),
 ])
