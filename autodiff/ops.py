@@ -791,3 +791,6 @@ def STACK(g, out, *xs, axis):
 
 
 __all__ = ["OPS", "Op", "primitive"]
+
+# Op families in files of their own register into OPS with the same decorator.
+from . import ops_conv  # noqa: E402,F401

@@ -2,9 +2,9 @@
 
 Two paths that port by changing imports:
 - scalar, micrograd-compatible: `Neuron`, `Layer`, `MLP` on lists of numbers / `Value`s;
-- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Flatten`, `Unflatten`,
-  `Identity`, `Sequential`, `ModuleList`, activations with a gain h (`Sigmoid`, `Tanh`,
-  `ReLU`), `Softmax`, losses, `nn.init`, `nn.functional`, `nn.optim`, `nn.data`
+- tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Conv1d`, `Conv2d`,
+  `Flatten`, `Unflatten`, `Identity`, `Sequential`, `ModuleList`, activations with a gain h
+  (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.init`, `nn.functional`, `nn.optim`, `nn.data`
   (`TensorDataset`, `DataLoader`), and `save`/`load` in the safetensors format.
 
 >>> import nn
@@ -17,6 +17,7 @@ import numpy as np  # noqa: F401  (for the doctest above)
 
 from . import data, functional, init, optim, utils
 from .activations import ReLU, Sigmoid, Softmax, Tanh
+from .conv import Conv1d, Conv2d
 from .layers import Flatten, Identity, Linear, ModuleList, Sequential, Unflatten
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
@@ -38,7 +39,7 @@ def __getattr__(name):
 __all__ = [
     "Neuron", "Layer", "MLP",
     "Module", "Parameter", "Linear", "Flatten", "Unflatten", "Identity", "Sequential",
-    "ModuleList",
+    "ModuleList", "Conv1d", "Conv2d",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "optim", "utils", "data", "functional", "init", "save", "load", "CheckpointError",

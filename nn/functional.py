@@ -298,3 +298,24 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction: s
     q = q.astype(x.dtype, copy=False)
     loss = (1 - y) * x + (1 + (q - 1) * y) * softplus(-x)
     return _weighted(loss, weight, reduction, where)
+
+
+# -- convolutions (the `convolution` primitive; arguments checked in nn/conv.py) ----------
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """out[n, o, l] = b[o] + sum_{c, k} w[o, c, k] x_pad[n, c, l * stride + k * dilation]
+    for input (N, C, L) or (C, L) and weight (O, C / groups, k); padding an int, a
+    1-tuple, 'valid' or 'same'."""
+    from .conv import convolution
+
+    return convolution(input, weight, bias, stride, padding, dilation, groups, dims=1,
+                       where="conv1d")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """out[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] x_pad[n, c, i*s + p*d, j*s + q*d]
+    (s, d: stride and dilation per axis) for input (N, C, H, W) or (C, H, W) and weight
+    (O, C / groups, kH, kW); padding an int, a pair, 'valid' or 'same'."""
+    from .conv import convolution
+
+    return convolution(input, weight, bias, stride, padding, dilation, groups, dims=2,
+                       where="conv2d")

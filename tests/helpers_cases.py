@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from autodiff import OPS, Tensor, concatenate, maximum, minimum, stack, where
+import nn.functional as F
 
 
 class _LazyTorch:
@@ -340,6 +341,26 @@ def _cases() -> dict[str, list[Case]]:
         lambda a, b: stack([a, b], axis=-1), lambda a, b: T.stack([a, b], -1))
     add("stack", "0-d", ins(normal(), normal()), lambda a, b: stack([a, b, a]),
         lambda a, b: T.stack([a, b, a]))
+
+    # -- convolution (one n-d primitive: conv1d and conv2d) ------------------------------
+    def conv_case(name, dims, x_shape, w_shape, bias=True, **opts):
+        ours, theirs = (F.conv1d, "conv1d") if dims == 1 else (F.conv2d, "conv2d")
+        makers = (normal(*x_shape), normal(*w_shape)) + ((normal(w_shape[0]),) if bias else ())
+        add("convolution", name, ins(*makers),
+            lambda x, w, *b: ours(x, w, *b, **opts),
+            lambda x, w, *b: getattr(T.nn.functional, theirs)(x, w, *b, **opts))
+
+    conv_case("2-D", 2, (2, 3, 5, 6), (4, 3, 3, 2))
+    conv_case("2-D,stride,pad,dilation", 2, (2, 2, 7, 6), (3, 2, 2, 3), stride=(2, 1),
+              padding=(1, 2), dilation=(2, 1))
+    conv_case("2-D,groups,no-bias", 2, (1, 4, 5, 5), (6, 2, 3, 3), bias=False, groups=2,
+              stride=2, padding=1)
+    conv_case("2-D,same,even-kernel", 2, (2, 2, 4, 5), (2, 2, 2, 4), padding="same",
+              dilation=(1, 2))
+    conv_case("2-D,unbatched", 2, (2, 4, 4), (3, 2, 2, 2))
+    conv_case("1-D,stride,pad,dilation", 1, (2, 3, 9), (2, 3, 3), stride=2, padding=2,
+              dilation=2)
+    conv_case("1-D,groups,valid", 1, (3, 6, 7), (3, 2, 4), groups=3, padding="valid")
     return table
 
 
