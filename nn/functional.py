@@ -51,13 +51,14 @@ def linear(input, weight, bias=None) -> Tensor:
     w = weight if isinstance(weight, Tensor) else as_tensor(weight, "linear")
     if bias is not None and not isinstance(bias, Tensor):
         bias = as_tensor(bias, "linear")
-    if w.ndim != 2 or not x.shape or x.shape[-1] != w.shape[1]:
-        raise ShapeError(f"linear: input of shape {x.shape} does not fit a weight of shape "
-                         f"{w.shape} (out_features, in_features)")
-    if bias is not None and bias.shape not in ((w.shape[0],), ()):
+    x_shape, w_shape = x.data.shape, w.data.shape  # (read once: this runs every layer call)
+    if len(w_shape) != 2 or not x_shape or x_shape[-1] != w_shape[1]:
+        raise ShapeError(f"linear: input of shape {x_shape} does not fit a weight of shape "
+                         f"{w_shape} (out_features, in_features)")
+    if bias is not None and bias.data.shape not in ((w_shape[0],), ()):
         raise ShapeError(f"linear: bias of shape {bias.shape} does not fit a weight of "
-                         f"shape {w.shape}; it must have shape ({w.shape[0]},)")
-    if x.data.ndim != 2:
+                         f"shape {w_shape}; it must have shape ({w_shape[0]},)")
+    if len(x_shape) != 2:
         y = x @ w.T
         return y if bias is None else y + bias
     return apply(LINEAR, (x, w) if bias is None else (x, w, bias))

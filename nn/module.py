@@ -44,7 +44,7 @@ def zero_grads(params: Iterable) -> None:
         if isinstance(p, Value):
             p.grad = 0.0
         else:
-            p.grad = None
+            p._grad = None  # (.grad's slot: skips the setter's checks, None needs none)
 
 
 def match_names(entries: list, keys) -> tuple[list, list]:

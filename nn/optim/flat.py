@@ -24,7 +24,6 @@ import numpy as np
 
 from autodiff.engine import bump_version
 
-from ..utils import grad_data
 
 try:  # numpy >= 2
     from numpy.lib.array_utils import byte_bounds
@@ -152,7 +151,7 @@ class FlatGroup:
         """Copy the parameters and their gradients (checked by the caller) in."""
         for p, view, grad_view in zip(self.params, self.views, self.grad_views):
             view[...] = p.data
-            grad_view[...] = grad_data(p.grad)
+            grad_view[...] = p._grad.data
 
     def scatter(self) -> None:
         """Copy the updated values back into each parameter's own array, in place."""

@@ -129,7 +129,7 @@ class Optimizer:
             for p in group["params"]:
                 if isinstance(p, Value):
                     values.append(p)
-                elif p.grad is not None:
+                elif p._grad is not None:  # (the slot behind .grad: this runs every step)
                     tensors.append(p)
             self._check_grads(tensors, values, k, group)  # all, before anything changes
             plan.append((k, group, values, tensors))
@@ -148,7 +148,7 @@ class Optimizer:
                                  f"{k} has grad {v.grad!r}, not a number (zero_grad() sets "
                                  "Value grads to 0.0)")
         for p in params:
-            g = grad_data(p.grad)
+            g = p._grad.data
             if type(g) is np.ndarray:
                 if g.dtype is p.data.dtype and g.shape == p.data.shape:
                     continue  # (the common case, decided without the general checks)
