@@ -791,3 +791,6 @@ def STACK(g, out, *xs, axis):
 
 
 __all__ = ["OPS", "Op", "primitive"]
+
+
+from . import ops_pool  # noqa: E402,F401  (pooling and batch norm register into OPS)
