@@ -3,9 +3,11 @@
 Two paths that port by changing imports:
 - scalar, micrograd-compatible: `Neuron`, `Layer`, `MLP` on lists of numbers / `Value`s;
 - tensor, torch.nn-compatible: `Module`, `Parameter`, `Linear`, `Conv1d`, `Conv2d`,
-  `Flatten`, `Unflatten`, `Identity`, `Sequential`, `ModuleList`, activations with a gain h
-  (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.init`, `nn.functional`, `nn.optim`, `nn.data`
-  (`TensorDataset`, `DataLoader`), and `save`/`load` in the safetensors format.
+  `Flatten`, `Unflatten`, `Identity`, `Sequential`, `ModuleList`, pooling (`MaxPool2d`,
+  `AvgPool2d`, `AdaptiveAvgPool2d`), `BatchNorm1d`, `BatchNorm2d`, `Dropout`, activations
+  with a gain h (`Sigmoid`, `Tanh`, `ReLU`), `Softmax`, losses, `nn.init`, `nn.functional`,
+  `nn.optim`, `nn.data` (`TensorDataset`, `DataLoader`), and `save`/`load` in the
+  safetensors format.
 
 >>> import nn
 >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -18,9 +20,12 @@ import numpy as np  # noqa: F401  (for the doctest above)
 from . import data, functional, init, optim, utils
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv1d, Conv2d
+from .dropout import Dropout
 from .layers import Flatten, Identity, Linear, ModuleList, Sequential, Unflatten
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
+from .normalization import BatchNorm1d, BatchNorm2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .scalar import MLP, Layer, Neuron
 from .serialization import CheckpointError, load, save
 from .train import History, accuracy, evaluate, fit
@@ -40,6 +45,7 @@ __all__ = [
     "Neuron", "Layer", "MLP",
     "Module", "Parameter", "Linear", "Flatten", "Unflatten", "Identity", "Sequential",
     "ModuleList", "Conv1d", "Conv2d",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "optim", "utils", "data", "functional", "init", "save", "load", "CheckpointError",

@@ -5,6 +5,9 @@
     softmax, log_softmax           exp(x_i) / sum_j exp(x_j) along dim, and its log
     linear                         x W^T + b (one fused node for a batch of rows)
     dropout                        x * m / (1 - p), m_i ~ Bernoulli(1 - p), in training only
+    max_pool2d, avg_pool2d         the max or mean of each window of the last two axes
+    adaptive_avg_pool2d            the mean over PyTorch's windows for a given output size
+    batch_norm                     w (x - mean) / sqrt(var + eps) + b per channel; running stats
     cross_entropy, nll_loss        -w_y log_softmax(x)_y, and -w_y x_y for log-probabilities x
     mse_loss, binary_cross_entropy, binary_cross_entropy_with_logits   the loss classes'
 
@@ -24,11 +27,15 @@ import warnings
 import numpy as np
 
 from autodiff import OPS, Tensor, where
+from autodiff.engine import bump_version
 from autodiff.errors import ShapeError
+from autodiff.ops_pool import channel_shape, channel_sum, max_pool2d_indices, pool_geometry
 from autodiff.rng import generator
 from autodiff.tensor import apply
 
 LINEAR, WEIGHTED_NLL = OPS["linear"], OPS["weighted_nll"]
+MAX_POOL2D, AVG_POOL2D = OPS["max_pool2d"], OPS["avg_pool2d"]
+ADAPTIVE_AVG_POOL2D, BATCH_NORM = OPS["adaptive_avg_pool2d"], OPS["batch_norm"]
 
 
 def as_tensor(x, where: str) -> Tensor:
@@ -146,6 +153,159 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
     if inplace:
         return _in_place(x, "dropout", Tensor.mul_, mask)
     return x * mask
+
+
+# -- pooling -------------------------------------------------------------------------
+def _image_input(input, where: str) -> Tensor:
+    """(N, C, H, W) or PyTorch's unbatched (C, H, W), floating point, C, H, W > 0."""
+    x = input if type(input) is Tensor else as_tensor(input, where)
+    if x.ndim not in (3, 4) or 0 in x.shape[-3:]:
+        raise ShapeError(f"{where}: expected an input of shape (N, C, H, W) or unbatched "
+                         f"(C, H, W) with C, H, W > 0, got {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{where}: needs a floating-point input, got dtype {x.dtype}")
+    return x
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """The maximum of each kernel_size window (PyTorch's arguments; stride defaults to
+    kernel_size, padding counts as -inf). The gradient goes to the first maximum of a
+    window in scan order, as PyTorch's; with return_indices, also the maxima's flat
+    positions h*W + w (int64), as PyTorch gives them.
+
+    >>> max_pool2d(Tensor(np.arange(16.0).reshape(1, 4, 4)), 2).data
+    array([[[ 5.,  7.],
+            [13., 15.]]])
+    """
+    x = _image_input(input, "max_pool2d")
+    geo = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode,
+                        where="max_pool2d")
+    out = apply(MAX_POOL2D, (x,), dict(kernel_size=geo.kernel, stride=geo.stride,
+                                       padding=geo.padding, dilation=geo.dilation,
+                                       ceil_mode=bool(ceil_mode)))
+    if return_indices:
+        return out, Tensor(max_pool2d_indices(x.data, geo))
+    return out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """The mean of each kernel_size window (PyTorch's arguments and divisor: padding
+    zeros count when count_include_pad, and divisor_override replaces the divisor)."""
+    x = _image_input(input, "avg_pool2d")
+    geo = pool_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode,
+                        where="avg_pool2d")
+    if divisor_override is not None and (
+            not isinstance(divisor_override, (int, np.integer))
+            or isinstance(divisor_override, bool) or divisor_override == 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a non-zero int or None, got "
+                         f"{divisor_override!r}")
+    return apply(AVG_POOL2D, (x,), dict(
+        kernel_size=geo.kernel, stride=geo.stride, padding=geo.padding,
+        ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+        divisor_override=None if divisor_override is None else int(divisor_override)))
+
+
+def adaptive_output_size(output_size, shape: tuple, where: str) -> tuple[int, int]:
+    """PyTorch's output_size: an int, or a pair whose None entries keep the input's size."""
+    pair = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    if len(pair) != 2:
+        raise TypeError(f"{where}: output_size must be an int or a pair, got {output_size!r}")
+    sizes = []
+    for n, o in zip(shape[-2:], pair):
+        if o is None:
+            o = n
+        if not isinstance(o, (int, np.integer)) or isinstance(o, bool) or o < 0:
+            raise ValueError(f"{where}: output_size must hold non-negative ints (or None), "
+                             f"got {output_size!r}")
+        sizes.append(int(o))
+    return sizes[0], sizes[1]
+
+
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    """Means over windows chosen to give `output_size`: output row o averages the input
+    rows floor(o H / Oh) to ceil((o + 1) H / Oh) - 1 (likewise columns), PyTorch's
+    windows, which overlap when Oh does not divide H."""
+    x = _image_input(input, "adaptive_avg_pool2d")
+    size = adaptive_output_size(output_size, x.shape, "adaptive_avg_pool2d")
+    return apply(ADAPTIVE_AVG_POOL2D, (x,), {"output_size": size})
+
+
+# -- normalisation -------------------------------------------------------------------
+def _per_channel(t, name: str, c: int, x: Tensor, where: str):
+    if t is None:
+        return None
+    if not isinstance(t, (Tensor, np.ndarray)):
+        t = as_tensor(t, where)
+    if tuple(t.shape) != (c,):
+        raise ShapeError(f"{where}: {name} should hold {c} elements, one per channel of the "
+                         f"input of shape {x.shape} (axis 1), but has shape {tuple(t.shape)}")
+    return t
+
+
+def _update_running(stat, batch_value: np.ndarray, momentum: float) -> None:
+    """stat <- (1 - momentum) stat + momentum batch_value, in place (a Tensor's version
+    moves on, as any in-place change)."""
+    arr = stat.data if isinstance(stat, Tensor) else stat
+    arr *= 1 - momentum
+    arr += momentum * batch_value.astype(arr.dtype, copy=False)
+    if isinstance(stat, Tensor):
+        bump_version(stat)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalise each channel (axis 1) of an (N, C, ...) input: w (x - mean) / sqrt(var +
+    eps) + b. Training: mean and biased var of the batch (over every axis but 1), and
+    running_mean / running_var (if given) move in place towards the batch's mean and
+    unbiased var by `momentum`, as PyTorch's; otherwise the running statistics are used.
+
+    >>> x = Tensor([[1.0], [3.0]])
+    >>> batch_norm(x, None, None, training=True, eps=0.0).data
+    array([[-1.],
+           [ 1.]])
+    """
+    where = "batch_norm"
+    x = input if type(input) is Tensor else as_tensor(input, where)
+    if x.ndim < 2:
+        raise ShapeError(f"{where}: expected an input of shape (N, C, ...), got {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{where}: needs a floating-point input, got dtype {x.dtype}")
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"{where}: momentum must be a number, got {momentum!r}")
+    c = x.shape[1]
+    running_mean = _per_channel(running_mean, "running_mean", c, x, where)
+    running_var = _per_channel(running_var, "running_var", c, x, where)
+    params = [_per_channel(p, name, c, x, where)
+              for p, name in ((weight, "weight"), (bias, "bias"))]
+    params = [p if p is None or isinstance(p, Tensor) else Tensor(p) for p in params]
+    data = x.data
+    if training:
+        count = data.size // c if c else 0
+        if count <= 1:
+            raise ValueError(f"{where}: expected more than 1 value per channel when "
+                             f"training, got input of shape {x.shape}")
+        mean = channel_sum(data) / count
+        centred = data - mean.reshape(channel_shape(x.ndim, c))
+        centred *= centred
+        var = channel_sum(centred) / count  # centred first: no cancellation
+        if running_mean is not None:
+            _update_running(running_mean, mean, momentum)
+        if running_var is not None:
+            _update_running(running_var, var * (count / (count - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{where}: running_mean and running_var are needed when not "
+                             "training (training=False)")
+        # copies: a later training step changes the running statistics in place
+        mean = np.array(np.asarray(running_mean), dtype=x.dtype)
+        var = np.array(np.asarray(running_var), dtype=x.dtype)
+    inputs = (x,) + tuple(p for p in params if p is not None)
+    return apply(BATCH_NORM, inputs, dict(
+        mean=mean.astype(x.dtype, copy=False), var=var.astype(x.dtype, copy=False),
+        eps=float(eps), affine=(params[0] is not None, params[1] is not None),
+        training=bool(training)))
 
 
 # -- losses --------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """`Module` and `Parameter`: the torch.nn-style containers of the tensor path.
 
 A Module registers every `Parameter` and sub-`Module` assigned to one of its attributes,
-in assignment order; names are dotted paths ("0.weight", "encoder.fc.bias"), as in PyTorch.
+in assignment order, and the buffers given to `register_buffer` (state that is not
+trained, such as batch norm's running statistics); names are dotted paths ("0.weight",
+"encoder.fc.bias", "bn.running_mean"), as in PyTorch.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class Module:
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "training", True)
 
     def _registries(self) -> tuple[OrderedDict, OrderedDict]:
@@ -84,14 +88,31 @@ class Module:
             Module.__init__(self)
         return d["_parameters"], d["_modules"]
 
+    def _buffer_registry(self) -> OrderedDict:
+        d = self.__dict__
+        if "_buffers" not in d:  # (no super().__init__(), or a module pickled before buffers)
+            self._registries()
+            object.__setattr__(self, "_buffers", OrderedDict())
+            object.__setattr__(self, "_non_persistent_buffers", set())
+        return d["_buffers"]
+
     def __setattr__(self, name: str, value: Any) -> None:
         params, modules = self._registries()
+        buffers = self._buffer_registry()
+        if name in buffers and not isinstance(value, (Parameter, Module)):
+            # A registered buffer stays one (as in PyTorch): only a tensor or None fits.
+            buffers[name] = value = _buffer_value(value, name, "assigning to")
+            object.__setattr__(self, name, value)
+            return
         # Replacing a parameter (or module) by another keeps its place in the order, as
         # in PyTorch; anything else takes the name out of the registries.
         if not (isinstance(value, Parameter) and name in params):
             params.pop(name, None)
         if not (isinstance(value, Module) and name in modules):
             modules.pop(name, None)
+        if isinstance(value, (Parameter, Module)):
+            buffers.pop(name, None)
+            self._non_persistent_buffers.discard(name)
         if isinstance(value, Parameter):
             params[name] = value
         elif isinstance(value, Module):
@@ -102,7 +123,57 @@ class Module:
         params, modules = self._registries()
         params.pop(name, None)
         modules.pop(name, None)
+        self._buffer_registry().pop(name, None)
+        self._non_persistent_buffers.discard(name)
         object.__delattr__(self, name)
+
+    # -- buffers ---------------------------------------------------------------------
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Keep `tensor` (a Tensor, an array, which becomes a Tensor, or None) as state of
+        the module that is not a parameter: it is not trained, but it follows `to()` and
+        `float()`/`double()` (when floating-point) and, if `persistent`, it is part of
+        `state_dict()` (after the module's own parameters, as in PyTorch). A None
+        buffer is listed nowhere until a tensor is assigned to it.
+
+        >>> m = Module(); m.register_buffer("steps", np.zeros(()))
+        >>> list(m.state_dict()), m.steps.requires_grad
+        (['steps'], False)
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"register_buffer: the name must be a str, got {name!r}")
+        if "." in name or not name:
+            raise KeyError(f"register_buffer: a buffer name must be non-empty without '.', "
+                           f"got {name!r}")
+        buffers = self._buffer_registry()
+        if hasattr(self, name) and name not in buffers:
+            raise KeyError(f"register_buffer: attribute {name!r} already exists")
+        if isinstance(tensor, Parameter):
+            raise TypeError(f"register_buffer: {name!r} is given a Parameter; register it "
+                            "as a parameter (assign it) or pass a plain tensor")
+        value = _buffer_value(tensor, name, "register_buffer:")
+        buffers[name] = value
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
+        object.__setattr__(self, name, value)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) pairs, persistent or not, None buffers left out."""
+        seen: set[int] = set()
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
+        for module_name, module in modules:
+            for name, b in module._buffer_registry().items():
+                if b is None or (remove_duplicate and id(b) in seen):
+                    continue
+                seen.add(id(b))
+                yield (f"{module_name}.{name}" if module_name else name), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
 
     # -- running ---------------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -185,15 +256,20 @@ class Module:
                     seen.add(id(p))
                 yield (f"{module_name}.{name}" if module_name else name), p
 
-    def _all_named_parameters(self) -> list[tuple[str, Parameter]]:
+    def _all_named_parameters(self, buffers: bool = False) -> list[tuple[str, Tensor]]:
         """Every (dotted name, parameter) in PyTorch's state_dict order, a parameter tied
         into several places (or a module registered twice) under each of its names;
-        `named_parameters()` gives each parameter once."""
+        `named_parameters()` gives each parameter once. With `buffers`, each module's
+        persistent buffers follow its parameters: the entries of `state_dict()`."""
         out, stack = [], [("", self, ())]
         while stack:
             prefix, module, ancestors = stack.pop()
             params, children = module._registries()
             out.extend((prefix + name, p) for name, p in params.items())
+            if buffers:
+                registry, skip = module._buffer_registry(), module._non_persistent_buffers
+                out.extend((prefix + name, b) for name, b in registry.items()
+                           if b is not None and name not in skip)
             inside = ancestors + (id(module),)
             for name, child in reversed(children.items()):
                 if id(child) not in inside:  # (a module inside itself: visited once)
@@ -232,8 +308,9 @@ class Module:
     def to(self, *args, **kwargs) -> "Module":
         """PyTorch's `to(device)`, `to(dtype)`, `to(device, dtype)`, `to(tensor)` (its
         dtype), `to(device=..., dtype=..., non_blocking=...)`. The only device is the CPU
-        ("cpu"); a dtype converts every floating-point parameter (and its gradient),
-        keeping the Parameter objects, so an optimizer built before still updates them."""
+        ("cpu"); a dtype converts every floating-point parameter (and its gradient) and
+        buffer, keeping the Parameter objects, so an optimizer built before still updates
+        them."""
         _, dtype = _parse_to(args, kwargs)
         if dtype is not None:
             self._convert(dtype)
@@ -248,6 +325,10 @@ class Module:
         return self._convert(np.dtype(np.float64))
 
     def _convert(self, dtype: np.dtype) -> "Module":
+        for b in self.buffers():  # floating-point buffers only: a step count stays an int
+            if b.dtype.kind == "f" and b.dtype != dtype:
+                b.data = b.data.astype(dtype)
+                bump_version(b)
         for p in self.parameters():
             if not isinstance(p, Tensor) or p.dtype.kind != "f" or p.dtype == dtype:
                 continue
@@ -265,17 +346,21 @@ class Module:
 
     # -- state -----------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Parameter name -> a copy of its array (PyTorch key names, e.g. "0.weight"; a
-        tied parameter under each of its names, as PyTorch lists it)."""
-        return OrderedDict((name, p.data.copy()) for name, p in self._all_named_parameters())
+        """Parameter and persistent buffer name -> a copy of its array (PyTorch key names
+        and order, e.g. "0.weight", "1.running_mean"; a tied parameter under each of its
+        names, as PyTorch lists it)."""
+        return OrderedDict((name, p.data.copy())
+                           for name, p in self._all_named_parameters(buffers=True))
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
-        """Copy arrays into the parameters (in place). Every key and shape is checked before
-        anything is written, so on any error the module is left unchanged. With
-        strict=False, missing and unexpected keys are skipped and returned. A tied
-        parameter needs one of its names (if several are given, they must agree)."""
-        missing, unexpected = match_names(self._all_named_parameters(), state_dict)
-        own = OrderedDict(self._all_named_parameters())
+        """Copy arrays into the parameters and persistent buffers (in place). Every key and
+        shape is checked before anything is written, so on any error the module is left
+        unchanged. With strict=False, missing and unexpected keys are skipped and
+        returned. A tied parameter needs one of its names (if several are given, they
+        must agree)."""
+        entries = self._all_named_parameters(buffers=True)
+        missing, unexpected = match_names(entries, state_dict)
+        own = OrderedDict(entries)
         if strict and (missing or unexpected):
             parts = []
             if missing:
@@ -322,6 +407,18 @@ class Module:
         if len(extra_lines) == 1 and not child_lines:
             return head + extra_lines[0] + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _buffer_value(value, name: str, where: str) -> "Tensor | None":
+    """A buffer's value: a Tensor that does not require grad (an array is wrapped), or None."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = Tensor(value)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{where} buffer {name!r} needs a Tensor, an array or None, got "
+                        f"{type(value).__name__}")
+    return value
 
 
 def _is_device(x) -> bool:

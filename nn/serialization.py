@@ -38,7 +38,7 @@ def load(module: Module, path: str | os.PathLike) -> Module:
     _check_module(module, "nn.load")
     where = f"nn.load: {os.fspath(path)!r}"
     arrays, _ = read(path, where)
-    entries = module._all_named_parameters()
+    entries = module._all_named_parameters(buffers=True)  # (batch norm keeps running statistics)
     missing, unexpected = (sorted(names) for names in match_names(entries, arrays))
     if missing or unexpected:
         parts = ([f"missing {missing}"] if missing else []) + (

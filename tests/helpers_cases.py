@@ -364,5 +364,86 @@ def _cases() -> dict[str, list[Case]]:
     return table
 
 
+def _pool_norm_cases(table: dict) -> None:
+    """Pooling and batch norm (autodiff/ops_pool.py), through nn.functional: option grids
+    with overlapping windows, padding, dilation, ceil mode and unbatched inputs."""
+    import nn.functional as F
+
+    def add(op, name, make, fn, torch_fn, **kw):
+        table.setdefault(op, []).append(Case(op, name, make, fn, torch_fn, **kw))
+
+    def TF():
+        return T.nn.functional
+
+    max_grid = [
+        ("k2", (2, 3, 6, 6), dict(kernel_size=2)),
+        ("k3,s2,p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+        ("k2,s1-overlap", (1, 2, 4, 5), dict(kernel_size=2, stride=1)),
+        ("k(2,3),s(2,1),p1,d(2,1),ceil", (1, 2, 7, 8),
+         dict(kernel_size=(2, 3), stride=(2, 1), padding=1, dilation=(2, 1), ceil_mode=True)),
+        ("k2,ceil", (1, 1, 5, 5), dict(kernel_size=2, ceil_mode=True)),
+        ("unbatched,k3,s2", (2, 5, 6), dict(kernel_size=3, stride=2)),
+    ]
+    for name, shape, kw in max_grid:
+        add("max_pool2d", name, ins(distinct(*shape)),
+            (lambda a, kw=kw: F.max_pool2d(a, **kw)),
+            (lambda a, kw=kw: TF().max_pool2d(a, **kw)))
+
+    avg_grid = [
+        ("k2", (2, 3, 6, 6), dict(kernel_size=2)),
+        ("k3,s2,p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+        ("k3,s2,p1,exclude-pad", (2, 2, 7, 7),
+         dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+        ("k3,s2,p1,ceil", (1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1,
+                                              ceil_mode=True)),
+        ("k3,s2,p1,ceil,exclude-pad", (1, 2, 6, 6),
+         dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+        ("k(3,2),s(1,2),divisor=5", (1, 2, 5, 6),
+         dict(kernel_size=(3, 2), stride=(1, 2), divisor_override=5)),
+        ("unbatched,k2,s1", (3, 4, 5), dict(kernel_size=2, stride=1)),
+    ]
+    for name, shape, kw in avg_grid:
+        add("avg_pool2d", name, ins(normal(*shape)),
+            (lambda a, kw=kw: F.avg_pool2d(a, **kw)),
+            (lambda a, kw=kw: TF().avg_pool2d(a, **kw)))
+
+    for name, shape, size in [("(7,5)->(3,2)", (2, 3, 7, 5), (3, 2)),
+                              ("->1", (2, 3, 4, 4), 1),
+                              ("(None,4)", (1, 2, 5, 6), (None, 4)),
+                              ("upsample(3,5)->(7,9)", (1, 2, 3, 5), (7, 9)),
+                              ("unbatched", (3, 6, 4), (4, 3))]:
+        add("adaptive_avg_pool2d", name, ins(normal(*shape)),
+            (lambda a, size=size: F.adaptive_avg_pool2d(a, size)),
+            (lambda a, size=size: TF().adaptive_avg_pool2d(a, size)))
+
+    # Batch statistics (training) and running ones (evaluation); no running buffers are
+    # passed in training, so that calling the case again and again changes nothing.
+    mean, var = np.array([0.5, -1.0, 0.25]), np.array([0.5, 2.0, 1.5])
+
+    def stats(a):
+        return T.as_tensor(mean, dtype=a.dtype), T.as_tensor(var, dtype=a.dtype)
+
+    add("batch_norm", "train,(4,3,5),w,b", ins(normal(4, 3, 5), normal(3), normal(3)),
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        lambda x, w, b: TF().batch_norm(x, None, None, w, b, training=True))
+    add("batch_norm", "train,(3,3,2,4),w,b,eps=0.1",
+        ins(normal(3, 3, 2, 4, scale=2.0), normal(3), normal(3)),
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=0.1),
+        lambda x, w, b: TF().batch_norm(x, None, None, w, b, training=True, eps=0.1))
+    add("batch_norm", "train,(6,3),no-affine", ins(normal(6, 3)),
+        lambda x: F.batch_norm(x, None, None, training=True),
+        lambda x: TF().batch_norm(x, None, None, training=True))
+    add("batch_norm", "train,(5,3,2),bias-only", ins(normal(5, 3, 2), normal(3)),
+        lambda x, b: F.batch_norm(x, None, None, None, b, training=True),
+        lambda x, b: TF().batch_norm(x, None, None, None, b, training=True))
+    add("batch_norm", "eval,(4,3,2,2),weight-only", ins(normal(4, 3, 2, 2), normal(3)),
+        lambda x, w: F.batch_norm(x, mean.astype(x.dtype), var.astype(x.dtype), w),
+        lambda x, w: TF().batch_norm(x, *stats(x), w))
+    add("batch_norm", "eval,(4,3),w,b", ins(normal(4, 3), normal(3), normal(3)),
+        lambda x, w, b: F.batch_norm(x, mean.astype(x.dtype), var.astype(x.dtype), w, b),
+        lambda x, w, b: TF().batch_norm(x, *stats(x), w, b))
+
+
 CASES: dict[str, list[Case]] = _cases()
+_pool_norm_cases(CASES)
 ALL_CASES: list[Case] = [case for cases in CASES.values() for case in cases]

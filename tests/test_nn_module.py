@@ -380,3 +380,109 @@ def test_linear_features_must_be_positive(args):
 def test_linear_non_numeric_input_names_linear():
     with pytest.raises(TypeError, match=r"^Linear: .*numeric"):
         nn.Linear(2, 1)([["a", "b"]])
+
+
+# ---------------------------------------------------------------------------
+# buffers: state that is not trained (PyTorch's register_buffer)
+
+class WithBuffers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.register_buffer("steps", np.zeros((), np.int64))
+        self.register_buffer("scale", np.ones(2))
+        self.register_buffer("cache", np.zeros(3), persistent=False)
+        self.register_buffer("unset", None)
+
+
+def test_register_buffer_lists_buffers_and_keeps_them_out_of_parameters():
+    m = WithBuffers()
+    assert [n for n, _ in m.named_parameters()] == ["fc.weight", "fc.bias"]
+    assert [n for n, _ in m.named_buffers()] == ["steps", "scale", "cache"]  # None left out
+    assert all(isinstance(b, Tensor) and not b.requires_grad for b in m.buffers())
+    assert m.steps.dtype == np.int64 and m.unset is None
+    # state_dict: each module's parameters, then its persistent buffers, then children
+    outer = nn.Sequential(m, nn.Linear(2, 1))
+    assert list(outer.state_dict()) == ["0.steps", "0.scale", "0.fc.weight", "0.fc.bias",
+                                        "1.weight", "1.bias"]
+    assert [n for n, _ in outer.named_buffers()] == ["0.steps", "0.scale", "0.cache"]
+    assert list(outer.buffers(recurse=False)) == []
+    t = Tensor(np.arange(2.0))
+    m.register_buffer("given", t)
+    assert m.given is t  # a Tensor is kept as it is
+
+
+def test_assigning_to_a_buffer_keeps_it_a_buffer():
+    m = WithBuffers()
+    m.scale = Tensor(np.full(2, 3.0))
+    assert "scale" in dict(m.named_buffers()) and m.state_dict()["scale"].tolist() == [3, 3]
+    m.scale = np.full(2, 4.0)  # an array becomes a Tensor
+    assert isinstance(m.scale, Tensor)
+    m.unset = Tensor(np.ones(1))
+    assert "unset" in m.state_dict()
+    m.scale = None
+    assert "scale" not in m.state_dict() and "scale" not in dict(m.named_buffers())
+    with pytest.raises(TypeError, match="buffer 'steps' needs a Tensor, an array or None"):
+        m.steps = 3
+    m.steps = nn.Parameter(np.ones(2))  # a Parameter takes the name over, as in PyTorch
+    assert "steps" in dict(m.named_parameters()) and "steps" not in dict(m.named_buffers())
+    del m.cache
+    assert "cache" not in dict(m.named_buffers()) and not hasattr(m, "cache")
+
+
+@pytest.mark.parametrize("name,value,error,match", [
+    (3, np.ones(1), TypeError, "the name must be a str"),
+    ("a.b", np.ones(1), KeyError, "without '.'"),
+    ("", np.ones(1), KeyError, "without '.'"),
+    ("fc", np.ones(1), KeyError, "attribute 'fc' already exists"),
+    ("x", [1.0, 2.0], TypeError, "needs a Tensor, an array or None, got list"),
+    ("x", nn.Parameter(np.ones(1)), TypeError, "Parameter"),
+])
+def test_register_buffer_errors(name, value, error, match):
+    with pytest.raises(error, match=match):
+        WithBuffers().register_buffer(name, value)
+
+
+def test_buffers_load_in_place_strictly_and_follow_dtype_conversion():
+    m = WithBuffers()
+    before = m.scale
+    version = m.scale._version
+    state = m.state_dict()
+    state["scale"] = np.array([5.0, 6.0])
+    state["steps"] = np.array(7)
+    m.load_state_dict(state)
+    assert m.scale is before and m.scale.tolist() == [5.0, 6.0] and int(m.steps) == 7
+    assert m.scale._version == version + 1
+    with pytest.raises(KeyError, match=r"missing keys \['steps'\]"):
+        m.load_state_dict({k: v for k, v in state.items() if k != "steps"})
+    with pytest.raises(KeyError, match=r"unexpected keys \['cache'\]"):  # not persistent
+        m.load_state_dict(dict(state, cache=np.zeros(3)))
+    bad = dict(state, scale=np.zeros(3))
+    with pytest.raises(ShapeError, match="'scale' has shape"):
+        m.load_state_dict(bad)
+    assert m.scale.tolist() == [5.0, 6.0]  # unchanged by the refused load
+    assert m.load_state_dict({"steps": np.array(1)}, strict=False).missing_keys == [
+        "scale", "fc.weight", "fc.bias"]
+    m.float()
+    assert m.scale.dtype == np.float32 and m.cache.dtype == np.float32
+    assert m.steps.dtype == np.int64  # an integer buffer keeps its dtype
+    m.to(autodiff.float64)
+    assert m.scale.dtype == np.float64
+
+
+def test_buffers_match_torch_names_and_order():
+    torch = pytest.importorskip("torch")
+
+    class Theirs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 2)
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+            self.register_buffer("scale", torch.ones(2))
+            self.register_buffer("cache", torch.zeros(3), persistent=False)
+            self.register_buffer("unset", None)
+
+    ours, theirs = nn.Sequential(WithBuffers()), torch.nn.Sequential(Theirs())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+    ours.load_state_dict(theirs.state_dict())

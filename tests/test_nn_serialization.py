@@ -453,3 +453,15 @@ def test_safe_open_sees_our_checksum_and_tensors(tmp_path):
         assert set(f.metadata()) == {"format", "autodiff.sha256"}
         for name, value in model.state_dict().items():
             assert f.get_tensor(name).tobytes() == value.tobytes()
+
+
+def test_save_and_load_keep_buffers_such_as_running_statistics(tmp_path):
+    import autodiff
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    net(autodiff.randn(8, 3))  # one training step moves the running statistics
+    nn.save(net, tmp_path / "bn.safetensors")
+    other = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    nn.load(other, tmp_path / "bn.safetensors")
+    for (k, a), (k2, b) in zip(net.state_dict().items(), other.state_dict().items()):
+        assert k == k2 and np.array_equal(np.asarray(a), np.asarray(b)), k
+    assert int(np.asarray(other.state_dict()["1.num_batches_tracked"])) == 1
