@@ -156,6 +156,8 @@ def memory_probe(name, state_path, seed):
     """Run in a child: set up, then one epoch with the peak RSS reset just before it, then
     (ours) one more under tracemalloc. Prints one JSON line."""
     m = namespace(name)
+    if isinstance(m, str):
+        raise SystemExit(f"{name}: {m}")
     state = dict(np.load(state_path))
     (Xtr, ytr), _ = digits(seed)
     model, loss_fn, optimizer = set_up(m, state)
