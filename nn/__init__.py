@@ -18,6 +18,7 @@ Two paths that port by changing imports:
 import numpy as np  # noqa: F401  (for the doctest above)
 
 from . import data, functional, init, optim, utils
+from . import onnx  # (cheap: the onnx package itself is imported only by onnx.export)
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
