@@ -277,29 +277,30 @@ class _RNNBase(Module):
         zeros = np.zeros((batch, self.hidden_size), dtype=x.dtype)
         directions = 2 if self.bidirectional else 1
         finals = [[] for _ in states]
+        # Each layer reads its input one step at a time: x[t] for the first, the previous
+        # layer's per-step outputs (before stacking) for the others. Slicing one step out
+        # of a whole-sequence tensor inside the loop would make backward scatter a
+        # sequence-sized gradient per step (quadratic in L); x[t] is the one such slice,
+        # and it costs nothing when the input needs no gradient.
+        inputs = [x[t] for t in range(steps)]
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
-                x = dropout(x, self.dropout, True)
+                inputs = [dropout(s, self.dropout, True) for s in inputs]
             outputs = []
             for reverse in (False, True)[:directions]:
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, reverse)
                 k = layer * directions + reverse
                 carry = [Tensor(zeros) if s is None else s[k] for s in states]
-                width = x.shape[2]
-                # The input projection of every step at once: one (L*N, H_in) matmul.
-                xw = linear(x.reshape(steps * batch, width), w_ih, b_ih).reshape(
-                    steps, batch, w_ih.shape[0])
-                seq = []
+                seq = [None] * steps
                 for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-                    carry = self._step(xw[t], carry, w_hh, b_hh)
-                    seq.append(carry[0])
-                if reverse:
-                    seq.reverse()
-                outputs.append(stack(seq, 0))
+                    carry = self._step(linear(inputs[t], w_ih, b_ih), carry, w_hh, b_hh)
+                    seq[t] = carry[0]
+                outputs.append(seq)
                 for final, state in zip(finals, carry):
                     final.append(state)
-            x = outputs[0] if directions == 1 else concatenate(outputs, axis=-1)
-        return x, [stack(f, 0) for f in finals]
+            inputs = outputs[0] if directions == 1 else [
+                concatenate(pair, axis=-1) for pair in zip(*outputs)]
+        return stack(inputs, 0), [stack(f, 0) for f in finals]
 
     def _step(self, xw, carry, w_hh, b_hh) -> list:
         if self._mode == "LSTM":
