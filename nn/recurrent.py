@@ -253,6 +253,9 @@ class _RNNBase(Module):
         where = self._kind
         layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
         x = _input(input, self.input_size, (2, 3), where, f"{layout} or unbatched (L, H_in)")
+        if x.shape[1 if self.batch_first and x.ndim == 3 else 0] == 0:
+            raise ValueError(f"{where}: the sequence is empty (length 0) in an input of "
+                             f"shape {x.shape}; there is no step to run")
         unbatched = x.ndim == 2
         if unbatched:
             x = x.reshape(x.shape[0], 1, self.input_size)

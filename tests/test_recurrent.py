@@ -223,6 +223,17 @@ def test_gradients_reach_the_initial_state_and_every_step():
     assert np.any(np.asarray(h0.grad) != 0)
 
 
+def test_the_unrolled_graph_is_made_of_primitives_and_can_be_drawn():
+    pytest.importorskip("graphviz")
+    from autodiff import draw_graph
+
+    _, (h, _) = nn.LSTM(2, 3)(np.ones((2, 1, 2)))
+    source = draw_graph(h.sum()).source
+    # Two steps, each with one sigmoid over the gate block and tanh for g and for c.
+    assert source.count("sigmoid") >= 2 and source.count("tanh") >= 4
+    assert "linear" in source and "getitem" in source
+
+
 # -- errors -----------------------------------------------------------------------------
 def test_wrong_input_size_names_the_shapes():
     with pytest.raises(ShapeError, match=r"LSTM: input must have shape \(L, N, H_in\).*"
@@ -235,9 +246,17 @@ def test_wrong_input_size_names_the_shapes():
         nn.GRUCell(3, 4)(np.zeros((2, 2, 3)))
 
 
+def test_an_empty_sequence_is_refused():
+    with pytest.raises(ValueError, match=r"LSTM: the sequence is empty .* \(0, 2, 3\)"):
+        nn.LSTM(3, 4)(np.zeros((0, 2, 3)))
+    with pytest.raises(ValueError, match=r"GRU: the sequence is empty .* \(2, 0, 3\)"):
+        nn.GRU(3, 4, batch_first=True)(np.zeros((2, 0, 3)))
+
+
 def test_bad_hidden_shapes_are_named():
     x = np.zeros((5, 2, 3))
-    with pytest.raises(ShapeError, match=r"RNN: hx must have shape \(2, 2, 4\), got \(1, 2, 4\)"):
+    with pytest.raises(ShapeError,
+                       match=r"RNN: hx must have shape \(2, 2, 4\), got \(1, 2, 4\)"):
         nn.RNN(3, 4, num_layers=2)(x, np.zeros((1, 2, 4)))
     with pytest.raises(ShapeError, match=r"LSTM: c_0 must have shape \(1, 2, 4\), got \(1, 3, 4\)"):
         nn.LSTM(3, 4)(x, (np.zeros((1, 2, 4)), np.zeros((1, 3, 4))))
