@@ -40,7 +40,7 @@ def contestants(kind: str, layers: int, torch) -> dict:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((SEQ, BATCH, INPUT)).astype(np.float32)
     cot = rng.standard_normal((SEQ, BATCH, HIDDEN)).astype(np.float32)
-    ours = getattr(nn, kind)(INPUT, HIDDEN, num_layers=layers)
+    ours = getattr(nn, kind)(INPUT, HIDDEN, num_layers=layers, dtype=np.float32)
 
     def final(state):
         return state[0] if kind == "LSTM" else state
@@ -48,6 +48,7 @@ def contestants(kind: str, layers: int, torch) -> dict:
     def run_ours():
         xt = Tensor(x, requires_grad=True)
         out, state = ours(xt)
+        assert out.dtype == np.float32  # (the default dtype is float64: compare like with like)
         ((out * cot).sum() + final(state).sum()).backward()
         ours.zero_grad()
         return out, xt
