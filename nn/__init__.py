@@ -27,6 +27,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .scalar import MLP, Layer, Neuron
 from .serialization import CheckpointError, load, save
 from .train import History, accuracy, evaluate, fit
@@ -48,6 +49,7 @@ __all__ = [
     "ModuleList", "Conv1d", "Conv2d",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "optim", "utils", "data", "functional", "init", "save", "load", "CheckpointError",
     "fit", "evaluate", "accuracy", "History", "plot_history", "plot_decision_boundary",
