@@ -21,10 +21,12 @@ from . import data, functional, init, optim, utils
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .layers import Flatten, Identity, Linear, ModuleList, Sequential, Unflatten
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d
+from .normalization import LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .scalar import MLP, Layer, Neuron
 from .serialization import CheckpointError, load, save
@@ -46,6 +48,7 @@ __all__ = [
     "Module", "Parameter", "Linear", "Flatten", "Unflatten", "Identity", "Sequential",
     "ModuleList", "Conv1d", "Conv2d",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout",
+    "Embedding", "LayerNorm",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "optim", "utils", "data", "functional", "init", "save", "load", "CheckpointError",
