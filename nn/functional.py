@@ -38,6 +38,7 @@ from autodiff.tensor import apply
 LINEAR, WEIGHTED_NLL = OPS["linear"], OPS["weighted_nll"]
 MAX_POOL2D, AVG_POOL2D = OPS["max_pool2d"], OPS["avg_pool2d"]
 ADAPTIVE_AVG_POOL2D, BATCH_NORM = OPS["adaptive_avg_pool2d"], OPS["batch_norm"]
+LAYER_NORM = OPS["layer_norm"]
 
 
 def as_tensor(x, where: str) -> Tensor:
@@ -484,7 +485,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
                        where="conv2d")
 
 
-# -- embedding and layer normalisation (composed from getitem, mean, sub, mul, sqrt) ----
+# -- embedding (composed from getitem) and layer normalisation (one fused node) ---------
 def _indices(input, num_embeddings: int, where: str) -> np.ndarray:
     """`input` as an integer index array, every entry in [0, num_embeddings)."""
     idx = np.asarray(input.data if isinstance(input, Tensor) else input)
@@ -599,12 +600,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
                 raise ShapeError(f"{where}: {name} of shape {t.shape} should have the "
                                  f"normalized_shape {shape}")
         params.append(t)
-    dims = tuple(range(x.ndim - k, x.ndim))
-    centred = x - x.mean(dim=dims, keepdim=True)
-    var = (centred * centred).mean(dim=dims, keepdim=True)  # centred first: no cancellation
-    y = centred / (var + eps).sqrt()
-    if params[0] is not None:
-        y = y * params[0]
-    if params[1] is not None:
-        y = y + params[1]
-    return y
+    inputs = (x,) + tuple(p for p in params if p is not None)
+    return apply(LAYER_NORM, inputs, dict(ndim=k, eps=float(eps),
+                                          affine=(params[0] is not None,
+                                                  params[1] is not None)))

@@ -271,3 +271,31 @@ def test_a_torch_model_with_both_loads_strictly_and_gives_the_same_outputs(rng):
 def test_layer_norm_errors_name_the_function_and_shapes(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("wanted", ["x", "weight", "bias", "weight,bias"])
+def test_layer_norm_gradients_of_only_some_inputs_match_torch(wanted, rng):
+    torch = pytest.importorskip("torch")
+    data = [rng.standard_normal(s) for s in ((3, 2, 5), (2, 5), (2, 5))]
+    ours = [Tensor(d, requires_grad=n in wanted.split(","))
+            for d, n in zip(data, ("x", "weight", "bias"))]
+    theirs = [torch.tensor(d, requires_grad=t.requires_grad) for d, t in zip(data, ours)]
+    cot = rng.standard_normal((3, 2, 5))
+    (F.layer_norm(ours[0], (2, 5), ours[1], ours[2]) * Tensor(cot)).sum().backward()
+    torch.nn.functional.layer_norm(theirs[0], (2, 5), theirs[1], theirs[2]).backward(
+        torch.tensor(cot))
+    for a, t in zip(ours, theirs):
+        if t.requires_grad:
+            np.testing.assert_allclose(np.asarray(a.grad), t.grad.numpy(), rtol=1e-10,
+                                       atol=1e-12)
+        else:
+            assert a.grad is None
+
+
+def test_layer_norm_is_one_node_and_keeps_digits_of_a_large_mean(rng):
+    x = Tensor(rng.standard_normal((4, 8)) * 1e-3 + 1e4, requires_grad=True)
+    y = F.layer_norm(x, 8, eps=0.0)
+    assert y._prim.name == "layer_norm" and set(y._parents) == {x}
+    centred = x.data - x.data.mean(axis=1, keepdims=True)
+    expected = centred / np.sqrt((centred ** 2).mean(axis=1, keepdims=True))
+    np.testing.assert_allclose(y.data, expected, rtol=1e-9, atol=1e-9)
