@@ -2,8 +2,8 @@
 last `ndim` axes of each sample (mean and biased var over those axes).
 
 Fused because the composite (mean, sub, mul, mean, add, sqrt, div, mul, add) writes an
-input-sized array at every step in the forward and again in the backward: on (32, 50, 256)
-float32 it was ~25x slower than torch's fused kernel, the fused op several times faster.
+input-sized array at every step in the forward and again in the backward: forward and
+backward on (32, 50, 256) float32, one thread, took ~5 ms composed, ~2 ms fused (torch ~1 ms).
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ def LAYER_NORM(g, out, x, *rest, ndim, eps, affine, need=(True,) * 3):
     xhat = x - mean
     xhat *= rstd
     gw = g if w is None else g * w
-    grads = (None,) * 0
     if need[0]:
         count = math.prod(x.shape[a] for a in axes)
         gw_mean = gw.sum(axis=axes, keepdims=True) / count
