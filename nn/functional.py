@@ -599,6 +599,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
             if t.shape != shape:
                 raise ShapeError(f"{where}: {name} of shape {t.shape} should have the "
                                  f"normalized_shape {shape}")
+            if t.dtype != x.dtype:  # as torch: no silent promotion or rounding
+                raise TypeError(f"{where}: {name} has dtype {t.dtype} but the input has "
+                                f"dtype {x.dtype}; convert one of them")
         params.append(t)
     inputs = (x,) + tuple(p for p in params if p is not None)
     return apply(LAYER_NORM, inputs, dict(ndim=k, eps=float(eps),

@@ -267,6 +267,10 @@ def test_a_torch_model_with_both_loads_strictly_and_gives_the_same_outputs(rng):
     (lambda: nn.LayerNorm(3, eps=-1.0), ValueError, r"LayerNorm: eps must be a non-negative number, got -1.0"),
     (lambda: F.layer_norm(Tensor(np.zeros((2, 3))), 3, weight=Tensor(np.ones(2))), ShapeError,
      r"layer_norm: weight of shape \(2,\) should have the normalized_shape \(3,\)"),
+    (lambda: nn.LayerNorm(3)(np.zeros((2, 3), np.float32)), TypeError,
+     r"layer_norm: weight has dtype float64 but the input has dtype float32"),
+    (lambda: F.layer_norm(Tensor(np.zeros(3)), 3, None, Tensor(np.zeros(3, np.float32))),
+     TypeError, r"layer_norm: bias has dtype float32 but the input has dtype float64"),
 ])
 def test_layer_norm_errors_name_the_function_and_shapes(call, error, message):
     with pytest.raises(error, match=message):
