@@ -795,3 +795,4 @@ __all__ = ["OPS", "Op", "primitive"]
 # Op families in files of their own register into OPS with the same decorator.
 from . import ops_conv  # noqa: E402,F401
 from . import ops_pool  # noqa: E402,F401  (pooling and batch norm)
+from . import ops_norm  # noqa: E402,F401  (layer norm)

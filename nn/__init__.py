@@ -22,10 +22,12 @@ from . import onnx  # (cheap: the onnx package itself is imported only by onnx.e
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .layers import Flatten, Identity, Linear, ModuleList, Sequential, Unflatten
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d
+from .normalization import LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .scalar import MLP, Layer, Neuron
@@ -48,6 +50,7 @@ __all__ = [
     "Module", "Parameter", "Linear", "Flatten", "Unflatten", "Identity", "Sequential",
     "ModuleList", "Conv1d", "Conv2d",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout",
+    "Embedding", "LayerNorm",
     "Sigmoid", "Tanh", "ReLU", "Softmax",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",

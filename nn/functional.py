@@ -8,6 +8,8 @@
     max_pool2d, avg_pool2d         the max or mean of each window of the last two axes
     adaptive_avg_pool2d            the mean over PyTorch's windows for a given output size
     batch_norm                     w (x - mean) / sqrt(var + eps) + b per channel; running stats
+    layer_norm                     the same over the last dims of each sample, no running stats
+    embedding                      weight[input]: rows of a table looked up by integer indices
     cross_entropy, nll_loss        -w_y log_softmax(x)_y, and -w_y x_y for log-probabilities x
     mse_loss, binary_cross_entropy, binary_cross_entropy_with_logits   the loss classes'
 
@@ -36,6 +38,7 @@ from autodiff.tensor import apply
 LINEAR, WEIGHTED_NLL = OPS["linear"], OPS["weighted_nll"]
 MAX_POOL2D, AVG_POOL2D = OPS["max_pool2d"], OPS["avg_pool2d"]
 ADAPTIVE_AVG_POOL2D, BATCH_NORM = OPS["adaptive_avg_pool2d"], OPS["batch_norm"]
+LAYER_NORM = OPS["layer_norm"]
 
 
 def as_tensor(x, where: str) -> Tensor:
@@ -480,3 +483,127 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
 
     return convolution(input, weight, bias, stride, padding, dilation, groups, dims=2,
                        where="conv2d")
+
+
+# -- embedding (composed from getitem) and layer normalisation (one fused node) ---------
+def _indices(input, num_embeddings: int, where: str) -> np.ndarray:
+    """`input` as an integer index array, every entry in [0, num_embeddings)."""
+    idx = np.asarray(input.data if isinstance(input, Tensor) else input)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{where}: indices must be an integer tensor (int64 or int32), got "
+                        f"dtype {idx.dtype}")
+    if idx.size:
+        low, high = int(idx.min()), int(idx.max())
+        if low < 0 or high >= num_embeddings:
+            bad = low if low < 0 else high
+            raise IndexError(f"{where}: index {bad} is out of range for {num_embeddings} "
+                             f"embeddings (expected 0 to {num_embeddings - 1})")
+    return idx.astype(np.intp, copy=True)  # a copy: later changes cannot move the gradient
+
+
+def padding_index(padding_idx, num_embeddings: int, where: str):
+    """padding_idx as a row in [0, num_embeddings) (negative counts from the end), or None."""
+    if padding_idx is None:
+        return None
+    if not isinstance(padding_idx, (int, np.integer)) or isinstance(padding_idx, bool):
+        raise TypeError(f"{where}: padding_idx must be an int or None, got {padding_idx!r}")
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(f"{where}: padding_idx={padding_idx} must be within "
+                         f"[{-num_embeddings}, {num_embeddings}) for {num_embeddings} "
+                         "embeddings")
+    return int(padding_idx) % num_embeddings
+
+
+def _renorm_rows(weight: Tensor, idx: np.ndarray, max_norm: float, norm_type: float) -> None:
+    """PyTorch's max_norm: each looked-up row whose norm exceeds max_norm is scaled, in
+    place and outside the graph, to norm max_norm (by max_norm / (norm + 1e-7))."""
+    rows = np.unique(idx)
+    data = weight.data
+    norms = np.linalg.norm(data[rows], ord=norm_type, axis=1)
+    big = norms > max_norm
+    if big.any():
+        scale = (max_norm / (norms[big] + 1e-7)).astype(data.dtype)
+        data[rows[big]] *= scale[:, None]
+        bump_version(weight)
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """out[..., :] = weight[input[...], :] for an integer `input` of any shape; the
+    gradient of a row is the sum over every place it was looked up, and the padding_idx
+    row gets none. With max_norm, looked-up rows longer than max_norm are first shrunk to
+    it in place (PyTorch's renorm).
+
+    >>> embedding(np.array([2, 0]), Tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])).data
+    array([[3., 3.],
+           [1., 1.]])
+    """
+    fn = "embedding"
+    w = weight if isinstance(weight, Tensor) else as_tensor(weight, fn)
+    if w.ndim != 2:
+        raise ShapeError(f"{fn}: weight must be 2-D (num_embeddings, embedding_dim), got "
+                         f"shape {w.shape}")
+    if sparse:
+        raise NotImplementedError(f"{fn}: sparse=True (sparse gradients) is not "
+                                  "supported; gradients are always dense")
+    if scale_grad_by_freq:
+        raise NotImplementedError(f"{fn}: scale_grad_by_freq=True is not supported")
+    n = w.shape[0]
+    idx = _indices(input, n, fn)
+    pad = padding_index(padding_idx, n, fn)
+    if max_norm is not None:
+        if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
+            raise TypeError(f"{fn}: max_norm must be a number or None, got {max_norm!r}")
+        _renorm_rows(w, idx, float(max_norm), float(norm_type))
+    out = w[idx]  # getitem scatters the gradient back with np.add.at: repeats add up
+    if pad is not None and w.requires_grad:
+        at_pad = idx == pad
+        if at_pad.any():  # the padding row's value, cut from the graph
+            out = where(np.broadcast_to(at_pad[..., None], out.shape), w.detach()[idx], out)
+    return out
+
+
+def normalized_dims(normalized_shape, where: str) -> tuple[int, ...]:
+    """normalized_shape (an int or a sequence of ints) as a tuple of positive ints."""
+    shape = ((normalized_shape,) if isinstance(normalized_shape, (int, np.integer))
+             else tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list))
+             else None)
+    if (shape is None or not shape
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                   for s in shape)):
+        raise TypeError(f"{where}: normalized_shape must be a positive int or a non-empty "
+                        f"sequence of positive ints, got {normalized_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the last len(normalized_shape) dims: (x - mean) / sqrt(var + eps) *
+    weight + bias, with mean and the biased var over those dims of each sample.
+
+    >>> layer_norm(Tensor([[1.0, 3.0]]), (2,), eps=0.0).data
+    array([[-1.,  1.]])
+    """
+    where = "layer_norm"
+    x = input if type(input) is Tensor else as_tensor(input, where)
+    shape = normalized_dims(normalized_shape, where)
+    k = len(shape)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{where}: needs a floating-point input, got dtype {x.dtype}")
+    if x.shape[x.ndim - k:] != shape or x.ndim < k:
+        raise ShapeError(f"{where}: input of shape {x.shape} does not end in the "
+                         f"normalized_shape {shape}")
+    params = []
+    for t, name in ((weight, "weight"), (bias, "bias")):
+        if t is not None:
+            t = t if isinstance(t, Tensor) else as_tensor(t, where)
+            if t.shape != shape:
+                raise ShapeError(f"{where}: {name} of shape {t.shape} should have the "
+                                 f"normalized_shape {shape}")
+            if t.dtype != x.dtype:  # as torch: no silent promotion or rounding
+                raise TypeError(f"{where}: {name} has dtype {t.dtype} but the input has "
+                                f"dtype {x.dtype}; convert one of them")
+        params.append(t)
+    inputs = (x,) + tuple(p for p in params if p is not None)
+    return apply(LAYER_NORM, inputs, dict(ndim=k, eps=float(eps),
+                                          affine=(params[0] is not None,
+                                                  params[1] is not None)))

@@ -21,6 +21,7 @@ from autodiff.dtypes import as_dtype, check_device, get_default_dtype
 from autodiff.errors import ShapeError
 
 from .functional import as_tensor, batch_norm
+from .functional import layer_norm, normalized_dims
 from .module import Module, Parameter
 
 
@@ -130,3 +131,51 @@ class BatchNorm2d(_BatchNorm):
     """
 
     _ranks = (4,)
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the last len(normalized_shape) dims of each sample:
+
+        y = (x - mean) / sqrt(var + eps) * weight + bias
+
+    with mean and biased var over those dims, in training and evaluation alike; weight
+    (ones) and bias (zeros) have shape normalized_shape (PyTorch's names and state_dict
+    keys). elementwise_affine=False drops both, bias=False only the bias.
+
+    >>> LayerNorm(4)(np.arange(8.0).reshape(2, 4)).shape
+    (2, 4)
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.normalized_shape = normalized_dims(normalized_shape, "LayerNorm")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+            raise ValueError(f"LayerNorm: eps must be a non-negative number, got {eps!r}")
+        if device is not None:
+            check_device(device, "LayerNorm")
+        dtype = get_default_dtype() if dtype is None else as_dtype(dtype, "LayerNorm")
+        self.eps = eps
+        self.elementwise_affine = bool(elementwise_affine)
+        shape = self.normalized_shape
+        self.weight = Parameter(np.ones(shape, dtype)) if self.elementwise_affine else None
+        self.bias = (Parameter(np.zeros(shape, dtype)) if self.elementwise_affine and bias
+                     else None)
+
+    def reset_parameters(self) -> None:
+        """weight to 1 and bias to 0 (in place)."""
+        with no_grad():
+            if self.weight is not None:
+                self.weight.fill_(1)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def forward(self, x) -> Tensor:
+        try:
+            return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        except (ShapeError, TypeError) as err:
+            raise type(err)(f"LayerNorm({self.normalized_shape}): {err}") from None
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")

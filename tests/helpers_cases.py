@@ -444,6 +444,35 @@ def _pool_norm_cases(table: dict) -> None:
         lambda x, w, b: TF().batch_norm(x, *stats(x), w, b))
 
 
+def _layer_norm_cases(table: dict) -> None:
+    """Layer norm (autodiff/ops_norm.py), through nn.functional: one to three normalised
+    trailing axes, with and without weight and bias, an unbatched input."""
+    import nn.functional as F
+
+    def add(name, make, fn, torch_fn):
+        table.setdefault("layer_norm", []).append(Case("layer_norm", name, make, fn, torch_fn))
+
+    def TF():
+        return T.nn.functional
+
+    add("(4,5),w,b", ins(normal(4, 5), normal(5), normal(5)),
+        lambda x, w, b: F.layer_norm(x, (5,), w, b),
+        lambda x, w, b: TF().layer_norm(x, (5,), w, b))
+    add("(2,3,4),(3,4),w,eps=0.1", ins(normal(2, 3, 4, scale=2.0), normal(3, 4)),
+        lambda x, w: F.layer_norm(x, (3, 4), w, eps=0.1),
+        lambda x, w: TF().layer_norm(x, (3, 4), w, eps=0.1))
+    add("(3,2,2,3),(2,2,3),no-affine", ins(normal(3, 2, 2, 3)),
+        lambda x: F.layer_norm(x, (2, 2, 3)),
+        lambda x: TF().layer_norm(x, (2, 2, 3)))
+    add("(2,4),bias-only", ins(normal(2, 4), normal(4)),
+        lambda x, b: F.layer_norm(x, 4, None, b),
+        lambda x, b: TF().layer_norm(x, (4,), None, b))
+    add("unbatched(6,),w,b", ins(normal(6), normal(6), normal(6)),
+        lambda x, w, b: F.layer_norm(x, 6, w, b),
+        lambda x, w, b: TF().layer_norm(x, (6,), w, b))
+
+
 CASES: dict[str, list[Case]] = _cases()
 _pool_norm_cases(CASES)
+_layer_norm_cases(CASES)
 ALL_CASES: list[Case] = [case for cases in CASES.values() for case in cases]
