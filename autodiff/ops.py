@@ -725,9 +725,23 @@ def GETITEM(g, out, x, index):
     return (scatter(g, index, raw(x).shape),)
 
 
+def _selects_each_once(index) -> bool:
+    """Whether `index` can pick no element twice: basic indexing (ints, slices, None,
+    Ellipsis) or one boolean mask. Then assignment scatters; np.add.at, which repeated
+    integer indices need, is many times slower."""
+    if isinstance(index, np.ndarray):
+        return index.dtype == np.bool_
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))
+               for i in items)
+
+
 def _scatter_forward(g, index, shape):
     z = np.zeros(shape, dtype=g.dtype)
-    np.add.at(z, index, g)
+    if _selects_each_once(index):
+        z[index] = g
+    else:
+        np.add.at(z, index, g)
     return z
 
 
