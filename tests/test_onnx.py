@@ -199,6 +199,18 @@ def test_float64_file(tmp_path):
     np.testing.assert_allclose(got, net(x).data, rtol=1e-12, atol=1e-12)
 
 
+def test_float64_file_of_embedding_then_layer_norm(tmp_path):
+    rng = np.random.default_rng(7)
+    net = nn.Sequential(nn.Embedding(9, 6), nn.LayerNorm(6), nn.Flatten(), nn.Linear(24, 2))
+    net[1].weight.data[...] = rng.standard_normal(6)
+    x = rng.integers(0, 9, (5, 4))
+    path = tmp_path / "emb_ln64.onnx"
+    nn.onnx.export(net, x[:2], path, dtype=np.float64)
+    got = _session(path).run(None, {"input": x})[0]
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, net(x).data, rtol=1e-12, atol=1e-12)
+
+
 def test_writes_exactly_the_path_given(tmp_path):
     path = tmp_path / "no_suffix_here"
     assert nn.onnx.export(nn.Sequential(nn.Linear(2, 2)), np.ones((1, 2)), path) == path
