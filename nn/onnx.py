@@ -14,9 +14,17 @@ ONNX operators computing the same function:
     AdaptiveAvgPool2d GlobalAveragePool for output 1x1; AveragePool when the output size
                       divides the input's (equal windows); anything else is refused
     BatchNorm1d/2d    BatchNormalization with the running mean and variance
+    LayerNorm         LayerNormalization over the last len(normalized_shape) axes (weight
+                      ones when elementwise_affine=False; no bias input without a bias)
+    Embedding         Gather of the weight rows; only as the first layer, and then the
+                      file's input is int64 indices (an integer example_input); ONNX
+                      reads a negative index from the end, where our forward refuses it
     Flatten           Reshape (0 keeps a dimension, -1 is the merged one)
     Dropout/Identity  Identity
 
+Embedding with max_norm is refused: its forward shrinks the weight in place, state a
+file cannot carry (and the export's own forward would change the model). A LayerNorm
+normalising over axis 0 is refused too: the batch axis is dynamic in the file.
 A layer of any other class, a subclass of one of these (its forward may differ), or a
 Sequential holding one is refused with an ExportError naming the class and its position.
 The `onnx` package is imported only when export is called.
@@ -34,9 +42,10 @@ from autodiff.ops_pool import pool_arguments, pool_geometry
 from .activations import ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv1d, Conv2d, padding_pairs
 from .dropout import Dropout
+from .embedding import Embedding
 from .layers import Flatten, Identity, Linear, Sequential
 from .module import Module
-from .normalization import BatchNorm1d, BatchNorm2d
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 OPSET = 17
@@ -201,6 +210,26 @@ def _batch_norm(m, x, name: str, g: _Graph, where: str) -> str:
     return g.node("BatchNormalization", inputs, where, epsilon=float(m.eps))
 
 
+def _layer_norm(m: LayerNorm, x, name: str, g: _Graph, where: str) -> str:
+    k = len(m.normalized_shape)
+    if x.ndim <= k:
+        raise ExportError(f"nn.onnx.export: layer {where} (LayerNorm) normalises over the "
+                          f"last {k} axes of an input of shape {x.shape}, the batch axis "
+                          "included; the file's batch axis is dynamic, so it is not exported")
+    # Scale is a required input of LayerNormalization: ones stand for "no weight".
+    scale = _data(m.weight) if m.weight is not None else np.ones(m.normalized_shape)
+    inputs = [name, g.constant(f"{where}.weight", scale)]
+    if m.bias is not None:
+        inputs.append(g.constant(f"{where}.bias", _data(m.bias)))
+    return g.node("LayerNormalization", inputs, where, axis=-k, epsilon=float(m.eps))
+
+
+def _embedding(m: Embedding, x, name: str, g: _Graph, where: str) -> str:
+    # The padding_idx row is an ordinary (zero, unless overwritten) row in the forward.
+    return g.node("Gather", [g.constant(f"{where}.weight", _data(m.weight)), name], where,
+                  axis=0)
+
+
 def _flatten(m: Flatten, x, name: str, g: _Graph, where: str) -> str:
     start, end = m.start_dim % x.ndim, m.end_dim % x.ndim
     shape = [0] * start + [-1] + list(x.shape[end + 1:])
@@ -216,7 +245,8 @@ _TRANSLATIONS = {
     Linear: _linear, ReLU: _gained, Tanh: _gained, Sigmoid: _gained, Softmax: _softmax,
     Conv1d: _conv, Conv2d: _conv, MaxPool2d: _max_pool, AvgPool2d: _avg_pool,
     AdaptiveAvgPool2d: _adaptive_avg_pool, BatchNorm1d: _batch_norm,
-    BatchNorm2d: _batch_norm, Flatten: _flatten, Dropout: _identity, Identity: _identity,
+    BatchNorm2d: _batch_norm, LayerNorm: _layer_norm, Embedding: _embedding,
+    Flatten: _flatten, Dropout: _identity, Identity: _identity,
 }
 
 
@@ -235,13 +265,45 @@ def _supported() -> str:
     return ", ".join(sorted({cls.__name__ for cls in _TRANSLATIONS}))
 
 
+def _check_embedding(where: str, layer, first: bool) -> None:
+    if type(layer) is not Embedding:
+        return
+    if not first:
+        raise ExportError(f"nn.onnx.export: layer {where} (Embedding) is not the first layer; "
+                          "its indices would be another layer's floating-point output")
+    if layer.max_norm is not None:
+        raise ExportError(f"nn.onnx.export: layer {where} (Embedding) has max_norm="
+                          f"{layer.max_norm}; its forward renormalises the weight rows in "
+                          "place, state an ONNX file cannot carry")
+
+
+def _example(example_input, dtype: np.dtype, indexed: bool) -> np.ndarray:
+    """The example as the file's input: int64 indices for an Embedding, else `dtype`."""
+    x = np.asarray(_data(example_input))
+    if indexed:
+        if x.dtype.kind not in "iu":
+            raise ExportError(f"nn.onnx.export: the first layer is an Embedding, so "
+                              f"example_input must hold integer indices, got dtype {x.dtype}")
+        x = x.astype(np.int64)
+        least = 1  # (batch,) indices are batched already: each gives a row
+    else:
+        x = x.astype(dtype)
+        least = 2  # a 1-D input would make the features the batch
+    if x.ndim < least or x.shape[0] < 1:
+        raise ExportError(f"nn.onnx.export: example_input must be batched, at least "
+                          f"{least}-D with a batch axis 0 of size at least 1, got shape "
+                          f"{x.shape}")
+    return x
+
+
 def export(model: Module, example_input, path, *, dtype=np.float32,
            input_name: str = "input", output_name: str = "output") -> str:
     """Write `model` (an nn.Sequential, Sequentials nested allowed) to `path` as ONNX.
 
     `example_input` fixes every size but axis 0 (the batch, dynamic in the file) and
     is run through the model to follow the shapes; dtype (float32 by default, or float64)
-    is the file's. Returns `path`.
+    is the file's (its input is int64 when the first layer is an Embedding). Returns
+    `path`.
     """
     onnx = _import_onnx()
     if type(model) is not Sequential:
@@ -256,10 +318,9 @@ def export(model: Module, example_input, path, *, dtype=np.float32,
         if type(layer) not in _TRANSLATIONS:
             raise ExportError(f"nn.onnx.export: layer {where} ({type(layer).__name__}) has "
                               f"no ONNX translation; supported layers: {_supported()}")
-    x = np.asarray(_data(example_input), dtype)
-    if x.ndim < 2 or x.shape[0] < 1:  # (a 1-D input would make the features the batch)
-        raise ExportError(f"nn.onnx.export: example_input must be batched, at least 2-D "
-                          f"with a batch axis 0 of size at least 1, got shape {x.shape}")
+        _check_embedding(where, layer, first=where == layers[0][0])
+    indexed = bool(layers) and type(layers[0][1]) is Embedding
+    x = _example(example_input, dtype, indexed)
 
     from onnx import helper, numpy_helper
 
@@ -280,12 +341,13 @@ def export(model: Module, example_input, path, *, dtype=np.float32,
         for m, training in flags:
             m.training = training
     elem = getattr(onnx.TensorProto, _DTYPES[dtype])
+    in_elem = onnx.TensorProto.INT64 if indexed else elem
     in_shape = ["batch"] + list(np.asarray(_data(example_input)).shape[1:])
     out_shape = (["batch"] if batch_kept else [None]) + list(x.shape[1:])
     g.nodes.append(helper.make_node("Identity", [current], [output_name], name=output_name))
     graph = helper.make_graph(
         g.nodes, "autodiff_nn_model",
-        [helper.make_tensor_value_info(input_name, elem, in_shape)],
+        [helper.make_tensor_value_info(input_name, in_elem, in_shape)],
         [helper.make_tensor_value_info(output_name, elem, out_shape)],
         initializer=g.initializers)
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

@@ -27,7 +27,8 @@ ort = _require("onnxruntime")
 
 
 def _run(path, x: np.ndarray) -> np.ndarray:
-    return _session(path).run(None, {"input": x.astype(np.float32)})[0]
+    feed = x.astype(np.int64) if x.dtype.kind in "iu" else x.astype(np.float32)
+    return _session(path).run(None, {"input": feed})[0]
 
 
 def _session(path):
@@ -132,6 +133,58 @@ def test_each_layer_matches(tmp_path, layer, shape):
                 [x[:shape[0]]], tmp_path / "layer.onnx")
 
 
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding_flatten_linear_takes_int64_indices(tmp_path, padding_idx):
+    rng = np.random.default_rng(4)
+    net = nn.Sequential(nn.Embedding(10, 4, padding_idx=padding_idx), nn.Flatten(),
+                        nn.Linear(12, 5), nn.Tanh())
+    x = rng.integers(0, 10, (7, 3))
+    x[0, 1] = 2  # the padding row, where there is one, is looked up too
+    path = tmp_path / "emb.onnx"
+    _check_same(net, x[:2].astype(np.int32), [x[:1], x], path)
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [n.op_type for n in model.graph.node][0] == "Gather"
+    with pytest.raises(Exception, match="(?i)indices"):  # out of range: the runtime refuses
+        _run(path, np.full((1, 3), 10))
+
+
+def test_embedding_of_a_1d_index_batch(tmp_path):
+    net = nn.Sequential(nn.Embedding(6, 3), nn.Linear(3, 2))
+    x = np.array([5, 0, 3, 3])
+    _check_same(net, x[:2], [x[:1], x], tmp_path / "emb1d.onnx")
+
+
+@pytest.mark.parametrize("norm", [
+    nn.LayerNorm(6), nn.LayerNorm(6, eps=1e-2, bias=False),
+    nn.LayerNorm(6, elementwise_affine=False)])
+def test_linear_layer_norm_relu_matches(tmp_path, norm):
+    rng = np.random.default_rng(5)
+    net = nn.Sequential(nn.Linear(4, 6), norm, nn.ReLU())
+    for p in norm.parameters():  # learned values, not the ones and zeros of the start
+        p.data[...] = rng.standard_normal(p.shape)
+    x = rng.standard_normal((7, 4))
+    path = tmp_path / "ln.onnx"
+    _check_same(net, x[:3], [x[:1], x], path)
+    node = next(n for n in onnx.load(str(path)).graph.node
+                if n.op_type == "LayerNormalization")
+    assert len(node.input) == (3 if norm.bias is not None else 2)
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attributes["axis"] == -1
+    assert attributes["epsilon"] == pytest.approx(norm.eps)
+
+
+def test_layer_norm_over_the_last_two_axes(tmp_path):
+    rng = np.random.default_rng(6)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Flatten(2, 3),
+                        nn.LayerNorm((3, 16)))
+    for p in net[2].parameters():
+        p.data[...] = rng.standard_normal(p.shape)
+    x = rng.standard_normal((7, 2, 4, 4))
+    _check_same(net, x[:2], [x[:1], x], tmp_path / "ln2.onnx")
+
+
 def layer_keeps_batch(layer) -> bool:
     return not (type(layer) is nn.Flatten and layer.start_dim == 0)
 
@@ -141,6 +194,18 @@ def test_float64_file(tmp_path):
     x = np.random.default_rng(3).standard_normal((4, 3))
     path = tmp_path / "f64.onnx"
     nn.onnx.export(net, x, path, dtype=np.float64)
+    got = _session(path).run(None, {"input": x})[0]
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, net(x).data, rtol=1e-12, atol=1e-12)
+
+
+def test_float64_file_of_embedding_then_layer_norm(tmp_path):
+    rng = np.random.default_rng(7)
+    net = nn.Sequential(nn.Embedding(9, 6), nn.LayerNorm(6), nn.Flatten(), nn.Linear(24, 2))
+    net[1].weight.data[...] = rng.standard_normal(6)
+    x = rng.integers(0, 9, (5, 4))
+    path = tmp_path / "emb_ln64.onnx"
+    nn.onnx.export(net, x[:2], path, dtype=np.float64)
     got = _session(path).run(None, {"input": x})[0]
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, net(x).data, rtol=1e-12, atol=1e-12)
@@ -194,10 +259,25 @@ def test_non_sequential_model_is_refused(tmp_path):
      r"layer 1 \(Conv2d\) gets an input of shape \(1, 16\)"),
     (nn.Sequential(nn.Linear(2, 2)), (0, 2), "batch axis 0 of size at least 1"),
     (nn.Sequential(nn.Linear(2, 2)), (2,), r"at least 2-D .* got shape \(2,\)"),
+    (nn.Sequential(nn.LayerNorm((1, 2))), (1, 2),
+     r"layer 0 \(LayerNorm\) normalises over the last 2 axes of an input of shape \(1, 2\)"),
+    (nn.Sequential(nn.Embedding(3, 2)), (1, 2), "integer indices, got dtype float64"),
+    (nn.Sequential(nn.Linear(2, 2), nn.Embedding(3, 2)), (1, 2),
+     r"layer 1 \(Embedding\) is not the first layer"),
 ])
 def test_layers_it_cannot_express_are_refused(tmp_path, net, shape, message):
     with pytest.raises(ExportError, match=message):
         nn.onnx.export(net, np.ones(shape), tmp_path / "x.onnx")
+
+
+def test_embedding_with_max_norm_is_refused_and_left_unchanged(tmp_path):
+    net = nn.Sequential(nn.Embedding(4, 3, max_norm=0.5), nn.Flatten())
+    before = np.array(net[0].weight.data)
+    with pytest.raises(ExportError, match=r"layer 0 \(Embedding\) has max_norm=0.5; .*in "
+                                          "place"):
+        nn.onnx.export(net, np.array([[0, 1], [2, 3]]), tmp_path / "x.onnx")
+    np.testing.assert_array_equal(net[0].weight.data, before)  # no renorm ran
+    assert not os.listdir(tmp_path)
 
 
 def test_bad_dtype_is_refused(tmp_path):
