@@ -14,6 +14,7 @@ import numpy as np
 
 from .engine import Node
 from .ops import primitive, raw
+from .ops_pool import _params  # (the optional weight and bias, as batch norm takes them)
 
 
 def _axes(x, ndim: int) -> tuple:
@@ -44,13 +45,6 @@ def _layer_norm_forward(x, *params, ndim, eps, affine):
     if b is not None:
         out += b
     return out, (mean, rstd)
-
-
-def _params(params, affine):
-    it = iter(params)
-    w = next(it) if affine[0] else None
-    b = next(it) if affine[1] else None
-    return w, b
 
 
 @primitive("layer_norm", "w * (x - mean) / sqrt(var + eps) + b over the last ndim axes of "

@@ -836,20 +836,19 @@ class Tensor(TorchMethods, Node):
         return self._reduce("logsumexp", axis, keepdims, dim, keepdim)
 
     def softmax(self, axis: int = -1, *, dim=None, dtype=None) -> "Tensor":
-        axis, _ = resolve_axis(None if dim is not None and axis == -1 else axis, dim,
-                               False, None, "softmax")
-        x = self if dtype is None else self.to(dtype)
-        axis = _zero_d_axis(x, _axis(axis, "softmax"), "softmax")
-        _check_axes(x, axis, "softmax")
-        return x._apply(OPS["softmax"], axis=axis)
+        return self._along("softmax", axis, dim, dtype)
 
     def log_softmax(self, axis: int = -1, *, dim=None, dtype=None) -> "Tensor":
+        return self._along("log_softmax", axis, dim, dtype)
+
+    def _along(self, name, axis, dim, dtype) -> "Tensor":
+        """An op along one axis (numpy's axis= or PyTorch's dim=), optionally in dtype."""
         axis, _ = resolve_axis(None if dim is not None and axis == -1 else axis, dim,
-                               False, None, "log_softmax")
+                               False, None, name)
         x = self if dtype is None else self.to(dtype)
-        axis = _zero_d_axis(x, _axis(axis, "log_softmax"), "log_softmax")
-        _check_axes(x, axis, "log_softmax")
-        return x._apply(OPS["log_softmax"], axis=axis)
+        axis = _zero_d_axis(x, _axis(axis, name), name)
+        _check_axes(x, axis, name)
+        return x._apply(OPS[name], axis=axis)
 
     # -- shape -----------------------------------------------------------------------
     def reshape(self, *shape) -> "Tensor":
