@@ -234,6 +234,17 @@ def progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
+def optional_torch():
+    """torch pinned to one thread, or None (said on stderr) when it does not import."""
+    try:
+        import torch
+    except ImportError:
+        progress("torch does not import: ours only")
+        return None
+    torch.set_num_threads(1)
+    return torch
+
+
 def load_average() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _common import (cpu_model, fmt_ratio, fmt_time, load_average, measure,  # noqa: E402
-                     pin_blas_threads, progress, say, table)
+                     optional_torch, pin_blas_threads, progress, say, table)
 
 pin_blas_threads()
 
@@ -79,12 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats, short calls")
     args = parser.parse_args()
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        torch = None
-        progress("torch does not import: ours only")
+    torch = optional_torch()
     repeats, min_time = (3, 0.05) if args.quick else (9, 0.3)
 
     say(f"# Recurrent layers: forward + backward, float32, one thread, input {INPUT}, "

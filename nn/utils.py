@@ -22,12 +22,6 @@ from autodiff.engine import bump_version
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
 
-def grad_data(grad):
-    """The array of a gradient: `grad` itself, or the ndarray a Tensor gradient wraps
-    (`.grad` is an ndarray or a Tensor depending on the engine's version)."""
-    return grad.data if isinstance(grad, Tensor) else grad
-
-
 def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
                     norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
     """Scale all gradients by one factor so that their joint p-norm is at most
@@ -97,7 +91,7 @@ def _grads(where: str, parameters) -> list[tuple]:
                             "Tensor")
         if p.grad is None:
             continue
-        g = grad_data(p.grad)
+        g = p.grad.data
         if not isinstance(g, np.ndarray) or g.dtype.kind != "f" or not g.flags.writeable:
             what = (f"a {type(g).__name__}" if not isinstance(g, np.ndarray) else
                     f"a read-only array" if g.dtype.kind == "f" else f"of dtype {g.dtype}")

@@ -613,35 +613,3 @@ def d2l_mlp_concise(m, train, num_epochs=3, batch_size=64, lr=0.1):
 def _fixed(shape, scale, seed):
     import numpy as np
     return scale * np.random.default_rng(seed).standard_normal(shape)
-
-
-# -- PyTorch's autograd tutorial ----------------------------------------------------------
-
-def autograd_tutorial(m, x_np, w_np, b_np):
-    torch = m.torch
-    x = torch.tensor(x_np)  # input tensor
-    y = torch.zeros(3)  # expected output
-    w = torch.tensor(w_np, requires_grad=True)
-    b = torch.tensor(b_np, requires_grad=True)
-    z = torch.matmul(x, w) + b
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
-    printed = [z.grad_fn is not None, loss.grad_fn is not None, w.grad_fn is None]
-    loss.backward()
-    printed += [w.grad.numpy().tolist(), b.grad.numpy().tolist()]
-    z = torch.matmul(x, w) + b
-    printed.append(z.requires_grad)
-    with torch.no_grad():
-        z = torch.matmul(x, w) + b
-    printed.append(z.requires_grad)
-    z_det = (torch.matmul(x, w) + b).detach()
-    printed.append(z_det.requires_grad)
-    inp = torch.eye(4, 5, requires_grad=True)
-    out = (inp + 1).pow(2).t()
-    out.backward(torch.ones_like(out), retain_graph=True)
-    printed.append(inp.grad.numpy().tolist())
-    out.backward(torch.ones_like(out), retain_graph=True)
-    printed.append(inp.grad.numpy().tolist())  # accumulated: twice the first
-    inp.grad.zero_()
-    out.backward(torch.ones_like(out), retain_graph=True)
-    printed.append(inp.grad.numpy().tolist())
-    return printed

@@ -768,9 +768,9 @@ def test_zero_grad_sets_none_by_default_or_zeroes_in_place(grad_kind):
     opt = optim.SGD([t, u, v], lr=0.1)
     _set_grad(t, np.full(3, 2.0), grad_kind)
     v.grad = 3.0
-    held = nn.utils.grad_data(t.grad)
+    held = t.grad.data
     opt.zero_grad(set_to_none=False)  # as torch: the same gradient array, now zeros
-    assert nn.utils.grad_data(t.grad) is held and np.array_equal(held, np.zeros(3))
+    assert t.grad.data is held and np.array_equal(held, np.zeros(3))
     assert u.grad is None and v.grad == 0.0
     opt.zero_grad()
     assert t.grad is None and v.grad == 0.0
@@ -796,14 +796,14 @@ def _clip_setup(rng, torch, grad_kind, dtype=np.float64, scale=1.0):
 def test_clip_grad_norm_matches_torch(rng, norm_type, max_norm, grad_kind):
     torch = pytest.importorskip("torch")
     ours, theirs = _clip_setup(rng, torch, grad_kind)
-    held = [nn.utils.grad_data(p.grad) for p in ours[:3]]
+    held = [p.grad.data for p in ours[:3]]
     before = [h.copy() for h in held]
     total = nn.utils.clip_grad_norm_(ours, max_norm, norm_type=norm_type)
     expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
     assert isinstance(total, Tensor) and total.shape == () and total.dtype == np.float64
     np.testing.assert_allclose(total.item(), expected.item(), rtol=1e-14)
     for p, q, h, b in zip(ours, theirs, held, before):
-        assert nn.utils.grad_data(p.grad) is h  # scaled in place
+        assert p.grad.data is h  # scaled in place
         np.testing.assert_allclose(h, q.grad.numpy(), rtol=1e-14)
         if max_norm > total.item():
             assert np.array_equal(h, b)  # (a factor of 1: untouched)
@@ -835,7 +835,7 @@ def test_clip_grad_norm_float32_single_tensor_and_no_grads(rng):
 def test_clip_grad_norm_non_finite(rng, grad_kind):
     torch = pytest.importorskip("torch")
     ours, theirs = _clip_setup(rng, torch, grad_kind)
-    nn.utils.grad_data(ours[1].grad)[2] = math.inf
+    ours[1].grad.data[2] = math.inf
     theirs[1].grad[2] = math.inf
     before = [np.asarray(p.grad).copy() for p in ours[:3]]
     with pytest.raises(RuntimeError, match=r"clip_grad_norm_: the total norm of order 2.0 .* "
@@ -856,11 +856,11 @@ def test_clip_grad_norm_non_finite(rng, grad_kind):
 def test_clip_grad_value_matches_torch(rng, grad_kind):
     torch = pytest.importorskip("torch")
     ours, theirs = _clip_setup(rng, torch, grad_kind)
-    held = [nn.utils.grad_data(p.grad) for p in ours[:3]]
+    held = [p.grad.data for p in ours[:3]]
     assert nn.utils.clip_grad_value_(ours, 0.5) is None
     torch.nn.utils.clip_grad_value_(theirs, 0.5)
     for p, q, h in zip(ours, theirs, held):
-        assert nn.utils.grad_data(p.grad) is h
+        assert p.grad.data is h
         np.testing.assert_array_equal(h, q.grad.numpy())
     assert max(np.abs(h).max() for h in held) == 0.5
 

@@ -167,12 +167,3 @@ def test_d2l_mlp_concise(request):
     train, _ = _digits()
     printed = _run_both(request, programs.d2l_mlp_concise, train, num_epochs=4, lr=0.5)
     assert printed[-1] < printed[0]
-
-
-def test_autograd_tutorial(request):
-    rng = np.random.default_rng(8)
-    printed = _run_both(request, programs.autograd_tutorial, np.ones(5),
-                        rng.standard_normal((5, 3)), rng.standard_normal(3))
-    first, second, third = printed[-3:]
-    np.testing.assert_allclose(second, 2 * np.array(first))
-    np.testing.assert_allclose(third, first)

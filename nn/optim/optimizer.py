@@ -21,7 +21,6 @@ from autodiff import Tensor, Value, enable_grad
 from autodiff.engine import bump_version
 
 from ..module import zero_grads
-from ..utils import grad_data
 from .flat import FlatGroup, ParamState
 from .state_dict import export_state, import_state
 
@@ -93,12 +92,9 @@ class Optimizer:
                 if isinstance(p, Value):
                     p.grad = 0.0
                 elif p.grad is not None:
-                    g = grad_data(p.grad)
-                    if isinstance(g, np.ndarray) and g.flags.writeable:
-                        g[...] = 0
-                        if isinstance(p.grad, Tensor):
-                            bump_version(p.grad)
-                    else:  # a number (or a read-only array): nothing to zero in place
+                    if p.grad.data.flags.writeable:
+                        p.grad.zero_()  # in place, as PyTorch's set_to_none=False
+                    else:  # (a read-only array a user assigned): a fresh one
                         p.grad = np.zeros_like(p.data)
 
     # -- saving and loading (state_dict.py) ------------------------------------------
