@@ -11,6 +11,7 @@ from .function import Function, FunctionCtx
 from .ops import OPS
 from .rng import manual_seed
 from .saving import CheckpointError, load, save
+from .scope import Scope, scope
 from .tensor import Tensor, concatenate, maximum, minimum, where
 from .value import Value
 
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Value", "Tensor", "no_grad", "enable_grad", "is_grad_enabled", "gc_paused", "grad", "gradcheck",
     "Function", "FunctionCtx", "manual_seed", "maximum", "minimum", "where", "concatenate",
-    "stack", "OPS", "save", "load", "CheckpointError",
+    "stack", "OPS", "scope", "Scope", "save", "load", "CheckpointError",
     "ShapeError", "GradcheckError", "draw_graph", "chain_rule",
     "autograd", "Size", "device", "cuda", "backends", "accelerator", "get_default_dtype",
     "set_default_dtype", "float16", "half", "float32", "float", "float64", "double", "int8",

@@ -16,6 +16,7 @@ import numpy as np
 from autodiff import Tensor, Value
 from autodiff.engine import bump_version
 from autodiff.errors import ShapeError
+from autodiff.scope import close_scope, module_scope
 
 
 class IncompatibleKeys(NamedTuple):
@@ -180,7 +181,14 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        # Each recorded call is a scope, so pictures can box or collapse the module.
+        s = module_scope(self)
+        if s is None:
+            return self.forward(*args, **kwargs)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            close_scope(s)
 
     # -- sub-modules -----------------------------------------------------------------
     def add_module(self, name: str, module: "Module | None") -> None:
