@@ -32,6 +32,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .scalar import MLP, Layer, Neuron
 from .serialization import CheckpointError, load, save
+from .live import TrainingView, layer_gradient_norms
 from .train import History, accuracy, evaluate, fit
 
 
@@ -55,5 +56,5 @@ __all__ = [
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
     "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "optim", "utils", "data", "functional", "init", "save", "load", "CheckpointError",
-    "fit", "evaluate", "accuracy", "History", "plot_history", "plot_decision_boundary",
+    "fit", "evaluate", "accuracy", "History", "TrainingView", "layer_gradient_norms", "plot_history", "plot_decision_boundary",
 ]

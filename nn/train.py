@@ -15,6 +15,7 @@ import numpy as np
 from autodiff import Tensor, no_grad
 
 from .data import DataLoader, TensorDataset
+from .live import TrainingView, layer_gradient_norms
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 
 
@@ -89,13 +90,17 @@ def evaluate(model, loss_fn, X, y, *, batch_size: int = 1024) -> tuple[float, fl
 
 def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 32,
         shuffle: bool = True, drop_last: bool = False, validation: tuple | None = None,
-        scheduler=None, progress: bool | None = None, desc: str = "train") -> History:
+        scheduler=None, progress: bool | None = None, desc: str = "train",
+        live=False) -> History:
     """Train `model` on (X, y) for `epochs` passes of mini-batches; returns a History.
 
     `validation=(X_val, y_val)` adds val_loss/val_accuracy; `scheduler.step()` runs after
     each epoch. The progress bar honours TQDM_MININTERVAL and TQDM_DISABLE in the
-    environment; `progress=False` turns it off.
+    environment; `progress=False` turns it off. `live=True` shows a `TrainingView`
+    (curves and per-layer gradient norms, updated every epoch) in Jupyter; pass your own
+    `TrainingView` to keep it (e.g. to `save` it afterwards).
     """
+    view = _live_view(live, desc)
     loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=shuffle,
                         drop_last=drop_last)
     if len(loader) == 0:
@@ -107,11 +112,15 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
     with _progress(epochs, desc=desc, enabled=progress) as bar:
         for _ in range(epochs):
             total, correct, seen = 0.0, 0.0, 0
+            norms: dict = {}
             for xb, yb in loader:
                 optimizer.zero_grad()
                 out = model(xb)
                 loss = loss_fn(out, yb)
                 loss.backward()
+                if view is not None:  # summed here, averaged over the epoch's batches
+                    for layer, v in layer_gradient_norms(model).items():
+                        norms[layer] = norms.get(layer, 0.0) + v
                 optimizer.step()
                 k = len(yb)
                 total += _batch_total(loss, loss_fn, k)
@@ -130,6 +139,8 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
                     history.val_accuracy.append(val_acc)
             if scheduler is not None:
                 scheduler.step()
+            if view is not None:
+                _log_epoch(view, history, {k: v / len(loader) for k, v in norms.items()})
             shown = {"loss": f"{history.loss[-1]:.4f}"}
             if history.accuracy:
                 shown["acc"] = f"{history.accuracy[-1]:.3f}"
@@ -137,4 +148,33 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
                 shown["val_acc"] = f"{history.val_accuracy[-1]:.3f}"
             bar.set_postfix(shown, refresh=False)
             bar.update(1)
+    if view is not None:
+        view.flush()
     return history
+
+
+def _live_view(live, desc: str):
+    """The TrainingView `fit(live=...)` feeds: None, the one given, or a new one shown
+    in the notebook (when there is one)."""
+    if live is False or live is None:
+        return None
+    if isinstance(live, TrainingView):
+        return live
+    if live is not True:
+        raise TypeError(f"fit: live must be True, False or a TrainingView, got {live!r}")
+    view = TrainingView(title=desc)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return view
+    if get_ipython() is not None:
+        display(view)
+    return view
+
+
+def _log_epoch(view, history: History, norms: dict) -> None:
+    epoch = len(history.loss) - 1
+    values = {name: curve[-1] for name, curve in history.as_dict().items()}
+    view.log(epoch, **values)
+    view.log_gradient_norms(norms, epoch)

@@ -1,0 +1,214 @@
+"""`TrainingView`: loss and metric curves and per-layer gradient norms, live while training.
+
+In Jupyter the view is a widget (through `anywidget`) that redraws as numbers arrive;
+`save(path)` writes the same view as one self-contained HTML page (no network, no
+server). `nn.fit(..., live=True)` makes one and feeds it every epoch; a hand-written
+loop calls `log(...)` and `log_gradients(model)` itself:
+
+    view = nn.TrainingView(title="moons")
+    display(view)                      # in a notebook
+    for epoch in range(20):
+        ...; loss.backward()
+        view.log_gradients(model)      # after backward, before the next zero_grad
+        opt.step()
+        view.log(epoch, loss=loss.item())
+    view.save("training.html")
+
+Gradient norms are per layer: the 2-norm of all gradients of the parameters a module
+holds directly ("0: Linear", "fc1: Linear"...; a parameter of the model itself under
+the model's class name), the number that shows vanishing or exploding
+gradients through depth.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+_ESM = Path(__file__).with_name("live.js")
+
+
+def layer_gradient_norms(model) -> dict:
+    """{layer name: 2-norm of its parameters' gradients} for the modules of `model` that
+    hold parameters directly, in the model's order; parameters without a gradient
+    count as zero.
+
+    >>> import numpy as np, nn
+    >>> from autodiff import Tensor
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    >>> net(Tensor(np.ones((4, 2)))).sum().backward()
+    >>> list(layer_gradient_norms(net))
+    ['0: Linear', '2: Linear']
+    """
+    kinds = {name: type(m).__name__ for name, m in model.named_modules()}
+    sums: dict = {}
+    for name, p in model.named_parameters():
+        prefix = name.rpartition(".")[0]
+        layer = f"{prefix}: {kinds[prefix]}" if prefix else kinds[""]
+        g = p.grad
+        total = 0.0 if g is None else float(np.sum(np.square(np.asarray(g.data, np.float64))))
+        sums[layer] = sums.get(layer, 0.0) + total
+    return {layer: math.sqrt(s) for layer, s in sums.items()}
+
+
+class TrainingView:
+    """Curves of named numbers against a step (epoch or batch), and per-layer gradient
+    norms, shown live in Jupyter and saved as one HTML page."""
+
+    def __init__(self, *, title: str = "training", xlabel: str = "epoch",
+                 min_interval: float = 0.2) -> None:
+        if not isinstance(title, str) or not isinstance(xlabel, str):
+            raise TypeError("TrainingView: title and xlabel must be str")
+        if not (min_interval >= 0):  # (NaN fails this too)
+            raise ValueError(f"TrainingView: min_interval must be >= 0, got {min_interval!r}")
+        self.title, self.xlabel = title, xlabel
+        self.curves: dict = {}
+        self.gradients: dict = {}
+        self.min_interval = min_interval
+        self._steps = 0
+        self._widget = None
+        self._sent = 0.0
+
+    # -- recording ---------------------------------------------------------------------
+    def log(self, step=None, **values) -> None:
+        """Add one point per named value at `step` (default: one after the last)."""
+        if not values:
+            raise TypeError("TrainingView.log: give at least one value, e.g. log(loss=0.3)")
+        x = self._step(step)
+        for name, v in values.items():
+            self.curves.setdefault(name, []).append([x, self._number(name, v)])
+        self._push()
+
+    def log_gradients(self, model, step=None) -> dict:
+        """Record the per-layer gradient norms of `model` now (after backward); returns
+        them."""
+        norms = layer_gradient_norms(model)
+        self.log_gradient_norms(norms, step)
+        return norms
+
+    def log_gradient_norms(self, norms: dict, step=None) -> None:
+        """Record given per-layer gradient norms ({layer: norm}) at `step`."""
+        x = self._step(step, advance=False)
+        for layer, v in norms.items():
+            self.gradients.setdefault(str(layer), []).append([x, self._number(layer, v)])
+        self._push()
+
+    def _step(self, step, *, advance: bool = True) -> float:
+        if step is None:
+            step = self._steps
+        if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(step):
+            raise TypeError(f"TrainingView.log: step must be a finite number, got {step!r}")
+        if advance:
+            self._steps = max(self._steps, step + 1)
+        return float(step)
+
+    @staticmethod
+    def _number(name, v) -> float:
+        if hasattr(v, "item") and getattr(v, "size", 1) == 1:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"TrainingView.log: {name} must be a number, got "
+                            f"{type(v).__name__}")
+        return float(v)
+
+    # -- showing -----------------------------------------------------------------------
+    @property
+    def data(self) -> dict:
+        """What the page draws (JSON-ready)."""
+        return {"title": self.title, "xlabel": self.xlabel,
+                "curves": {k: list(v) for k, v in self.curves.items()},
+                "gradients": {k: list(v) for k, v in self.gradients.items()}}
+
+    @property
+    def widget(self):
+        """The Jupyter widget (made on first use; needs the `anywidget` package)."""
+        if self._widget is None:
+            self._widget = _make_widget(self.data)
+        return self._widget
+
+    def _push(self, force: bool = False) -> None:
+        if self._widget is None:
+            return
+        now = time.monotonic()
+        if force or now - self._sent >= self.min_interval:
+            self._widget.data = _json_safe(self.data)
+            self._sent = now
+
+    def flush(self) -> None:
+        """Send everything recorded to the widget now (logging throttles updates)."""
+        self._push(force=True)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def save(self, path) -> Path:
+        """Write the view as one self-contained HTML page; returns its path."""
+        path = Path(path)
+        path.write_text(standalone_page(self.title, _ESM.read_text(encoding="utf-8"),
+                                        _json_safe(self.data)), encoding="utf-8")
+        return path
+
+
+def _json_safe(data: dict) -> dict:
+    """NaN and infinities become null (JSON has no spelling for them)."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+    return clean(data)
+
+
+def standalone_page(title: str, esm: str, data: dict) -> str:
+    """An HTML page that runs an anywidget module (`esm`) on fixed `data`, offline: the
+    module is imported from a blob URL and given a model that answers `get`/`on`."""
+    def script_safe(text: str) -> str:  # nothing inside may close the <script> element
+        return text.replace("</", "<\\/")
+    from html import escape
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>body {{ font-family: sans-serif; margin: 16px; }} .adl-chart {{ display: inline-block; }}</style>
+</head><body>
+<h2>{escape(title)}</h2>
+<div id="view"></div>
+<script type="module">
+const source = {script_safe(json.dumps(esm))};
+const state = {{ data: {script_safe(json.dumps(data))} }};
+const model = {{ get: (k) => state[k], set: (k, v) => {{ state[k] = v; }}, on: () => {{}},
+                 off: () => {{}}, save_changes: () => {{}} }};
+const url = URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }}));
+const mod = (await import(url)).default;
+mod.render({{ model, el: document.getElementById("view") }});
+</script>
+</body></html>
+"""
+
+
+def _make_widget(data: dict):
+    return _widget_class()(data=_json_safe(data))
+
+
+@functools.cache
+def _widget_class():
+    try:
+        import anywidget
+        import traitlets
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("TrainingView: the live view in Jupyter needs the anywidget "
+                          "package (pip install anywidget); save(path) works without it") \
+            from None
+
+    class TrainingWidget(anywidget.AnyWidget):
+        _esm = _ESM
+        data = traitlets.Dict().tag(sync=True)
+
+    return TrainingWidget
