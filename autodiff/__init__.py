@@ -47,6 +47,8 @@ def __getattr__(name):
     if name in ("draw_graph", "chain_rule", "backward_steps", "viz"):
         viz = importlib.import_module(".viz", __name__)
         return viz if name == "viz" else getattr(viz, name)
+    if name == "explore":
+        return importlib.import_module(".viz.explore", __name__).explore
     # With `import autodiff as torch`, torch.nn, torch.optim and torch.utils.data are
     # the `nn` package's (imported on first use: nn itself imports autodiff).
     if name == "nn":

@@ -1,0 +1,6 @@
+"""`explore(root)`: the graph as an interactive page (a Jupyter widget, or one offline
+HTML file via `save`)."""
+
+from .view import Explorer, explore
+
+__all__ = ["explore", "Explorer"]
