@@ -32,6 +32,7 @@ demo: venv graphviz
 	$(BIN)/python demo.py
 
 test: venv graphviz
+	@bash scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q --doctest-modules autodiff nn tests $(if $(NOTEBOOKS),--nbmake --nbmake-kernel=python3 $(NOTEBOOKS))
 
 bench: venv

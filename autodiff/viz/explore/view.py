@@ -22,12 +22,14 @@ def _text(x, precision=4) -> str:
     return "none" if x is None else _array_text(np.asarray(x), precision)
 
 
-def _layout(order, named) -> str:
+def _layout(order, named, nodes) -> str:
     """graphviz's SVG of the graph; node k is DOT node n{k}, titled so the page finds it."""
     index = {id(n): k for k, n in enumerate(order)}
     lines = ["digraph G {", "rankdir=LR;", 'node [shape=box, fontsize=10, fontname="Helvetica"];']
     for k, n in enumerate(order):
         caption = named[id(n)][0] if n._prim is None else f"{named[id(n)][0]}\\n{_op_text(n)}"
+        if "\n" not in nodes[k]["value"] and len(nodes[k]["value"]) < 24:
+            caption += f"\\nvalue {nodes[k]['value']}\\ngrad {nodes[k]['grad']}"
         caption = caption.replace('"', '\\"')
         lines.append(f'n{k} [label="{caption}"];')
         for p in n._parents:
@@ -66,7 +68,7 @@ class Explorer:
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
                  for s in backward_steps(root, precision=precision)]
-        self.data = {"nodes": nodes, "steps": steps, "svg": _layout(order, named),
+        self.data = {"nodes": nodes, "steps": steps, "svg": _layout(order, named, nodes),
                      "root": index[id(root)]}
         self._widget = None
 
