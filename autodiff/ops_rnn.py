@@ -9,7 +9,8 @@ step and no slicing node sits between two cells. With the gate blocks in PyTorch
     c' = f c + i g,   h' = o tanh(c')
 
 `weights_t` (optional, not differentiated) is `transposed_weights(w_ih, w_hh)`, made once
-by a layer for all its steps; the weights themselves stay the inputs.
+by a layer for all its steps; the weights themselves stay the inputs. Only the forward
+reads it (so it is no backward buffer: all of a layer's steps share it).
 
 Fused because the composite spent most of its time in per-node overhead, slicing (each
 slice's backward scatters into a zero array) and the stable sigmoid's np.where: forward
@@ -74,8 +75,7 @@ def _lstm_cell_forward(x, hc, w_ih, w_hh, *biases, bias, weights_t=None):
            "dc = g_c + g_h o (1 - tanh(c')^2): d gates = [dc g i(1-i), dc c f(1-f), "
            "dc i (1-g^2), g_h tanh(c') o(1-o)] = D, d/dx = D w_ih, d/dh = D w_hh, "
            "d/dc = dc f, d/dw_ih = D^T x, d/dw_hh = D^T h, d/db = sum of D over rows",
-           _lstm_cell_forward, symbol="lstm_cell", residuals=True, internal=("bias", "weights_t"),
-           buffers=("weights_t",))
+           _lstm_cell_forward, symbol="lstm_cell", residuals=True, internal=("bias", "weights_t"))
 def LSTM_CELL(g, out, x, hc, w_ih, w_hh, *rest, bias, weights_t=None, need=(True,) * 6):
     n = w_hh.shape[1]
     biases, residuals = rest[:2 * bias], rest[2 * bias:]
