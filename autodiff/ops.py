@@ -810,3 +810,4 @@ __all__ = ["OPS", "Op", "primitive"]
 from . import ops_conv  # noqa: E402,F401
 from . import ops_pool  # noqa: E402,F401  (pooling and batch norm)
 from . import ops_norm  # noqa: E402,F401  (layer norm)
+from . import ops_rnn  # noqa: E402,F401  (the LSTM cell)

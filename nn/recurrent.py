@@ -2,9 +2,10 @@
 the cells `RNNCell`, `LSTMCell`, `GRUCell` (one time step) and the sequence layers `RNN`,
 `LSTM`, `GRU` (stacked layers, optionally bidirectional).
 
-Every step is composed from the engine's primitives (linear, matmul, add, sigmoid, tanh,
-slicing, stack), so backward is the ordinary chain rule through the unrolled graph, and the
-graph can be drawn. With G gates per step (RNN 1, LSTM 4, GRU 3) a layer holds
+Every RNN and GRU step is composed from the engine's primitives (linear, matmul, add,
+sigmoid, tanh, slicing, stack), an LSTM step is one fused primitive, so backward is the
+ordinary chain rule through the unrolled graph, and the graph can be drawn: each layer's
+time step t is recorded inside `autodiff.scope("t = {t}")`, so pictures can collapse it. With G gates per step (RNN 1, LSTM 4, GRU 3) a layer holds
 weight_ih (G*hidden, input), weight_hh (G*hidden, hidden), bias_ih and bias_hh (G*hidden,),
 all drawn from U(-1/sqrt(hidden), 1/sqrt(hidden)) as PyTorch does.
 
@@ -12,6 +13,8 @@ Step math (x W^T written xW; gate blocks in PyTorch's order):
 - RNN:  h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act = tanh or relu
 - LSTM: [i, f, g, o] = x W_ih^T + b_ih + h W_hh^T + b_hh;
         c' = sigmoid(f) c + sigmoid(i) tanh(g);  h' = sigmoid(o) tanh(c')
+        (one fused `lstm_cell` node per step, faster than its dozen primitives; the state
+        passed from step to step is hc = [h | c], one tensor)
 - GRU:  [r, z] = sigmoid of the first two blocks of x W_ih^T + b_ih + h W_hh^T + b_hh;
         n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn));  h' = (1 - z) n + z h
 """
@@ -24,15 +27,20 @@ import warnings
 
 import numpy as np
 
-from autodiff import Tensor, concatenate, stack
+from autodiff import OPS, Tensor, concatenate, stack
 from autodiff.dtypes import as_dtype, check_device, get_default_dtype
 from autodiff.errors import ShapeError
+from autodiff.engine import is_grad_enabled
+from autodiff.ops_rnn import transposed_weights
 from autodiff.rng import generator
+from autodiff.scope import close_scope, open_scope
+from autodiff.tensor import apply
 
 from .functional import as_tensor, dropout, linear
 from .module import Module, Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+LSTM_CELL = OPS["lstm_cell"]
 
 
 # -- one time step, shared by the cells and the layers ----------------------------------
@@ -44,15 +52,14 @@ def rnn_step(xw: Tensor, h: Tensor, w_hh, b_hh, relu: bool) -> Tensor:
     return pre.relu() if relu else pre.tanh()
 
 
-def lstm_step(xw: Tensor, h: Tensor, c: Tensor, w_hh, b_hh) -> tuple[Tensor, Tensor]:
-    """(h', c') from the gate blocks [i, f, g, o] of xw + h W_hh^T + b_hh."""
-    n = h.shape[-1]
-    gates = xw + linear(h, w_hh, b_hh)
-    # One sigmoid over all four blocks (g's block is not used) is fewer nodes than three.
-    s = gates.sigmoid()
-    g = gates[..., 2 * n:3 * n].tanh()
-    c_next = s[..., n:2 * n] * c + s[..., :n] * g
-    return s[..., 3 * n:] * c_next.tanh(), c_next
+def lstm_cell(x: Tensor, hc: Tensor, w_ih, w_hh, b_ih, b_hh, weights_t=None) -> Tensor:
+    """hc' = [h' | c'] (N, 2 hidden) from x and hc = [h | c]: one `lstm_cell` node
+    (autodiff/ops_rnn.py), with i, f, g, o as in the module docstring. `weights_t`:
+    `transposed_weights(w_ih.data, w_hh.data)`, when one caller runs many steps."""
+    options = {"bias": b_ih is not None, "weights_t": weights_t}
+    if b_ih is None:
+        return apply(LSTM_CELL, (x, hc, w_ih, w_hh), options)
+    return apply(LSTM_CELL, (x, hc, w_ih, w_hh, b_ih, b_hh), options)
 
 
 def gru_step(xw: Tensor, h: Tensor, w_hh, b_hh) -> Tensor:
@@ -184,8 +191,10 @@ class LSTMCell(_CellBase):
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"LSTMCell: hx must be a pair (h_0, c_0), got {type(hx).__name__}")
         x, (h, c), unbatched = self._prepare(input, hx or (None, None), ("h_0", "c_0"))
-        h, c = lstm_step(linear(x, self.weight_ih, self.bias_ih), h, c, self.weight_hh,
-                         self.bias_hh)
+        hc = lstm_cell(x, concatenate((h, c), axis=-1), self.weight_ih, self.weight_hh,
+                       self.bias_ih, self.bias_hh)
+        n = self.hidden_size
+        h, c = hc[:, :n], hc[:, n:]
         if unbatched:
             return h.reshape(self.hidden_size), c.reshape(self.hidden_size)
         return h, c
@@ -279,6 +288,10 @@ class _RNNBase(Module):
         steps, batch, _ = x.shape
         zeros = np.zeros((batch, self.hidden_size), dtype=x.dtype)
         directions = 2 if self.bidirectional else 1
+        lstm, n = self._mode == "LSTM", self.hidden_size
+        # A one-directional LSTM's output is sliced once from the last layer's stacked
+        # [h | c] steps: one scatter in backward instead of one per step.
+        hc_output = lstm and directions == 1
         finals = [[] for _ in states]
         # Each layer reads its input one step at a time: x[t] for the first, the previous
         # layer's per-step outputs (before stacking) for the others. Slicing one step out
@@ -290,27 +303,48 @@ class _RNNBase(Module):
             if layer and self.dropout and self.training:
                 inputs = [dropout(s, self.dropout, True) for s in inputs]
             outputs = []
+            whole_hc = hc_output and layer == self.num_layers - 1
             for reverse in (False, True)[:directions]:
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, reverse)
                 k = layer * directions + reverse
                 carry = [Tensor(zeros) if s is None else s[k] for s in states]
+                if lstm:  # the cell carries [h | c] as one tensor
+                    carry = [concatenate(carry, axis=-1)]
+                    w_t = transposed_weights(w_ih.data, w_hh.data)
                 seq = [None] * steps
+                recording = is_grad_enabled()
                 for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-                    carry = self._step(linear(inputs[t], w_ih, b_ih), carry, w_hh, b_hh)
-                    seq[t] = carry[0]
+                    # One scope per step, so pictures can collapse the unrolled graph.
+                    opened = open_scope(f"t = {t}") if recording else None
+                    try:
+                        carry, seq[t] = self._step(inputs[t], carry, w_ih, w_hh, b_ih, b_hh,
+                                                   w_t if lstm else None)
+                    finally:
+                        if opened is not None:
+                            close_scope(opened)
+                if lstm:  # seq holds [h | c] per step: the output is the h half
+                    carry = [carry[0][:, :n], carry[0][:, n:]]
+                    if not whole_hc:
+                        seq = [s[:, :n] for s in seq]
                 outputs.append(seq)
                 for final, state in zip(finals, carry):
                     final.append(state)
             inputs = outputs[0] if directions == 1 else [
                 concatenate(pair, axis=-1) for pair in zip(*outputs)]
-        return stack(inputs, 0), [stack(f, 0) for f in finals]
+        output = stack(inputs, 0)
+        return (output[..., :n] if whole_hc else output), [stack(f, 0) for f in finals]
 
-    def _step(self, xw, carry, w_hh, b_hh) -> list:
+    def _step(self, x, carry, w_ih, w_hh, b_ih, b_hh, weights_t) -> tuple[list, Tensor]:
+        """One step: the next carry and the step's output (h; [h | c] for the LSTM)."""
         if self._mode == "LSTM":
-            return list(lstm_step(xw, carry[0], carry[1], w_hh, b_hh))
+            hc = lstm_cell(x, carry[0], w_ih, w_hh, b_ih, b_hh, weights_t)
+            return [hc], hc
+        xw = linear(x, w_ih, b_ih)
         if self._mode == "GRU":
-            return [gru_step(xw, carry[0], w_hh, b_hh)]
-        return [rnn_step(xw, carry[0], w_hh, b_hh, self._mode == "RNN_RELU")]
+            h = gru_step(xw, carry[0], w_hh, b_hh)
+        else:
+            h = rnn_step(xw, carry[0], w_hh, b_hh, self._mode == "RNN_RELU")
+        return [h], h
 
     def _finish(self, output: Tensor, finals: list, unbatched: bool):
         if unbatched:

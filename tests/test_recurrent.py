@@ -229,9 +229,96 @@ def test_the_unrolled_graph_is_made_of_primitives_and_can_be_drawn():
 
     _, (h, _) = nn.LSTM(2, 3)(np.ones((2, 1, 2)))
     source = draw_graph(h.sum()).source
-    # Two steps, each with one sigmoid over the gate block and tanh for g and for c.
-    assert source.count("sigmoid") >= 2 and source.count("tanh") >= 4
-    assert "linear" in source and "getitem" in source
+    # Two steps, each one fused lstm_cell node; the GRU's steps are its primitives.
+    assert source.count("lstm_cell") >= 2 and "getitem" in source
+    source = draw_graph(nn.GRU(2, 3)(np.ones((2, 1, 2)))[1].sum()).source
+    assert source.count("sigmoid") >= 2 and source.count("tanh") >= 2 and "linear" in source
+
+
+def _cell_nodes(root):
+    found, todo, seen = [], [root], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node._prim is not None and node._prim.name == "lstm_cell":
+            found.append(node)
+        todo.extend(node._parents)
+    return found
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"num_layers": 2}, {"bidirectional": True}])
+def test_an_lstm_is_one_fused_node_per_step_and_layer(kwargs):
+    model = nn.LSTM(2, 3, **kwargs)
+    out, (h, c) = model(rng.standard_normal((5, 2, 2)))
+    layers = model.num_layers * (2 if model.bidirectional else 1)
+    assert len(_cell_nodes(out.sum() + h.sum() + c.sum())) == 5 * layers
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_each_time_step_is_one_scope(name):
+    from autodiff.scope import scopes_of
+
+    model = getattr(nn, name)(2, 3, num_layers=2, bidirectional=True)
+    out, _ = model(rng.standard_normal((4, 1, 2)))
+    nodes, todo, seen = [], [out], set()
+    while todo:
+        node = todo.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            nodes.append(node)
+            todo.extend(node._parents)
+    found = scopes_of(nodes)
+    steps = [s for s in found.values() if s is not None and s.kind == "scope"]
+    assert {s.name for s in steps} == {f"t = {t}" for t in range(4)}
+    # per layer and direction, every step's scope sits inside the module's scope
+    assert len({id(s) for s in steps}) == 4 * 2 * 2
+    assert all(s.parent is not None and s.parent.kind == "module" for s in steps)
+    if name == "LSTM":  # the fused cells, each in its own step's scope
+        cells = [n for n in nodes if n._prim is not None and n._prim.name == "lstm_cell"]
+        assert sorted(found[id(n)].name for n in cells) == sorted(
+            f"t = {t}" for t in range(4) for _ in range(4))
+
+
+def test_no_step_scopes_without_recording():
+    import sys
+
+    from autodiff import no_grad
+
+    scopes = sys.modules["autodiff.scope"]  # (autodiff.scope is the function)
+
+    model = nn.LSTM(2, 3)
+    marker = scopes.open_scope("marker")
+    scopes.close_scope(marker)
+    with no_grad():
+        model(np.ones((6, 1, 2)))
+    assert scopes._log[-1] is marker  # no scope was opened since
+
+
+def test_the_fused_cell_matches_the_composite_of_primitives_to_the_last_digits():
+    # The same step from the engine's primitives (the pre-fusion formula), forward and
+    # every gradient, float64.
+    from nn.recurrent import lstm_cell
+
+    n = 3
+    arrays = [rng.standard_normal(s) for s in ((4, 2), (4, 2 * n), (4 * n, 2), (4 * n, n),
+                                                (4 * n,), (4 * n,))]
+    fused = [Tensor(a, requires_grad=True) for a in arrays]
+    plain = [Tensor(a, requires_grad=True) for a in arrays]
+    x, hc, wi, wh, bi, bh = plain
+    gates = x @ wi.T + bi + hc[:, :n] @ wh.T + bh
+    s = gates.sigmoid()
+    c = s[:, n:2 * n] * hc[:, n:] + s[:, :n] * gates[:, 2 * n:3 * n].tanh()
+    h = s[:, 3 * n:] * c.tanh()
+    cot = rng.standard_normal((4, 2 * n))
+    out = lstm_cell(*fused)
+    np.testing.assert_allclose(out.data, np.concatenate([h.data, c.data], 1), rtol=1e-12)
+    (out * cot).sum().backward()
+    ((h * cot[:, :n]).sum() + (c * cot[:, n:]).sum()).backward()
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(np.asarray(a.grad), np.asarray(b.grad), rtol=1e-10,
+                                   atol=1e-12)
 
 
 # -- errors -----------------------------------------------------------------------------
