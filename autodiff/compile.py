@@ -22,6 +22,7 @@ were replaced since the trace.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import sys
 import types
@@ -33,6 +34,8 @@ from .engine import Node, no_grad
 from .tensor import Tensor, _wrap, fit_array
 
 __all__ = ["compile", "CompileError"]
+
+builtins_compile = builtins.compile  # (this module's `compile` is ours)
 
 
 class CompileError(RuntimeError):
@@ -390,6 +393,7 @@ class _Plan:
         # this plan replays only for arguments with the very same contents.
         self.baked = any(src[0] == "const" and np.size(src[1]) > 1 for src in rec.sources) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values())
+        self.replay, self.source = _emit(self)
         self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
 
     def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh):
@@ -428,52 +432,135 @@ class _Plan:
                 {slot[id(t._grad)]: slot[id(t)] for t in owners})
 
 
-def _run(plan, args, kwargs):
-    arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)])
-    S = [None] * plan.n
+def _emit(plan):
+    """The plan as one straight-line Python function over arrays: a line per forward op,
+    a line per vjp, gradient sums decided now (first contribution taken as it is, the
+    second added into a new array, later ones added in place into that one)."""
+    ns = {"_fit": _fit, "_wrap": _wrap, "_stale": _stale, "_resolve": _resolve}
+    lines = ["def replay(A):"]
+
+    def const(v, name):
+        ns[name] = v
+        return name
+
     for s, src in plan.inputs:
-        kind = src[0]
-        if kind == "arg":
-            a = arrays[src[1]]
-            S[s] = a if a.dtype == src[2] else a.astype(src[2])
-        elif kind == "ext":
-            S[s] = src[1].data
+        if src[0] == "arg":
+            lines.append(f"    s{s} = A[{src[1]}]")
+            lines.append(f"    if s{s}.dtype != {const(src[2], f'D{s}')}: "
+                         f"s{s} = s{s}.astype(D{s})")
+        elif src[0] == "ext":
+            lines.append(f"    s{s} = {const(src[1], f'E{s}')}.data")
         else:
-            S[s] = src[1]
-    saved, K = {}, {}  # per op output: what its vjp reads, its options
-    for step in plan.steps:
+            lines.append(f"    s{s} = {const(src[1], f'C{s}')}")
+    info = {}  # op output slot -> (arguments of its vjp after g and out, options)
+    for i, step in enumerate(plan.steps):
         kind = step[0]
         if kind == "op":
             _, op, ins, opts, out = step
-            xs = [S[i] for i in ins]
+            f = const(op.forward, f"F{out}")
+            xs = ", ".join(f"s{j}" for j in ins)
+            kw = ""
             if opts:
-                opts = K[out] = {k: _resolve(v, arrays) for k, v in opts.items()}
-                y = op.forward(*xs, **opts)
-            else:
-                y = op.forward(*xs)
+                k = const(opts, f"K{out}")
+                if any(_has_ref(v) for v in opts.values()):
+                    lines.append(f"    k{out} = {{n: _resolve(v, A) for n, v in {k}.items()}}")
+                    k = f"k{out}"
+                kw = f"**{k}"
+            call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
             if op.residuals:
-                y, res = y
-                saved[out] = (tuple(xs) if op.reads_inputs else (None,) * len(xs)) + res
-            elif op.reads_inputs:
-                saved[out] = xs
+                lines.append(f"    s{out}, r{out} = {call}")
+                saved = (xs if op.reads_inputs else ", ".join(["None"] * len(ins)))
+                saved = f"{saved}, *r{out}" if saved else f"*r{out}"
             else:
-                saved[out] = ()
-            S[out] = y
+                lines.append(f"    s{out} = {call}")
+                saved = xs if op.reads_inputs else ""
+            info[out] = (saved, kw)
         elif kind == "backward":
-            _replay_backward(S, saved, K, step)
+            _emit_backward(lines, ns, const, info, step, i)
         elif kind == "inplace":
             _, name, target, spec, kw = step
-            t = plan.sources[target][1] if plan.sources[target][0] == "ext" else None
-            vals = [S[v] if how == "slot" else v for how, v in spec]
-            if t is None:
-                t = _wrap(S[target])
-            getattr(t, name)(*vals, **kw)
+            src = plan.sources[target]
+            t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
+            vals = [f"s{v}" if how == "slot" else const(v, f"I{i}_{j}")
+                    for j, (how, v) in enumerate(spec)]
+            lines.append(f"    {t}.{name}({', '.join(vals)}, **{const(kw, f'IK{i}')})")
         elif kind == "setgrad":
-            step[1]._grad = None
+            lines.append(f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
-            fn(obj, *a, **kw)
-    return _rebuild(plan.out, S)
+            lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
+                         f"**{const(kw, f'PK{i}')})")
+    lines.append(f"    return {_emit_output(plan.out)}")
+    source = "\n".join(lines)
+    exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
+    return ns["replay"], source
+
+
+def _emit_backward(lines, ns, const, info, step, i):
+    _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots = step
+    for j, t in enumerate(unset):
+        lines.append(f"    if {const(t, f'U{i}_{j}')}._grad is not None: _stale(U{i}_{j})")
+    count, origin = {}, {}  # slot -> contributions so far; the g a first one may alias
+
+    def add(p, expr, g):
+        n = count.get(p, 0)
+        count[p] = n + 1
+        if n == 0:
+            lines.append(f"    g{p} = {expr}")
+            origin[p] = g
+        elif n == 1:
+            lines.append(f"    g{p} = g{p} + {expr}")
+            origin[p] = None
+        else:
+            lines.append(f"    g{p} += {expr}")
+
+    for j, (r, seed) in enumerate(zip(roots, seeds)):
+        add(r, const(seed, f"G{i}_{j}"), None)
+    for out, op, need, parents in nodes:
+        if out not in count:
+            continue
+        saved, kw = info[out]
+        v = const(op.vjp, f"V{out}")
+        extra = ", ".join(x for x in (saved, f"need={const(need, f'N{out}')}" if need else "",
+                                      kw) if x)
+        lines.append(f"    q = {v}(g{out}, s{out}{', ' if extra else ''}{extra})")
+        for k, p in enumerate(parents):
+            if p is None:
+                continue
+            lines.append(f"    t = q[{k}]")
+            lines.append(f"    if t.shape != s{p}.shape or t.dtype != s{p}.dtype: t = _fit(t, s{p})")
+            add(p, "t", f"g{out}")
+    for s in leaves:
+        if s not in count:
+            continue
+        leaf = const(leaf_tensor[s], f"L{s}")
+        g = origin.get(s)
+        value = f"g{s}" if g is None else f"(g{s}.copy() if g{s} is {g} else g{s})"
+        lines.append(f"    {leaf}._store_grad({value})")
+    for gs, owner in grad_slots.items():
+        lines.append(f"    s{gs} = L{owner}._grad.data")
+
+
+def _emit_output(spec) -> str:
+    head = spec[0]
+    if head == "slot":
+        return f"_wrap(s{spec[1]}.copy())"
+    if head == "value":
+        return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
+    items = ", ".join(_emit_output(x) for x in spec[1:])
+    return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
+
+
+def _has_ref(v) -> bool:
+    return type(v) is _ArgRef or type(v) is tuple and any(_has_ref(x) for x in v)
+
+
+def _stale(t):
+    raise CompileError(
+        f"compile: a parameter of shape {t.data.shape} had no .grad when the step was traced "
+        "but has one now: its gradient was reset outside what a trace records, so the replay "
+        "would add to a stale one. Reset gradients inside the step with "
+        "optimizer.zero_grad(), module.zero_grad() or p.grad = None")
 
 
 def _resolve(v, arrays):
@@ -485,45 +572,6 @@ def _resolve(v, arrays):
     return v
 
 
-def _replay_backward(S, saved, K, step):
-    _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots = step
-    for t in unset:
-        if t._grad is not None:
-            raise CompileError(
-                f"compile: a parameter of shape {t.data.shape} had no .grad when the step "
-                "was traced but has one now: its gradient was reset outside what a trace "
-                "records, so the replay would add to a stale one. Reset gradients inside "
-                "the step with optimizer.zero_grad(), module.zero_grad() or p.grad = None")
-    G = {}
-    for r, seed in zip(roots, seeds):
-        G[r] = seed if r not in G else G[r] + seed
-    for out, op, need, parents in nodes:
-        g = G.pop(out, None)
-        if g is None:
-            continue
-        sv = saved[out]
-        kw = K.get(out, _NONE)
-        grads = (op.vjp(g, S[out], *sv, need=need, **kw) if need is not None
-                 else op.vjp(g, S[out], *sv, **kw))
-        for p, pg in zip(parents, grads):
-            if p is None or pg is None:
-                continue
-            data = S[p]
-            if pg.shape != data.shape or pg.dtype != data.dtype:
-                pg = _fit(pg, data)
-            acc = G.get(p)
-            G[p] = pg if acc is None else acc + pg
-    for s in leaves:
-        g = G.get(s)
-        if g is not None:
-            leaf_tensor[s]._store_grad(g)
-    for gs, owner in grad_slots.items():
-        S[gs] = leaf_tensor[owner]._grad.data
-
-
-_NONE: dict = {}
-
-
 class _Shape:
     __slots__ = ("data",)
 
@@ -533,15 +581,6 @@ class _Shape:
 
 def _fit(g, data):
     return fit_array(g, _Shape(data))
-
-
-def _rebuild(spec, S):
-    head = spec[0]
-    if head == "slot":
-        return _wrap(np.array(S[spec[1]]))
-    if head == "value":
-        return spec[1]
-    return head(_rebuild(s, S) for s in spec[1:])
 
 
 class Compiled:
@@ -585,8 +624,10 @@ class Compiled:
                     f"compile: the parameters of {type(module).__name__} changed since the "
                     "step was traced (a parameter was replaced); the trace would update the "
                     "old ones. Compile the step again (autodiff.compile(fn))")
+        arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
+            args or kwargs) else ()
         with no_grad():  # (the recorded in-place updates ran under no_grad, or could not)
-            return _run(plan, args, kwargs)
+            return plan.replay(arrays)
 
 
 def compile(fn) -> Compiled:
