@@ -373,6 +373,7 @@ class _Plan:
     """One trace made replayable: a flat list of steps over a list of arrays."""
 
     def __init__(self, rec, result, modules):
+        self.out = _output_spec(rec, result)  # (may give the result a slot: first)
         self.n = len(rec.sources)
         self.sources = rec.sources
         self.inputs = [(s, src) for s, src in enumerate(rec.sources)
@@ -386,13 +387,14 @@ class _Plan:
                 self.steps.append(self._backward_step(rec, *ev[1:]))
             else:
                 self.steps.append(ev)
-        self.out = _output_spec(rec, result)
         self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
         # Arrays the step made with numpy during the trace (a one-hot matrix of labels, a
         # mask) that are not an argument: they may depend on the arguments' values, so
         # this plan replays only for arguments with the very same contents.
         self.baked = any(src[0] == "const" and np.size(src[1]) > 1 for src in rec.sources) \
-            or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values())
+            or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values()) \
+            or any(np.size(g) > 1 and not (g == 1).all()  # backward(seed) with a seed
+                   for ev in rec.events if ev[0] == "backward" for g in ev[2])
         self.replay, self.source = _emit(self)
         self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
 
@@ -643,7 +645,7 @@ def compile(fn) -> Compiled:
     ...     return loss
     >>> f = autodiff.compile(step)
     >>> [float(f(np.arange(3.0)).data) for _ in range(2)], w.data.tolist()
-    [3.0, 1.5, [1.0, 0.0, -1.0]]
+    ([3.0, 0.5], [1.0, 0.0, -1.0])
     """
     if not callable(fn):
         raise TypeError(f"compile: expected a callable, got {type(fn).__name__}")

@@ -119,13 +119,14 @@ def mlp(width=1024, batch=64, lr=1e-3):
     W2 = rng.standard_normal((width, width)) / np.sqrt(width)
     b1, b2 = np.zeros(width), np.zeros(width)
     fw = [a.copy() for a in (W1, b1, W2, b2)]
-    h, out, gh, gW1, gW2 = (np.empty((batch, width)), np.empty((batch, width)),
-                            np.empty((batch, width)), np.empty((width, width)),
-                            np.empty((width, width)))
+    buf = {k: np.empty((batch, width)) for k in ("h", "out", "gh")}
+    buf.update({k: np.empty((width, width)) for k in ("gW1", "gW2")})
 
     def floor():  # in place where it can: the step a careful numpy user writes
         W1_, b1_, W2_, b2_ = fw
-        np.matmul(X, W1_.T, out=h); h += b1_; np.maximum(h, 0, out=h)
+        h, out, gh, gW1, gW2 = (buf[k] for k in ("h", "out", "gh", "gW1", "gW2"))
+        np.matmul(X, W1_.T, out=h)
+        h += b1_; np.maximum(h, 0, out=h)
         np.matmul(h, W2_.T, out=out); out += b2_
         out -= Y
         loss = float((out * out).mean())
