@@ -423,8 +423,12 @@ class _Plan:
                                    "step (a graph kept between calls); detach it")
             op, parents = t._prim, t._parents
             need = tuple(p.requires_grad for p in parents)
+            # (an elementwise op's gradient has its output's shape and dtype: where an
+            # input has them too, the replay need not check whether to reduce it)
+            same = [op.elementwise and p.data.shape == t.data.shape
+                    and p.data.dtype == t.data.dtype for p in parents]
             plan.append((slot[id(t)], op, need if op.masked and False in need else None,
-                         [slot[id(p)] if p.requires_grad else None for p in parents]))
+                         [slot[id(p)] if p.requires_grad else None for p in parents], same))
         leaves = [slot[id(t)] for t in nodes if t._prim is None]
         # Leaves whose .grad was None when the traced backward ran: if one is set at a
         # replay, something outside the library reset it during the trace.
@@ -518,7 +522,7 @@ def _emit_backward(lines, ns, const, info, step, i):
 
     for j, (r, seed) in enumerate(zip(roots, seeds)):
         add(r, const(seed, f"G{i}_{j}"), None)
-    for out, op, need, parents in nodes:
+    for out, op, need, parents, same in nodes:
         if out not in count:
             continue
         saved, kw = info[out]
@@ -528,6 +532,9 @@ def _emit_backward(lines, ns, const, info, step, i):
         lines.append(f"    q = {v}(g{out}, s{out}{', ' if extra else ''}{extra})")
         for k, p in enumerate(parents):
             if p is None:
+                continue
+            if same[k]:
+                add(p, f"q[{k}]", f"g{out}")
                 continue
             lines.append(f"    t = q[{k}]")
             lines.append(f"    if t.shape != s{p}.shape or t.dtype != s{p}.dtype: t = _fit(t, s{p})")
