@@ -5,16 +5,18 @@ values of plain Python numbers) runs `fn` eagerly while recording, in order, eve
 primitive it ran (`Op.forward`, with its inputs and options), every backward, the in-place
 updates made through the library (`add_`, `sub_`, `mul_`, `div_`, `copy_`, `fill_`,
 `zero_`) and the optimizer and module calls (`step`, `zero_grad`). From that record it
-builds a plan over plain arrays: forward steps calling `Op.forward`, backward steps calling
-`Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
-engine does), gradient stores into `.grad`, and the recorded calls. Later calls run the
-plan: no graph node, no heap, no tape.
+emits one straight-line Python function over plain arrays: a line per `Op.forward`, a line
+per `Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
+engine does, gradient sums decided at trace time), the `.grad` stores, and the recorded
+calls. Later calls run it: no graph node, no heap, no tape. (While a trace runs, the
+library's op functions are swapped for recording ones: trace from one thread at a time.)
 
 What it assumes (as `jax.jit` does): Python control flow that depends on values is frozen
 at trace time; numbers among the arguments are constants of the trace (a new value
-retraces); arrays the step makes with plain numpy from its arguments are baked in, except
-that a tensor made inside the step with exactly an argument's values (`Tensor(xb)`) is
-taken to be that argument. What it refuses, with `CompileError`: a step that returns a
+retraces); a tensor made inside the step with exactly an argument's values (`Tensor(xb)`)
+is taken to be that argument; a trace holding other arrays made during the step (numpy
+code on the arguments, cross_entropy's one-hot labels, a backward seed) replays only for
+arguments with the same contents; random draws inside the step are frozen. What it refuses, with `CompileError`: a step that returns a
 Python number computed from tensors (`loss.item()`), hooks, `retain_grad`, Value graphs, a
 parameter's `.data` rebound inside the step, and (at call time) a module whose parameters
 were replaced since the trace.
