@@ -14,6 +14,7 @@ from .saving import CheckpointError, load, save
 from .scope import Scope, scope
 from .tensor import Tensor, concatenate, maximum, minimum, where
 from .value import Value
+from .compile import CompileError, compile  # noqa: A001 (shadows the builtin here only)
 
 # PyTorch's names (code written for torch runs with `import autodiff as torch`).
 # (These shadow builtins such as sum, max and float inside this file only.)

@@ -1,0 +1,661 @@
+"""`compile(fn)`: trace a Tensor training step once per input signature, then replay it.
+
+The first call with a given signature (shapes, dtypes and kinds of the arguments; the
+values of plain Python numbers) runs `fn` eagerly while recording, in order, every
+primitive it ran (`Op.forward`, with its inputs and options), every backward, the in-place
+updates made through the library (`add_`, `sub_`, `mul_`, `div_`, `copy_`, `fill_`,
+`zero_`) and the optimizer and module calls (`step`, `zero_grad`). From that record it
+emits one straight-line Python function over plain arrays: a line per `Op.forward`, a line
+per `Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
+engine does, gradient sums decided at trace time), the `.grad` stores, and the recorded
+calls. Later calls run it: no graph node, no heap, no tape. (While a trace runs, the
+library's op functions are swapped for recording ones: trace from one thread at a time.)
+
+What it assumes (as `jax.jit` does): Python control flow that depends on values is frozen
+at trace time; numbers among the arguments are constants of the trace (a new value
+retraces); a tensor made inside the step with exactly an argument's values (`Tensor(xb)`)
+is taken to be that argument; a trace holding other arrays made during the step (numpy
+code on the arguments, cross_entropy's one-hot labels, a backward seed) replays only for
+arguments with the same contents; random draws inside the step are frozen. What it refuses, with `CompileError`: a step that returns a
+Python number computed from tensors (`loss.item()`), hooks, `retain_grad`, Value graphs, a
+parameter's `.data` rebound inside the step, and (at call time) a module whose parameters
+were replaced since the trace.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import sys
+import types
+
+import numpy as np
+
+from . import tensor as _tensor
+from .engine import Node, no_grad
+from .tensor import Tensor, _wrap, fit_array
+
+__all__ = ["compile", "CompileError"]
+
+builtins_compile = builtins.compile  # (this module's `compile` is ours)
+
+
+class CompileError(RuntimeError):
+    """A step that `compile` cannot replay faithfully."""
+
+
+_IN_PLACE = ("add_", "sub_", "mul_", "div_", "copy_", "fill_", "zero_")
+
+
+def _signature(x):
+    """What a trace depends on in one argument (a retrace happens when it changes)."""
+    if isinstance(x, Tensor):
+        return ("T", x.data.shape, x.data.dtype.str, x.requires_grad)
+    if isinstance(x, np.ndarray):
+        return ("A", x.shape, x.dtype.str)
+    if isinstance(x, (bool, int, float, complex, str, type(None), np.generic)):
+        return ("N", type(x).__name__, x)
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__,) + tuple(_signature(v) for v in x)
+    if isinstance(x, dict):
+        return ("D",) + tuple((k, _signature(v)) for k, v in sorted(x.items()))
+    if isinstance(x, Node):
+        raise CompileError("compile: Value arguments are not supported (compile traces "
+                           "Tensor steps); run micrograd-style Value steps eagerly")
+    return ("O", id(x))  # any other object: the same object, by identity
+
+
+def _arrays_of(args) -> list:
+    """The arrays behind the arguments, in order (Tensors' data and ndarrays)."""
+    out = []
+    for x in args:
+        if isinstance(x, Tensor):
+            out.append(x.data)
+        elif isinstance(x, np.ndarray):
+            out.append(x)
+        elif isinstance(x, (list, tuple)):
+            out.extend(_arrays_of(x))
+        elif isinstance(x, dict):
+            out.extend(_arrays_of([x[k] for k in sorted(x)]))
+    return out
+
+
+def _modules_of(fn, args) -> list:
+    """The nn modules a step can reach through its closure, its `self`, the globals it
+    names and its arguments (their parameters are checked at every call)."""
+    from nn.module import Module
+
+    found, seen = [], set()
+    cands = list(args)
+    f = fn
+    if isinstance(f, functools.partial):
+        cands += list(f.args) + list(f.keywords.values())
+        f = f.func
+    if isinstance(f, types.MethodType):
+        cands.append(f.__self__)
+        f = f.__func__
+    code = getattr(f, "__code__", None)
+    if code is not None:
+        cands += [c.cell_contents for c in (f.__closure__ or ()) if _has_contents(c)]
+        g = getattr(f, "__globals__", {})
+        cands += [g[n] for n in code.co_names if n in g]
+    for c in cands:
+        if isinstance(c, Module) and id(c) not in seen:
+            seen.add(id(c))
+            found.append(c)
+    return found
+
+
+def _has_contents(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+class _Recorder:
+    """What one eager call did, in order, with every array it touched given a slot."""
+
+    def __init__(self, args):
+        self.slot_of = {}      # id(Tensor) -> slot
+        self.keep = []         # the Tensors behind slot_of (so ids stay unique)
+        self.sources = []      # per slot: ("arg", k) | ("ext", tensor) | ("const", array)
+                               #           | ("op", step index) | ("grad", tensor)
+        self.events = []
+        self.args = _arrays_of(args)
+        self.quiet = 0         # >0 inside a recorded call: its own ops are not recorded
+        self.rebound = {}      # id(ext tensor) -> its data when first seen
+        self.start = next(_tensor.creation_counter)  # nodes made before have larger numbers
+
+    def _new_slot(self, t, source) -> int:
+        self.slot_of[id(t)] = s = len(self.sources)
+        self.keep.append(t)
+        self.sources.append(source)
+        return s
+
+    def _arg_index(self, arr, by_value=True):
+        for k, a in enumerate(self.args):
+            if a is arr:
+                return k
+        if not by_value:
+            return None
+        for k, a in enumerate(self.args):  # Tensor(xb) copies xb: the same values
+            if a.shape == arr.shape and a.dtype == arr.dtype and np.array_equal(a, arr):
+                return k
+        return None
+
+    def slot(self, t) -> int:
+        s = self.slot_of.get(id(t))
+        if s is not None:
+            return s
+        if t._prim is not None:
+            raise CompileError(f"compile: the step used a '{t._prim.name}' node that was not "
+                               "made by a primitive the trace saw (made before the step, or "
+                               "by code that bypasses autodiff.tensor.apply); detach it")
+        k = self._arg_index(t.data, by_value=False)
+        if k is not None:
+            return self._new_slot(t, ("arg", k, t.data.dtype))
+        if t._seq > self.start:  # made before the call: a parameter, a buffer
+            self.rebound[id(t)] = (t, t.data)
+            return self._new_slot(t, ("ext", t))
+        k = self._arg_index(t.data)
+        if k is not None:
+            return self._new_slot(t, ("arg", k, t.data.dtype))
+        return self._new_slot(t, ("const", t.data))
+
+    def option(self, v):
+        """An op's option as the plan keeps it: an argument's array by reference."""
+        if isinstance(v, tuple):
+            return tuple(self.option(x) for x in v)
+        if isinstance(v, np.ndarray) and v.size > 1:
+            k = self._arg_index(v)
+            if k is not None:
+                return _ArgRef(k)
+        return v
+
+    def op(self, op, inputs, kw, out) -> None:
+        ins = tuple(self.slot(t) for t in inputs)
+        opts = {k: self.option(v) for k, v in (kw or {}).items()}
+        step = len(self.events)
+        self.events.append(("op", op, ins, opts, None))
+        self.events[-1] = ("op", op, ins, opts, self._new_slot(out, ("op", step)))
+
+    def backward(self, roots, seeds, kwargs) -> None:
+        self.events.append(("backward", tuple(roots), tuple(seeds), kwargs))
+
+
+def _unexplained(v) -> bool:
+    if isinstance(v, tuple):
+        return any(_unexplained(x) for x in v)
+    return isinstance(v, np.ndarray) and v.size > 1
+
+
+def _contents(args, kwargs) -> tuple:
+    return tuple(a.tobytes() for a in _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]))
+
+
+class _ArgRef:
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+
+_active: list = []  # the recorder of the trace under way (at most one)
+
+
+def _recording(fn):
+    """Wrap a tensor-module function so that, during a trace, its ops are recorded."""
+
+    @functools.wraps(fn)
+    def wrapper(op, *rest):
+        if fn.__name__ == "apply":
+            inputs, kw = rest[0], (rest[1] if len(rest) > 1 else None)
+        elif fn.__name__ == "binary":
+            a, b = rest
+            if type(b) is not Tensor:
+                b = _tensor._constant(b, a, op.name)
+            inputs, kw, rest = (a, b), None, (a, b)
+        else:
+            inputs, kw = rest, None
+        out = fn(op, *rest)
+        rec = _active[-1] if _active else None
+        if rec is not None and not rec.quiet:
+            rec.op(op, inputs, kw, out)
+        return out
+
+    wrapper._compile_original = fn
+    return wrapper
+
+
+def _recorded_call(name, fn):
+    """Wrap a method (optimizer step, zero_grad, an in-place method) to record the call."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        rec = _active[-1] if _active else None
+        if rec is None or rec.quiet:
+            return fn(self, *args, **kwargs)
+        if isinstance(self, Tensor):
+            if self._seq <= rec.start and id(self) not in rec.slot_of:
+                raise CompileError(f"compile: {name} on a tensor made inside the step is not "
+                                   "supported; write it out of place")
+            target = rec.slot(self)
+            spec = [("slot", rec.slot(a)) if isinstance(a, Tensor) else ("value", a)
+                    for a in args]
+            rec.events.append(("inplace", name, target, spec, kwargs))
+        else:
+            rec.events.append(("call", fn, self, args, kwargs))
+        rec.quiet += 1
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            rec.quiet -= 1
+
+    return wrapper
+
+
+def _recording_backward(fn):
+    @functools.wraps(fn)
+    def wrapper(roots, seeds, **kwargs):
+        rec = _active[-1] if _active else None
+        if rec is not None and not rec.quiet:
+            if kwargs.get("create_graph") or kwargs.get("capture") is not None:
+                raise CompileError("compile: create_graph and autodiff.grad inside a step "
+                                   "are not supported; call loss.backward()")
+            if not all(isinstance(r, Tensor) for r in roots):
+                raise CompileError("compile: the step backpropagates through a Value graph; "
+                                   "compile replays Tensor steps only")
+            roots = tuple(roots)
+            for r in roots:
+                rec.slot(r)
+            rec.backward(roots, [np.array(s, copy=True) for s in seeds], kwargs)
+            rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None}
+        fn(roots, seeds, **kwargs)
+        if rec is not None and not rec.quiet:
+            rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh)
+
+    return wrapper
+
+
+def _grad_owners(rec):
+    """After a recorded backward, every leaf's `.grad` Tensor stands for that leaf's
+    gradient (a later `p.sub_(p.grad)` reads the replayed one)."""
+    owners = []
+    for t in list(rec.keep):
+        if t._prim is None and t.requires_grad and t._grad is not None:
+            owners.append(t)
+            g = t._grad
+            if id(g) not in rec.slot_of:
+                rec._new_slot(g, ("grad", t))
+    return owners
+
+
+def _patches():
+    """(owner, attribute, replacement) for everything a trace listens to."""
+    from nn.module import Module
+    from nn.optim.optimizer import Optimizer
+
+    out = []
+    originals = {n: getattr(_tensor, n) for n in ("apply", "binary", "_unary")}
+    for mod in list(sys.modules.values()):
+        name = getattr(mod, "__name__", "")
+        if not (name.startswith("autodiff") or name.startswith("nn")):
+            continue
+        for n, f in originals.items():
+            if getattr(mod, n, None) is f:
+                out.append((mod, n, _recording(f)))
+        if getattr(mod, "run_backward", None) is _tensor.run_backward:
+            out.append((mod, "run_backward", _recording_backward(_tensor.run_backward)))
+    for n in _IN_PLACE:
+        out.append((Tensor, n, _recorded_call(n, getattr(Tensor, n))))
+    for cls in {Optimizer, Module}:
+        out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
+    out.append((Optimizer, "step", _recorded_call("step", Optimizer.step)))
+    out.append((Tensor, "grad", property(Tensor.grad.fget, _recording_grad_setter)))
+    return out
+
+
+def _recording_grad_setter(self, value):
+    """`p.grad = None` (or an array) inside a step: replayed as a recorded assignment."""
+    rec = _active[-1] if _active else None
+    _GRAD_SETTER(self, value)
+    if rec is not None and not rec.quiet:
+        if value is not None:
+            raise CompileError("compile: the step assigns a gradient (p.grad = ...); only "
+                               "p.grad = None and zero_grad() can be replayed")
+        rec.events.append(("setgrad", self))
+
+
+_GRAD_SETTER = Tensor.grad.fset
+
+
+def _trace(fn, args, kwargs):
+    rec = _Recorder(list(args) + [kwargs[k] for k in sorted(kwargs)])
+    patches = _patches()
+    saved = [(o, n, o.__dict__[n] if isinstance(o, type) else getattr(o, n))
+             for o, n, _ in patches]
+    for o, n, f in patches:
+        setattr(o, n, f)
+    _active.append(rec)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        _active.pop()
+        for o, n, f in saved:
+            setattr(o, n, f)
+    for t, data in rec.rebound.values():
+        if t.data is not data:
+            raise CompileError(f"compile: the step rebinds .data of a tensor of shape "
+                               f"{t.data.shape} made before it; a replay would keep using "
+                               "the old array. Update it in place (copy_, sub_, an optimizer)")
+    return rec, result
+
+
+def _output_spec(rec, result):
+    """How to rebuild the step's result from the plan's slots."""
+    if isinstance(result, Tensor):
+        s = rec.slot_of.get(id(result))
+        if s is None:
+            s = rec.slot(result)
+        return ("slot", s)
+    if isinstance(result, (list, tuple)):
+        return (type(result),) + tuple(_output_spec(rec, r) for r in result)
+    if result is None or isinstance(result, (str, bool)):
+        return ("value", result)
+    if isinstance(result, (int, float, np.generic, np.ndarray)):
+        raise CompileError(f"compile: the step returned a {type(result).__name__}; a number "
+                           "or array computed during the trace would be replayed unchanged. "
+                           "Return Tensors (loss, not loss.item())")
+    raise CompileError(f"compile: cannot replay a step that returns {type(result).__name__}")
+
+
+class _Plan:
+    """One trace made replayable: a flat list of steps over a list of arrays."""
+
+    def __init__(self, rec, result, modules):
+        self.out = _output_spec(rec, result)  # (may give the result a slot: first)
+        self.n = len(rec.sources)
+        self.sources = rec.sources
+        self.inputs = [(s, src) for s, src in enumerate(rec.sources)
+                       if src[0] in ("arg", "ext", "const")]
+        self.steps = []
+        for ev in rec.events:
+            kind = ev[0]
+            if kind == "op":
+                self.steps.append(ev)
+            elif kind == "backward":
+                self.steps.append(self._backward_step(rec, *ev[1:]))
+            else:
+                self.steps.append(ev)
+        self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
+        # Arrays the step made with numpy during the trace (a one-hot matrix of labels, a
+        # mask) that are not an argument: they may depend on the arguments' values, so
+        # this plan replays only for arguments with the very same contents.
+        self.baked = any(src[0] == "const" and np.size(src[1]) > 1 for src in rec.sources) \
+            or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values()) \
+            or any(np.size(g) > 1 and not (g == 1).all()  # backward(seed) with a seed
+                   for ev in rec.events if ev[0] == "backward" for g in ev[2])
+        self.replay, self.source = _emit(self)
+        self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
+
+    def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh):
+        """The engine's backward, precomputed: the nodes in its order with their vjps."""
+        slot = rec.slot_of
+        nodes, seen, stack = [], set(), list(roots)
+        while stack:
+            t = stack.pop()
+            if id(t) in seen or not t.requires_grad:
+                continue
+            seen.add(id(t))
+            if t._hooks:
+                raise CompileError("compile: a tensor in the step has hooks; run it eagerly")
+            if t._prim is not None and t._retain:
+                raise CompileError("compile: retain_grad() inside a step is not supported")
+            nodes.append(t)
+            stack.extend(t._parents)
+        nodes.sort(key=lambda t: t._seq)  # the heap's order: newest first
+        plan = []
+        for t in nodes:
+            if t._prim is None:
+                continue
+            if id(t) not in slot:
+                raise CompileError("compile: the step's graph uses a node made outside the "
+                                   "step (a graph kept between calls); detach it")
+            op, parents = t._prim, t._parents
+            need = tuple(p.requires_grad for p in parents)
+            # (an elementwise op's gradient has its output's shape and dtype: where an
+            # input has them too, the replay need not check whether to reduce it)
+            same = [op.elementwise and p.data.shape == t.data.shape
+                    and p.data.dtype == t.data.dtype for p in parents]
+            plan.append((slot[id(t)], op, need if op.masked and False in need else None,
+                         [slot[id(p)] if p.requires_grad else None for p in parents], same))
+        leaves = [slot[id(t)] for t in nodes if t._prim is None]
+        # Leaves whose .grad was None when the traced backward ran: if one is set at a
+        # replay, something outside the library reset it during the trace.
+        unset = [t for t in nodes if t._prim is None and id(t) in fresh]
+        return ("backward", [slot[id(r)] for r in roots], seeds, plan, leaves, unset,
+                {slot[id(t)]: t for t in nodes if t._prim is None},
+                {slot[id(t._grad)]: slot[id(t)] for t in owners})
+
+
+def _emit(plan):
+    """The plan as one straight-line Python function over arrays: a line per forward op,
+    a line per vjp, gradient sums decided now (first contribution taken as it is, the
+    second added into a new array, later ones added in place into that one)."""
+    ns = {"_fit": _fit, "_wrap": _wrap, "_stale": _stale, "_resolve": _resolve}
+    lines = ["def replay(A):"]
+
+    def const(v, name):
+        ns[name] = v
+        return name
+
+    for s, src in plan.inputs:
+        if src[0] == "arg":
+            lines.append(f"    s{s} = A[{src[1]}]")
+            lines.append(f"    if s{s}.dtype != {const(src[2], f'D{s}')}: "
+                         f"s{s} = s{s}.astype(D{s})")
+        elif src[0] == "ext":
+            lines.append(f"    s{s} = {const(src[1], f'E{s}')}.data")
+        else:
+            lines.append(f"    s{s} = {const(src[1], f'C{s}')}")
+    info = {}  # op output slot -> (arguments of its vjp after g and out, options)
+    for i, step in enumerate(plan.steps):
+        kind = step[0]
+        if kind == "op":
+            _, op, ins, opts, out = step
+            f = const(op.forward, f"F{out}")
+            xs = ", ".join(f"s{j}" for j in ins)
+            kw = ""
+            if opts:
+                k = const(opts, f"K{out}")
+                if any(_has_ref(v) for v in opts.values()):
+                    lines.append(f"    k{out} = {{n: _resolve(v, A) for n, v in {k}.items()}}")
+                    k = f"k{out}"
+                kw = f"**{k}"
+            call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
+            if op.residuals:
+                lines.append(f"    s{out}, r{out} = {call}")
+                saved = (xs if op.reads_inputs else ", ".join(["None"] * len(ins)))
+                saved = f"{saved}, *r{out}" if saved else f"*r{out}"
+            else:
+                lines.append(f"    s{out} = {call}")
+                saved = xs if op.reads_inputs else ""
+            info[out] = (saved, kw)
+        elif kind == "backward":
+            _emit_backward(lines, ns, const, info, step, i)
+        elif kind == "inplace":
+            _, name, target, spec, kw = step
+            src = plan.sources[target]
+            t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
+            vals = [f"s{v}" if how == "slot" else const(v, f"I{i}_{j}")
+                    for j, (how, v) in enumerate(spec)]
+            lines.append(f"    {t}.{name}({', '.join(vals)}, **{const(kw, f'IK{i}')})")
+        elif kind == "setgrad":
+            lines.append(f"    {const(step[1], f'T{i}')}._grad = None")
+        else:
+            _, fn, obj, a, kw = step
+            lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
+                         f"**{const(kw, f'PK{i}')})")
+    lines.append(f"    return {_emit_output(plan.out)}")
+    source = "\n".join(lines)
+    exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
+    return ns["replay"], source
+
+
+def _emit_backward(lines, ns, const, info, step, i):
+    _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots = step
+    for j, t in enumerate(unset):
+        lines.append(f"    if {const(t, f'U{i}_{j}')}._grad is not None: _stale(U{i}_{j})")
+    count, origin = {}, {}  # slot -> contributions so far; the g a first one may alias
+
+    def add(p, expr, g):
+        n = count.get(p, 0)
+        count[p] = n + 1
+        if n == 0:
+            lines.append(f"    g{p} = {expr}")
+            origin[p] = g
+        elif n == 1:
+            lines.append(f"    g{p} = g{p} + {expr}")
+            origin[p] = None
+        else:
+            lines.append(f"    g{p} += {expr}")
+
+    for j, (r, seed) in enumerate(zip(roots, seeds)):
+        add(r, const(seed, f"G{i}_{j}"), None)
+    for out, op, need, parents, same in nodes:
+        if out not in count:
+            continue
+        saved, kw = info[out]
+        v = const(op.vjp, f"V{out}")
+        extra = ", ".join(x for x in (saved, f"need={const(need, f'N{out}')}" if need else "",
+                                      kw) if x)
+        lines.append(f"    q = {v}(g{out}, s{out}{', ' if extra else ''}{extra})")
+        for k, p in enumerate(parents):
+            if p is None:
+                continue
+            if same[k]:
+                add(p, f"q[{k}]", f"g{out}")
+                continue
+            lines.append(f"    t = q[{k}]")
+            lines.append(f"    if t.shape != s{p}.shape or t.dtype != s{p}.dtype: t = _fit(t, s{p})")
+            add(p, "t", f"g{out}")
+    for s in leaves:
+        if s not in count:
+            continue
+        leaf = const(leaf_tensor[s], f"L{s}")
+        g = origin.get(s)
+        value = f"g{s}" if g is None else f"(g{s}.copy() if g{s} is {g} else g{s})"
+        lines.append(f"    {leaf}._store_grad({value})")
+    for gs, owner in grad_slots.items():
+        lines.append(f"    s{gs} = L{owner}._grad.data")
+
+
+def _emit_output(spec) -> str:
+    head = spec[0]
+    if head == "slot":
+        return f"_wrap(s{spec[1]}.copy())"
+    if head == "value":
+        return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
+    items = ", ".join(_emit_output(x) for x in spec[1:])
+    return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
+
+
+def _has_ref(v) -> bool:
+    return type(v) is _ArgRef or type(v) is tuple and any(_has_ref(x) for x in v)
+
+
+def _stale(t):
+    raise CompileError(
+        f"compile: a parameter of shape {t.data.shape} had no .grad when the step was traced "
+        "but has one now: its gradient was reset outside what a trace records, so the replay "
+        "would add to a stale one. Reset gradients inside the step with "
+        "optimizer.zero_grad(), module.zero_grad() or p.grad = None")
+
+
+def _resolve(v, arrays):
+    """An option with its argument references replaced by this call's arrays."""
+    if type(v) is _ArgRef:
+        return arrays[v.k]
+    if type(v) is tuple:
+        return tuple(_resolve(x, arrays) for x in v)
+    return v
+
+
+class _Shape:
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+def _fit(g, data):
+    return fit_array(g, _Shape(data))
+
+
+class Compiled:
+    """What `compile(fn)` returns: call it as `fn`; `.graph` is the last traced result
+    (its graph can be drawn), `.traces` how many signatures were traced."""
+
+    max_baked = 256  # traces kept per signature when a trace bakes argument values in
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.plans = {}
+        self.graph = None
+        functools.update_wrapper(self, fn)
+
+    @property
+    def traces(self) -> int:
+        return sum(len(p) if type(p) is dict else 1 for p in self.plans.values())
+
+    def __call__(self, *args, **kwargs):
+        key = (_signature(args), _signature(kwargs))
+        plan = self.plans.get(key)
+        if type(plan) is dict:  # plans that hold arrays baked from the arguments' values
+            contents = _contents(args, kwargs)
+            plan = plan.get(contents)
+        if plan is None:
+            modules = _modules_of(self.fn, args)
+            rec, result = _trace(self.fn, args, kwargs)
+            plan = _Plan(rec, result, modules)
+            if plan.baked:
+                family = self.plans.get(key)
+                if type(family) is not dict or len(family) >= self.max_baked:
+                    family = self.plans[key] = {}
+                family[_contents(args, kwargs)] = plan
+            else:
+                self.plans[key] = plan
+            self.graph = result
+            return result
+        for module, ids in plan.guards:
+            if tuple(map(id, module.parameters())) != ids:
+                raise CompileError(
+                    f"compile: the parameters of {type(module).__name__} changed since the "
+                    "step was traced (a parameter was replaced); the trace would update the "
+                    "old ones. Compile the step again (autodiff.compile(fn))")
+        arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
+            args or kwargs) else ()
+        with no_grad():  # (the recorded in-place updates ran under no_grad, or could not)
+            return plan.replay(arrays)
+
+
+def compile(fn) -> Compiled:
+    """Trace `fn` (a training step on Tensors) once per input signature and replay it.
+
+    >>> import numpy as np, autodiff
+    >>> w = autodiff.Tensor(np.ones(3), requires_grad=True)
+    >>> def step(x):
+    ...     w.grad = None
+    ...     loss = (w * x).sum(); loss.backward()
+    ...     with autodiff.no_grad():
+    ...         w.sub_(w.grad, alpha=0.5)
+    ...     return loss
+    >>> f = autodiff.compile(step)
+    >>> [float(f(np.arange(3.0)).data) for _ in range(2)], w.data.tolist()
+    ([3.0, 0.5], [1.0, 0.0, -1.0])
+    """
+    if not callable(fn):
+        raise TypeError(f"compile: expected a callable, got {type(fn).__name__}")
+    return Compiled(fn)
