@@ -283,10 +283,15 @@ def _cluster_spec(clusters) -> tuple[list, dict]:
                 if owner and kind:
                     group += f": {kind}"
                 param(prefix, group, name, p)
-        elif hasattr(item, "layers") or hasattr(item, "neurons"):  # scalar MLP / Layer
-            letter, subs = ("L", item.layers) if hasattr(item, "layers") else ("N", item.neurons)
-            for i, sub in enumerate(subs):
-                add(join(prefix, f"{letter}{i}"), sub)
+        elif hasattr(item, "layers"):  # a scalar MLP: one box per layer, in order
+            for i, layer in enumerate(item.layers):
+                for j, neuron in enumerate(layer.neurons):
+                    for k, w in enumerate(neuron.w):
+                        param(prefix, join(prefix, f"layer {i}"), f"L{i}.N{j}.w{k}", w)
+                    param(prefix, join(prefix, f"layer {i}"), f"L{i}.N{j}.b", neuron.b)
+        elif hasattr(item, "neurons"):  # a scalar Layer: one box per neuron
+            for i, sub in enumerate(item.neurons):
+                add(join(prefix, f"N{i}"), sub)
         elif hasattr(item, "w") and hasattr(item, "b"):  # a scalar Neuron
             group = prefix or "neuron"
             for i, w in enumerate(item.w):

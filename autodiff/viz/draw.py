@@ -249,8 +249,9 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         kinds = {s.kind for s in scopes.values() if s is not None}
         collapse = "modules" if "module" in kinds else "scopes" if kinds else None
     folded, folded_in = collapse_groups(order, roots, collapse, model, scopes)
-    merged = merge_constants(order)
+    merged = merge_constants(order, param_names)
     names = _names([n for n in order if id(n) not in merged], param_names)
+    names.update({k: names[id(twin)] for k, twin in merged.items()})
     for g in folded:
         if len(g.outputs) == 1 and g.output_name and names[id(g.outputs[0])][1]:
             names[id(g.outputs[0])] = (g.output_name, False)
@@ -321,7 +322,7 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
                 if not isinstance(n, Value) and n.data.ndim == 2 and not names[id(n)][1]}
 
     dot = Graph(name="autodiff", graph_attr={"rankdir": rankdir, "fontname": "Helvetica",
-                                             "nodesep": "0.25", "ranksep": "0.3"},
+                                             "nodesep": "0.25", "ranksep": "0.22"},
                 node_attr={"fontname": "Helvetica", "fontsize": "11"},
                 edge_attr={"fontname": "Helvetica", "fontsize": "10", "arrowsize": "0.6"})
 

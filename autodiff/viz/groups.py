@@ -146,12 +146,13 @@ def module_clusters(order, model, scopes=None) -> dict:
     return found
 
 
-def merge_constants(order) -> dict:
+def merge_constants(order, params: dict) -> dict:
     """id(leaf) -> the leaf drawn in its place. A scalar MLP fed plain numbers turns each
     number into a constant leaf once per neuron; those leaves (unlabeled constants of
     equal value read at the same input position of the same kind of op, by neurons with
     different weights, made one after another) are one Python input, drawn once. A
-    neuron met again starts a new run: that is the next sample."""
+    neuron met again starts a new run: that is the next sample. `params` (id -> name)
+    tells parameters from inputs; without it only leaves that need no gradient merge."""
     consumers: dict = {}
     for node in order:
         for i, p in enumerate(node._parents):
@@ -159,13 +160,14 @@ def merge_constants(order) -> dict:
     runs: dict = {}  # key -> (the leaf drawn, ids of the weights its consumers read)
     replace = {}
     for node in sorted(order, key=lambda n: -n._seq):  # in creation order
-        if (node._prim is not None or node.requires_grad or node.label
+        if (node._prim is not None or node.label or id(node) in params
+                or (node.requires_grad and not params)
                 or not isinstance(node, Value) or id(node) not in consumers):
             continue
         uses = consumers[id(node)]
         key = (node.data, tuple(sorted({(n._prim.name, i) for n, i in uses})))
         weights = {id(p) for n, _ in uses for p in n._parents
-                   if p._prim is None and p.requires_grad}
+                   if p._prim is None and (id(p) in params if params else p.requires_grad)}
         run = runs.get(key)
         if run is not None and weights and not (weights & run[1]):
             replace[id(node)] = run[0]
