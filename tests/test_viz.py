@@ -597,8 +597,8 @@ def test_clusters_from_nn_modules():
     model = nn.MLP(2, [3, 1])           # the scalar, micrograd-style path
     out = model([1.0, -2.0])
     src = draw_graph(out, clusters=model).source
-    assert src.count("subgraph cluster_") == 4   # one box per neuron
-    assert 'label="L0.N2"' in src and "<b>L1.N0.w2</b>" in src and "<b>L0.N0.b</b>" in src
+    assert src.count("subgraph cluster_") == 2   # one box per layer
+    assert 'label="layer 0"' in src and "<b>L1.N0.w2</b>" in src and "<b>L0.N0.b</b>" in src
     assert "b + Σ w·x (n=2)" in src
 
 
