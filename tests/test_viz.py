@@ -534,10 +534,15 @@ def test_chain_rule_non_scalar_output_and_no_path():
 def test_chain_rule_notebook_display():
     p, loss = lecture_tensors()
     md = chain_rule(loss, p["W1"])._repr_markdown_()
-    assert "\\partial \\mathrm{Loss}" in md and "| 1 |" in md and "shape (4, 3)" in md
+    assert md.startswith("$$\n\\partial_{\\mathrm{W1}} \\mathrm{Loss} = ")   # the lecture's ∂_W1 Loss
+    assert "\\partial_{\\mathrm{o}} \\mathrm{Loss}" in md and "Jacobians 2, 2×4, 4×4, 4×4×3" in md
     s, sloss = lecture_scalars()
-    md = chain_rule(sloss, s["a"])._repr_markdown_()
-    assert md.count("\\frac{\\partial \\mathrm{Loss}}{\\partial \\mathrm{o}}") == 2
+    cr = chain_rule(sloss, s["a"])
+    assert cr._repr_latex_().startswith("$\\displaystyle ")
+    md = cr._repr_markdown_()
+    assert md.count("\\partial_{\\mathrm{o}} \\mathrm{Loss}") == 1
+    factors = " \\cdot ".join(viz_internals._factor_num(f.value, 4) for f in cr.paths[0].factors)
+    assert f"= {factors} = {viz_internals._num(cr.total)}" in md
 
 
 # ---------------------------------------------------------------------------------------
