@@ -540,9 +540,9 @@ def test_chain_rule_notebook_display():
     cr = chain_rule(sloss, s["a"])
     assert cr._repr_latex_().startswith("$\\displaystyle ")
     md = cr._repr_markdown_()
-    assert md.count("\\partial_{\\mathrm{o}} \\mathrm{Loss}") == 1
+    assert md.count("\\partial_{\\mathrm{o}} \\mathrm{Loss}") == 2  # two paths
     factors = " \\cdot ".join(viz_internals._factor_num(f.value, 4) for f in cr.paths[0].factors)
-    assert f"= {factors} = {viz_internals._num(cr.total)}" in md
+    assert f"= {factors} = " in md and f"&= {viz_internals._num(cr.total)}\n" in md
 
 
 # ---------------------------------------------------------------------------------------
