@@ -562,8 +562,13 @@ def test_backward_steps_replays_backward_on_the_side():
     assert (to_a.local, to_a.contribution, to_a.before, to_a.after) == (-3.0, -3.0, 1.0, -2.0)
     assert (to_b.local, to_b.contribution, to_b.before, to_b.after) == (2.0, 2.0, None, 2.0)
     text = str(mul)
-    assert "local d(mul)/d(a) = -3" in text and "a's gradient: 1 -> -2" in text
-    assert "a leaf: its gradient is final" in str(steps[-1])
+    assert text.startswith("step 2: mul sends ∂c/∂a = 1 × (-3) = -3 to a (a had 1, now -2)")
+    assert "mul sends ∂c/∂b = 1 × 2 = 2 to b\n" not in text and text.endswith("to b")
+    assert str(steps[-1]) == "step 4: b is a leaf: its total ∂c/∂b = 2 is final"
+    assert "vjp" not in text and "_const" not in text
+    picture = mul.draw().source
+    assert "step 2: mul sends its gradient to a, b" in picture
+    assert picture.count("bgcolor=\"#ff7f0e\"") == 1   # the node being processed, filled
     assert [s.node for s in steps][2:] == [a, b]
     # the picture of a step shows the gradients known then; the real ones stay 0
     src = steps[0].draw().source
