@@ -216,3 +216,18 @@ def test_short_names_are_apart_from_the_dtype_and_pool_labels_have_a_separator()
     src = draw_graph(h.sum()).source
     assert "<b>h</b>&#160;&#160;" in src
     assert 'label="max_pool (2, 2) (stride=' in draw_graph(y.sum()).source
+
+
+def test_a_big_graph_collapses_its_modules_before_the_node_cap():
+    autodiff.manual_seed(0)
+    layers = []
+    for _ in range(12):
+        layers += [nn.Linear(3, 3), nn.Tanh()]
+    model = nn.Sequential(*layers)
+    out = model(Tensor(np.ones((2, 3)))).sum()
+    src = draw_graph(out, clusters=model, max_nodes=40).source
+    folded = re.findall(r"\tg\d+ \[label=\"([^\"]*)\"", src)
+    assert len(folded) == 24 and "0: Linear" in folded and "23: Tanh" in folded
+    assert "more nodes not drawn" not in src      # it fits once folded
+    assert "more nodes not drawn" in draw_graph(out, clusters=model, collapse=False,
+                                                max_nodes=40).source

@@ -311,14 +311,18 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         where = {name: k for k, (name, _) in enumerate(groups)}
         for node in order:
             name = boxes.get(id(node))
-            if name is not None:
+            if name is not None and producer(node) is not None:  # folded: its node names it
+                member.pop(id(node), None)
+            elif name is not None:
                 if name not in where:
                     where[name] = len(groups)
                     groups.append((name, []))
                 member[id(node)] = where[name]
             elif node._prim is not None:
                 member.pop(id(node), None)
-    matrices = {names[id(n)][0]: n.data for n in order
+    def matrices(nodes) -> dict:
+        """The named matrices among `nodes`: what a Jacobian may turn out to equal."""
+        return {names[id(n)][0]: n.data for n in nodes
                 if not isinstance(n, Value) and n.data.ndim == 2 and not names[id(n)][1]}
 
     dot = Graph(name="autodiff", graph_attr={"rankdir": rankdir, "fontname": "Helvetica",
@@ -408,9 +412,9 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         if not edge_labels:
             texts = None
         elif grp is not None:
-            texts = _group_edge_texts(grp, parents, names, matrices, precision)
+            texts = _group_edge_texts(grp, parents, names, matrices(parents), precision)
         else:
-            texts = _edge_texts(node, names, matrices, precision)
+            texts = _edge_texts(node, names, matrices(node._parents), precision)
         seen_edges = set()
         for i, parent in enumerate(node._parents if grp is None else parents):
             parent = _drawn(parent, merged)
@@ -492,7 +496,7 @@ def _node_cells(node, name, generated, grad, backward, precision, bad_data, bad_
 
 
 # Jacobians of one op are built row by row from its vjp up to this many entries.
-_JACOBIAN_ENTRIES = 4096
+_JACOBIAN_ENTRIES = 1024
 
 
 def _edge_texts(node, names, matrices, precision) -> list:

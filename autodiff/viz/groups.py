@@ -90,7 +90,8 @@ def check_collapse(collapse) -> None:
 
 
 def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[list, dict]:
-    """The groups `collapse` folds and id(node) -> its Group for their members."""
+    """The groups `collapse` folds and id(node) -> its Group for their members (a
+    module's parameters included)."""
     if collapse in (None, False):
         return [], {}
     paths = module_paths(model)
@@ -106,6 +107,18 @@ def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[li
             g = groups[id(s)] = Group(s, scope_name(s, paths))
         g.members.append(node)
         member[id(node)] = g
+    # a folded module's own parameters fold with it (they are made outside its call)
+    owned = {}
+    for g in groups.values():
+        module = g.scope.module if g.scope.kind == "module" else None
+        if module is not None and hasattr(module, "parameters"):
+            for p in module.parameters():
+                owned.setdefault(id(p), g)
+    for node in order:
+        g = owned.get(id(node))
+        if g is not None and node._prim is None and id(node) not in member:
+            g.members.append(node)
+            member[id(node)] = g
     root_ids = {id(r) for r in roots}
     used_outside = set()
     for node in order:
