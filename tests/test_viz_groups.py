@@ -231,3 +231,25 @@ def test_a_big_graph_collapses_its_modules_before_the_node_cap():
     assert "more nodes not drawn" not in src      # it fits once folded
     assert "more nodes not drawn" in draw_graph(out, clusters=model, collapse=False,
                                                 max_nodes=40).source
+
+
+def test_a_scalar_mlp_folds_into_one_node_per_neuron_call():
+    import math
+    import random
+    random.seed(0)
+    m = nn.MLP(2, [3, 1], activation="tanh")
+    out = m([0.5, -1.0])
+    src = draw_graph(out, clusters=m, collapse="modules").source
+    assert sorted(re.findall(r"\tg\d+ \[label=\"([^\"]*)\"", src)) == [
+        "L0.N0", "L0.N1", "L0.N2", "L1.N0"]
+    assert src.count("<i>leaf") == 2 and "L0.N0.w0" not in src  # weights fold in
+    n = m.layers[0].neurons[1]
+    pre = n.b.data + n.w[0].data * 0.5 - n.w[1].data
+    local = (1 - math.tanh(pre) ** 2) * n.w[0].data          # ∂_x0 of tanh(w·x + b)
+    labels = [e[2] for e in edges(src) if e[1].startswith("g")]
+    assert any(f"= {viz_num(local)}>" in a for a in labels), labels
+
+
+def viz_num(x):
+    from autodiff.viz._common import _num
+    return _num(x)

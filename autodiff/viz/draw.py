@@ -17,7 +17,8 @@ from ._common import (
     _all_grads, _group_jacobians, _jacobian_text, _op_text, _seed, _shape, _size, _stats_text,
     _sub, _topo, _visible, _vjp)
 from ..scope import scopes_of
-from .groups import check_collapse, collapse_groups, merge_constants, module_clusters
+from .groups import (check_collapse, collapse_groups, merge_constants, module_clusters,
+                     neuron_scopes)
 
 
 _INSTALL = ("Rendering a graph needs Graphviz's `dot` program, which was not found on PATH. "
@@ -245,6 +246,8 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     groups, param_names = _cluster_spec(clusters)
     model = clusters if hasattr(clusters, "named_modules") else None
     scopes = scopes_of(order)
+    for k, v in neuron_scopes(order, clusters).items():
+        scopes[k] = scopes.get(k) or v
     if collapse is None and max_nodes is not None and len(order) > max_nodes:
         kinds = {s.kind for s in scopes.values() if s is not None}
         collapse = "modules" if "module" in kinds else "scopes" if kinds else None
@@ -412,11 +415,12 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         if not edge_labels:
             texts = None
         elif grp is not None:
-            texts = _group_edge_texts(grp, parents, names, matrices(parents), precision)
+            texts = _group_edge_texts(grp, grp.inputs, names, matrices(grp.inputs),
+                                      precision)
         else:
             texts = _edge_texts(node, names, matrices(node._parents), precision)
         seen_edges = set()
-        for i, parent in enumerate(node._parents if grp is None else parents):
+        for i, parent in enumerate(node._parents if grp is None else grp.inputs):
             parent = _drawn(parent, merged)
             if id(parent) not in visible:
                 hidden_inputs[oid] += 1

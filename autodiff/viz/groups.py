@@ -188,3 +188,41 @@ def merge_constants(order, params: dict) -> dict:
         else:
             runs[key] = (node, set(weights))
     return replace
+
+
+class _NeuronScope:
+    """A scope for one call of a scalar neuron (scalar modules open none themselves): its
+    affine node and the activation applied to it."""
+
+    kind, parent, depth = "module", None, 0
+
+    def __init__(self, name: str, neuron) -> None:
+        self.name, self.module = name, neuron
+
+    def path(self) -> tuple:
+        return (self,)
+
+
+def neuron_scopes(order, model) -> dict:
+    """id(node) -> a scope per call of each neuron of a scalar MLP (`model.layers`, each
+    with `.neurons` holding `.w`): the op reading the neuron's weights and the
+    activation that follows it."""
+    if not hasattr(model, "layers") or hasattr(model, "named_modules"):
+        return {}
+    owner = {}
+    for i, layer in enumerate(model.layers):
+        for j, neuron in enumerate(getattr(layer, "neurons", ())):
+            s = _NeuronScope(f"L{i}.N{j}", neuron)
+            for w in getattr(neuron, "w", ()):
+                owner[id(w)] = s
+    found, calls = {}, {}
+    for node in order:
+        if node._prim is None:
+            continue
+        s = next((owner[id(p)] for p in node._parents if id(p) in owner), None)
+        if s is not None:  # each call gets its own scope object (the same name)
+            call = calls[id(node)] = _NeuronScope(s.name, s.module)
+            found[id(node)] = call
+        elif len(node._parents) == 1 and id(node._parents[0]) in calls and not node._kw:
+            found[id(node)] = calls[id(node._parents[0])]
+    return found
