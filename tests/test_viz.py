@@ -201,11 +201,13 @@ def test_tensor_edges_show_jacobian_shapes_and_operands():
         (label,) = [label_of(e[2]) for e in edges(src) if e[0] == node_id(src, f"<b>{name}</b>")]
         return label
 
-    assert label_from("W1") == "a: (4, 4, 3)"   # d(y)/d(W1): vector by matrix
-    assert label_from("x") == "b: (4, 3)"       # d(y)/d(x): vector by vector
-    assert label_from("h") == "b: (2, 4)"       # d(o)/d(h): a Jacobian
-    assert label_from("y") == "diag (4,)"       # elementwise (a * y)
-    assert label_from("a") == "(4,)"            # vector by scalar
+    assert label_from("W1") == "4×12"   # d(y)/d(W1): vector by matrix, as rows × columns
+    assert label_from("x") == "W1"      # d(W1 @ x)/d(x) is W1 itself
+    assert label_from("h") == "W2"
+    assert label_from("y") == "diag"    # elementwise (a * y)
+    assert label_from("a") == "4×1"     # vector by scalar
+    tips = [e[2] for e in edges(src) if e[0] == node_id(src, "<b>W1</b>")]
+    assert "(4, 4, 3)" in tips[0]       # the full Jacobian shape on hover
 
 
 def test_tensor_preview_dtype_shape_and_stats():
@@ -234,7 +236,9 @@ def test_views():
     assert all("dir=back" in e[2] for e in edges(backward))
     cell = backward.split("<b>a</b>")[1]
     assert cell.index("grad -3") < cell.index("data 2")  # gradients first
-    assert "rankdir=LR" in backward
+    assert "rankdir=TB" in backward     # deeper than wide: top to bottom
+    assert "bottom to top" in backward and "right to left" not in backward
+    assert "right to left" in draw_graph(c, view="backward", rankdir="LR").source
     assert "rankdir=TB" in draw_graph(c, rankdir="TB").source
     no_grad = draw_graph(c, show_grad=False).source
     assert "grad" not in no_grad.replace("edge labels", "")
@@ -366,7 +370,8 @@ def test_clusters_from_a_module():
     assert 'label="@"' in first and 'label="+"' in first  # the layer's own ops
     assert "<b>a</b>" in blocks[1] and 'label="*"' in blocks[1]  # a label beats a name
     assert "<b>2.weight</b>" in blocks[2]
-    assert "<b>Loss</b>" not in "".join(blocks) and "sigmoid" not in "".join(blocks)
+    assert "<b>Loss</b>" not in "".join(blocks)
+    assert "sigmoid" in blocks[1]  # the activation sits in its layer's box
     # a mapping of names to nodes works too
     src = draw_graph(loss, clusters={"hidden": [p["W1"], p["b1"]]}).source
     assert src.count("subgraph cluster_") == 1 and "label=hidden" in src
@@ -529,10 +534,15 @@ def test_chain_rule_non_scalar_output_and_no_path():
 def test_chain_rule_notebook_display():
     p, loss = lecture_tensors()
     md = chain_rule(loss, p["W1"])._repr_markdown_()
-    assert "\\partial \\mathrm{Loss}" in md and "| 1 |" in md and "shape (4, 3)" in md
+    assert md.startswith("$$\n\\partial_{\\mathrm{W1}} \\mathrm{Loss} = ")   # the lecture's ∂_W1 Loss
+    assert "\\partial_{\\mathrm{o}} \\mathrm{Loss}" in md and "Jacobians 2, 2×4, 4×4, 4×4×3" in md
     s, sloss = lecture_scalars()
-    md = chain_rule(sloss, s["a"])._repr_markdown_()
-    assert md.count("\\frac{\\partial \\mathrm{Loss}}{\\partial \\mathrm{o}}") == 2
+    cr = chain_rule(sloss, s["a"])
+    assert cr._repr_latex_().startswith("$\\displaystyle ")
+    md = cr._repr_markdown_()
+    assert md.count("\\partial_{\\mathrm{o}} \\mathrm{Loss}") == 2  # two paths
+    factors = " \\cdot ".join(viz_internals._factor_num(f.value, 4) for f in cr.paths[0].factors)
+    assert f"= {factors} = " in md and f"&= {viz_internals._num(cr.total)}\n" in md
 
 
 # ---------------------------------------------------------------------------------------
@@ -552,8 +562,13 @@ def test_backward_steps_replays_backward_on_the_side():
     assert (to_a.local, to_a.contribution, to_a.before, to_a.after) == (-3.0, -3.0, 1.0, -2.0)
     assert (to_b.local, to_b.contribution, to_b.before, to_b.after) == (2.0, 2.0, None, 2.0)
     text = str(mul)
-    assert "local d(mul)/d(a) = -3" in text and "a's gradient: 1 -> -2" in text
-    assert "a leaf: its gradient is final" in str(steps[-1])
+    assert text.startswith("step 2: mul sends ∂c/∂a = 1 × (-3) = -3 to a (a had 1, now -2)")
+    assert "mul sends ∂c/∂b = 1 × 2 = 2 to b\n" not in text and text.endswith("to b")
+    assert str(steps[-1]) == "step 4: b is a leaf: its total ∂c/∂b = 2 is final"
+    assert "vjp" not in text and "_const" not in text
+    picture = mul.draw().source
+    assert "step 2: mul sends its gradient to a, b" in picture
+    assert picture.count("bgcolor=\"#ff7f0e\"") == 1   # the node being processed, filled
     assert [s.node for s in steps][2:] == [a, b]
     # the picture of a step shows the gradients known then; the real ones stay 0
     src = steps[0].draw().source
@@ -592,8 +607,8 @@ def test_clusters_from_nn_modules():
     model = nn.MLP(2, [3, 1])           # the scalar, micrograd-style path
     out = model([1.0, -2.0])
     src = draw_graph(out, clusters=model).source
-    assert src.count("subgraph cluster_") == 4   # one box per neuron
-    assert 'label="L0.N2"' in src and "<b>L1.N0.w2</b>" in src and "<b>L0.N0.b</b>" in src
+    assert src.count("subgraph cluster_") == 2   # one box per layer
+    assert 'label="layer 0"' in src and "<b>L1.N0.w2</b>" in src and "<b>L0.N0.b</b>" in src
     assert "b + Σ w·x (n=2)" in src
 
 
@@ -638,7 +653,7 @@ def test_awkward_labels_render_and_show_as_given(name):
         assert run.returncode == 0 and not run.stderr, run.stderr.decode()
         texts, titles = _svg_texts(run.stdout.decode("utf-8"))
         assert texts.count(shown) == 2 and shown + "!" in texts  # cluster box, node titles
-        for tip in (f"d(mul)/d({shown}) = ", f"d({shown}!)/d(mul) = "):  # edge tooltips
+        for tip in (f"∂(mul)/∂({shown})", f"∂({shown}!)/∂(mul)"):  # edge tooltips
             assert any(t.startswith(tip) for t in titles), (tip, titles)
 
 

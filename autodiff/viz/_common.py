@@ -224,7 +224,7 @@ def _op_text(node) -> str:
     if kw.get("axis", 0) is None:
         kw.pop("axis")
     if kw:
-        text += "(" + ", ".join(f"{k}={_short(v)}" for k, v in kw.items()) + ")"
+        text += (" (" if named else "(") + ", ".join(f"{k}={_short(v)}" for k, v in kw.items()) + ")"
     return text
 
 
@@ -283,10 +283,15 @@ def _cluster_spec(clusters) -> tuple[list, dict]:
                 if owner and kind:
                     group += f": {kind}"
                 param(prefix, group, name, p)
-        elif hasattr(item, "layers") or hasattr(item, "neurons"):  # scalar MLP / Layer
-            letter, subs = ("L", item.layers) if hasattr(item, "layers") else ("N", item.neurons)
-            for i, sub in enumerate(subs):
-                add(join(prefix, f"{letter}{i}"), sub)
+        elif hasattr(item, "layers"):  # a scalar MLP: one box per layer, in order
+            for i, layer in enumerate(item.layers):
+                for j, neuron in enumerate(layer.neurons):
+                    for k, w in enumerate(neuron.w):
+                        param(prefix, join(prefix, f"layer {i}"), f"L{i}.N{j}.w{k}", w)
+                    param(prefix, join(prefix, f"layer {i}"), f"L{i}.N{j}.b", neuron.b)
+        elif hasattr(item, "neurons"):  # a scalar Layer: one box per neuron
+            for i, sub in enumerate(item.neurons):
+                add(join(prefix, f"N{i}"), sub)
         elif hasattr(item, "w") and hasattr(item, "b"):  # a scalar Neuron
             group = prefix or "neuron"
             for i, w in enumerate(item.w):
@@ -308,3 +313,108 @@ def _cluster_spec(clusters) -> tuple[list, dict]:
         for name, item in pairs:
             add(str(name), item)
     return list(groups.items()), names
+
+
+# ---------------------------------------------------------------------------------------
+# Gradients of every node, and local derivatives of a group of nodes, on the side
+
+def _all_grads(roots) -> dict | None:
+    """id(node) -> d(root)/d(node) for every node the engine's backward visits (the root
+    gets 1), computed on the side; None when a root has more than one element (its
+    gradient needs a grad_output)."""
+    try:
+        seeds = [_seed(r, None, "draw_graph") for r in roots]
+    except ValueError:
+        return None
+    found = {}
+
+    def watch(node, g, sends):
+        found[id(node)] = g
+
+    _backprop(roots, seeds, observer=watch)
+    return found
+
+
+def _group_jacobians(out, inputs, *, max_rows: int = 64) -> dict:
+    """id(input) -> d(out)/d(input) for the inputs of a group of nodes whose output is
+    `out`: a float for scalars, else the Jacobian as an array of shape out.shape +
+    input.shape (None when `out` has more than `max_rows` elements). One backward on the
+    side per element of `out`, pruned to the group; inputs that need no gradient
+    (constants) get theirs from their consumers' vjps."""
+    inputs = list(inputs)
+    ids = {id(p) for p in inputs}
+    scalar = isinstance(out, Value)
+    size = 1 if scalar else out.data.size
+    if size > max_rows or not out.requires_grad:
+        return {}
+    # the consumers of constant inputs are targets too, so the visit reaches them
+    targets = [p for p in inputs if p.requires_grad]
+    rows = {id(p): [] for p in inputs}
+    for k in range(size):
+        if scalar:
+            seed = 1.0
+        else:
+            seed = np.zeros_like(out.data)
+            seed.reshape(-1)[k] = 1
+        row = {id(p): None for p in inputs}
+
+        def watch(node, g, sends):
+            for i, p in enumerate(node._parents):
+                if id(p) in ids and not p.requires_grad:
+                    part = _vjp(node, g)[i]
+                    if part is not None:
+                        row[id(p)] = part if row[id(p)] is None else row[id(p)] + part
+
+        consumers = [n for n in _topo([out]) if any(id(p) in ids and not p.requires_grad
+                                                    for p in n._parents)]
+        capture = _backprop([out], [seed], observer=watch,
+                            targets=list({id(n): n for n in targets + consumers}.values()))
+        for p in targets:
+            row[id(p)] = capture.get(p)
+        for p in inputs:
+            rows[id(p)].append(row[id(p)])
+    result = {}
+    for p in inputs:
+        parts = rows[id(p)]
+        if any(r is None for r in parts):
+            result[id(p)] = None
+        elif scalar:
+            result[id(p)] = float(parts[0])
+        else:
+            result[id(p)] = np.stack([np.asarray(r, dtype=np.float64).reshape(_shape(p))
+                                      for r in parts]).reshape(_shape(out) + _shape(p))
+    return result
+
+
+def _jacobian_text(jac, out, inp, names: dict, precision: int) -> tuple[str, str]:
+    """A short form of the Jacobian d(out)/d(inp) for an edge label, and a longer one for
+    its tooltip: the number for scalars; 'diag' when only the diagonal is nonzero; a named
+    matrix (W1) when it equals one; else its 2-D shape (rows = out's elements)."""
+    full = _shape(out) + _shape(inp)
+    if jac is None:
+        return (f"{_size(out)}×{_size(inp)}", f"Jacobian of shape {full}")
+    a = np.asarray(jac, dtype=np.float64)
+    if a.size == 1:
+        value = _num(a.reshape(()), precision)
+        return value, value if not full else f"{value} (Jacobian of shape {full})"
+    flat = a.reshape(_size(out), _size(inp))
+    if flat.shape[0] == flat.shape[1] and not np.any(flat - np.diag(np.diag(flat))):
+        d = np.diag(flat)
+        short = "I" if np.all(d == 1) else f"diag({_num(d[0], precision)})" if np.all(d == d[0]) \
+            else "diag"
+        return short, f"diagonal Jacobian of shape {full}; diagonal {_array_text(d, precision)}"
+    for name, matrix in names.items():
+        if matrix.shape == flat.shape and np.allclose(flat, matrix):
+            return name, f"Jacobian of shape {full}, equal to {name}"
+        if matrix.T.shape == flat.shape and np.allclose(flat, matrix.T):
+            return name + "ᵀ", f"Jacobian of shape {full}, equal to {name}ᵀ"
+    return f"{flat.shape[0]}×{flat.shape[1]}", f"Jacobian of shape {full}"
+
+
+def _size(node) -> int:
+    return 1 if isinstance(node, Value) else int(node.data.size)
+
+
+def _sub(inp: str, out: str) -> str:
+    """The lecture's ∂_inp out, as HTML-like label text (the input as a subscript)."""
+    return f"∂<sub>{_esc(_visible(inp))}</sub>{_esc(_visible(out))}"

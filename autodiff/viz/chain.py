@@ -130,23 +130,46 @@ class ChainRule:
         return (f"<ChainRule d({self._name(self.output)})/d({self._name(self.wrt)}): "
                 f"{self.num_paths} paths>")
 
-    def _repr_markdown_(self) -> str:
-        out, wrt = _tex(self._name(self.output)), _tex(self._name(self.wrt))
-        lines = [f"**Chain rule** $\\dfrac{{\\partial {out}}}{{\\partial {wrt}}}$: "
-                 f"{self.num_paths:,} path{'s' if self.num_paths != 1 else ''}", "",
-                 "| path | product of local derivatives | value |", "|---|---|---|"]
-        for k, path in enumerate(self.paths, 1):
-            factors = " \\cdot ".join(
-                f"\\frac{{\\partial {_tex(self._name(f.upper))}}}{{\\partial "
-                f"{_tex(self._name(f.lower))}}}" for f in path.factors)
-            value = (_num(path.value, self._precision) if self.scalar
-                     else f"shape {np.shape(path.value)}")
-            lines.append(f"| {k} | ${factors}$ | {value} |")
+    def _d(self, upper, lower) -> str:
+        """The lecture's ∂_lower upper, in LaTeX."""
+        return f"\\partial_{{{_tex(self._name(lower))}}} {_tex(self._name(upper))}"
+
+    def latex(self) -> str:
+        """The chain rule as one LaTeX equation (aligned, a line per path) in the lecture's
+        notation ∂_v u for ∂u/∂v: each path a product of local derivatives, with their
+        values for scalars, and the sum."""
+        head = self._d(self.output, self.wrt)
+        p = self._precision
+        if not self.num_paths:
+            return f"{head} = 0 \\quad \\text{{(no path)}}"
+        rows = []
+        for path in self.paths:
+            symbols = " \\, ".join(self._d(f.upper, f.lower) for f in path.factors) or "1"
+            if self.scalar and path.factors:
+                values = " \\cdot ".join(_factor_num(f.value, p) for f in path.factors)
+                rows.append(f"{symbols} = {values}" + (f" = {_num(path.value, p)}"
+                                                        if len(path.factors) > 1 else ""))
+            else:
+                shapes = ", ".join("×".join(map(str, f.shape)) or "1" for f in path.factors)
+                rows.append(f"{symbols} \\quad \\text{{(Jacobians {shapes})}}")
         if len(self.paths) < self.num_paths:
-            lines.append(f"| … | {self.num_paths - len(self.paths):,} more paths | |")
-        lines.append("")
-        lines.append("```text\n" + str(self) + "\n```")
-        return "\n".join(lines)
+            rows.append(f"\\dots \\quad \\text{{and {self.num_paths - len(self.paths):,} "
+                        "more paths}")
+        total = (_num(self.total, p) if self.scalar
+                 else f"\\text{{an array of shape {np.shape(self.total)}}}")
+        if len(rows) == 1:
+            return f"{head} = {rows[0]}"
+        lines = [f"{head} &= \\text{{the sum over {self.num_paths:,} paths}}"]
+        lines += [("&= " if k == 0 else "&\\quad + ") + r for k, r in enumerate(rows)]
+        lines.append(f"&= {total}")
+        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle {self.latex()}$"
+
+    def _repr_markdown_(self) -> str:
+        check = self._check_text().replace("✓", "✓").replace("$", "\\$")
+        return f"$$\n{self.latex()}\n$$\n\n{check}"
 
 
 def _indent(text: str, n: int) -> str:

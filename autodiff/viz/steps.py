@@ -50,24 +50,33 @@ class Step:
             return _num(x, self._precision)
         return _indent(_array_text(np.asarray(x), self._precision), 8)
 
+    def _d(self, node) -> str:
+        return f"∂{self._names[id(self._root)][0]}/∂{self._names[id(node)][0]}"
+
     def __str__(self) -> str:
-        node = self.node
-        what = ("leaf" if node._prim is None else
-                f"{node._prim.name} of " + ", ".join(self._names[id(p)][0] for p in node._parents))
-        lines = [f"step {self.index}: {self.name} ({what})  gradient = {self._fmt(self.grad)}"]
+        """Short sentences: what this node holds, what it sends to each input."""
+        node, name = self.node, self.name
+        head = f"step {self.index}: "
+        if node is self._root and not self.sends:
+            return head + f"{name} starts with {self._d(node)} = {self._fmt(self.grad)}"
         if node._prim is None:
-            lines.append("  a leaf: its gradient is final")
-        elif not self.sends:
-            lines.append("  no input needs a gradient")
-        for s in self.sends:
+            return (head + f"{name} is a leaf: its total {self._d(node)} = "
+                    f"{self._fmt(self.grad)} is final")
+        if not self.sends:
+            return head + f"{name} holds {self._d(node)} = {self._fmt(self.grad)}; no input " \
+                "needs a gradient"
+        lines = []
+        for k, s in enumerate(self.sends):
             if s.local is not None:
-                how = (f"local d({self.name})/d({s.name}) = {_num(s.local, self._precision)}, "
-                       f"sends {self._fmt(self.grad)} × {_factor_num(s.local, self._precision)}"
-                       f" = {self._fmt(s.contribution)}")
+                part = (f"{self._fmt(self.grad)} × {_factor_num(s.local, self._precision)} = "
+                        f"{self._fmt(s.contribution)}")
             else:
-                how = f"sends vjp {np.shape(s.contribution)} = {self._fmt(s.contribution)}"
-            lines.append(f"  -> {s.name} (input {s.index}): {how}")
-            lines.append(f"     {s.name}'s gradient: {self._fmt(s.before)} -> {self._fmt(s.after)}")
+                part = self._fmt(s.contribution)
+            text = f"{name} sends {self._d(s.parent)} = {part} to {s.name}"
+            if s.before is not None:
+                text += (f" ({s.name} had {self._fmt(s.before)}, now "
+                         f"{self._fmt(s.after)})")
+            lines.append((head if k == 0 else " " * len(head)) + text)
         return "\n".join(lines)
 
     def grads(self) -> dict:
@@ -78,10 +87,15 @@ class Step:
         return state
 
     def draw(self, **options) -> Graph:
-        """The graph with the gradients known after this step; this node and its inputs
-        outlined. Options go to `draw_graph` (default view='backward')."""
+        """The graph with the gradients known after this step: this node filled, the
+        inputs it sends to outlined, the step written under it. Options go to
+        `draw_graph` (default view='backward')."""
         options.setdefault("view", "backward")
-        options.setdefault("highlight", [self.node, *self.node._parents])
+        options.setdefault("focus", [self.node])
+        options.setdefault("highlight", [s.parent for s in self.sends])
+        receivers = ", ".join(s.name for s in self.sends)
+        options.setdefault("caption", f"step {self.index}: {self.name}" + (
+            f" sends its gradient to {receivers}" if receivers else " (its gradient is final)"))
         return draw_graph(self._root, grads=self.grads(), **options)
 
 

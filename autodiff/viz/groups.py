@@ -1,0 +1,228 @@
+"""Groups of nodes for the pictures: which scope (`autodiff.scope`, or an nn module's
+call) each node belongs to, which of them a picture collapses into one node, the boxes
+of a model's layers, and duplicate constant inputs merged into one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..scope import scopes_of
+from ..value import Value
+
+
+@dataclass
+class Group:
+    """A collapsed scope: its member nodes (hidden), its outputs (drawn, members used
+    outside it or roots), its inputs (non-members its members read), and its caption."""
+
+    scope: object
+    name: str
+    members: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+
+    @property
+    def caption(self) -> str:
+        """The right side of an equation name ('σ(y, a)' for 'h = σ(y, a)'), else the name."""
+        left, eq, right = self.name.partition("=")
+        return right.strip() if eq and right.strip() else self.name
+
+    @property
+    def output_name(self) -> str | None:
+        """The left side of an equation name ('h'), for an output without a label."""
+        left, eq, _ = self.name.partition("=")
+        return left.strip() if eq and left.strip() else None
+
+
+def module_paths(model) -> dict:
+    """id(module) -> 'path: Type' ('0: Linear', 'encoder.fc: Linear') for the sub-modules
+    of an nn module (the model itself is left out); {} for anything else."""
+    if model is None or not hasattr(model, "named_modules"):
+        return {}
+    return {id(m): f"{name}: {type(m).__name__}" for name, m in model.named_modules() if name}
+
+
+def scope_name(s, paths: dict) -> str:
+    module = s.module if s.kind == "module" else None
+    if module is not None and id(module) in paths:
+        return paths[id(module)]
+    return s.name
+
+
+def _chain(s) -> list:
+    return list(s.path()) if s is not None else []
+
+
+def _pick(chain: list, collapse, paths: dict):
+    """The scope of `chain` (outermost first) that `collapse` folds, or None.
+
+    collapse: "scopes" (or True) the outermost scope of any kind; "modules" the outermost
+    module call below the model itself (a model given by `clusters=`, else any module);
+    an int d the scope at nesting depth d (or the innermost when shallower); a set or
+    list of names the outermost scope with one of those names (module paths too)."""
+    if not chain:
+        return None
+    if collapse is True or collapse == "scopes":
+        return chain[0]
+    if collapse == "modules":
+        for s in chain:
+            if s.kind == "module" and (not paths or id(s.module) in paths):
+                return s
+        return None
+    if isinstance(collapse, int):
+        return chain[min(collapse, len(chain) - 1)]
+    names = set(collapse)
+    for s in chain:
+        if s.name in names or scope_name(s, paths) in names \
+                or scope_name(s, paths).split(":")[0] in names:
+            return s
+    return None
+
+
+def check_collapse(collapse) -> None:
+    ok = (collapse in (None, False, True, "scopes", "modules")
+          or (isinstance(collapse, int) and not isinstance(collapse, bool) and collapse >= 0)
+          or (isinstance(collapse, (set, frozenset, list, tuple))
+              and all(isinstance(n, str) for n in collapse)))
+    if not ok:
+        raise ValueError("draw_graph: collapse must be None, 'scopes', 'modules', a depth "
+                         f"(int >= 0) or a set of scope names, got {collapse!r}")
+
+
+def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[list, dict]:
+    """The groups `collapse` folds and id(node) -> its Group for their members (a
+    module's parameters included)."""
+    if collapse in (None, False):
+        return [], {}
+    paths = module_paths(model)
+    scopes = scopes_of(order) if scopes is None else scopes
+    groups: dict = {}
+    member = {}
+    for node in order:
+        s = _pick(_chain(scopes.get(id(node))), collapse, paths)
+        if s is None:
+            continue
+        g = groups.get(id(s))
+        if g is None:
+            g = groups[id(s)] = Group(s, scope_name(s, paths))
+        g.members.append(node)
+        member[id(node)] = g
+    # a folded module's own parameters fold with it (they are made outside its call)
+    owned = {}
+    for g in groups.values():
+        module = g.scope.module if g.scope.kind == "module" else None
+        if module is not None and hasattr(module, "parameters"):
+            for p in module.parameters():
+                owned.setdefault(id(p), g)
+    for node in order:
+        g = owned.get(id(node))
+        if g is not None and node._prim is None and id(node) not in member:
+            g.members.append(node)
+            member[id(node)] = g
+    root_ids = {id(r) for r in roots}
+    used_outside = set()
+    for node in order:
+        for p in node._parents:
+            if member.get(id(p)) is not member.get(id(node)):
+                used_outside.add(id(p))
+    for g in groups.values():
+        inside = {id(n) for n in g.members}
+        g.outputs = [n for n in g.members if id(n) in used_outside or id(n) in root_ids]
+        seen = set()
+        for n in g.members:
+            for p in n._parents:
+                if id(p) not in inside and id(p) not in seen:
+                    seen.add(id(p))
+                    g.inputs.append(p)
+        # a group that is only leaves (constants made inside) is not worth folding
+        if all(n._prim is None for n in g.members):
+            for n in g.members:
+                del member[id(n)]
+    kept = [g for g in groups.values() if any(member.get(id(n)) is g for n in g.members)]
+    return kept, member
+
+
+def module_clusters(order, model, scopes=None) -> dict:
+    """id(node) -> box name for the ops made inside a call of one of `model`'s
+    sub-modules: the outermost one below the model (so a layer's activation module sits
+    in its own box, in call order, and a parameter-free module gets a box too)."""
+    paths = module_paths(model)
+    if not paths:
+        return {}
+    scopes = scopes_of(order) if scopes is None else scopes
+    found = {}
+    for node in order:
+        for s in _chain(scopes.get(id(node))):
+            if s.kind == "module" and id(s.module) in paths:
+                found[id(node)] = paths[id(s.module)]
+                break
+    return found
+
+
+def merge_constants(order, params: dict) -> dict:
+    """id(leaf) -> the leaf drawn in its place. A scalar MLP fed plain numbers turns each
+    number into a constant leaf once per neuron; those leaves (unlabeled constants of
+    equal value read at the same input position of the same kind of op, by neurons with
+    different weights, made one after another) are one Python input, drawn once. A
+    neuron met again starts a new run: that is the next sample. `params` (id -> name)
+    tells parameters from inputs; without it only leaves that need no gradient merge."""
+    consumers: dict = {}
+    for node in order:
+        for i, p in enumerate(node._parents):
+            consumers.setdefault(id(p), []).append((node, i))
+    runs: dict = {}  # key -> (the leaf drawn, ids of the weights its consumers read)
+    replace = {}
+    for node in sorted(order, key=lambda n: -n._seq):  # in creation order
+        if (node._prim is not None or node.label or id(node) in params
+                or (node.requires_grad and not params)
+                or not isinstance(node, Value) or id(node) not in consumers):
+            continue
+        uses = consumers[id(node)]
+        key = (node.data, tuple(sorted({(n._prim.name, i) for n, i in uses})))
+        weights = {id(p) for n, _ in uses for p in n._parents
+                   if p._prim is None and (id(p) in params if params else p.requires_grad)}
+        run = runs.get(key)
+        if run is not None and weights and not (weights & run[1]):
+            replace[id(node)] = run[0]
+            run[1].update(weights)
+        else:
+            runs[key] = (node, set(weights))
+    return replace
+
+
+class _NeuronScope:
+    """A scope for one call of a scalar neuron (scalar modules open none themselves): its
+    affine node and the activation applied to it."""
+
+    kind, parent, depth = "module", None, 0
+
+    def __init__(self, name: str, neuron) -> None:
+        self.name, self.module = name, neuron
+
+    def path(self) -> tuple:
+        return (self,)
+
+
+def neuron_scopes(order, model) -> dict:
+    """id(node) -> a scope per call of each neuron of a scalar MLP (`model.layers`, each
+    with `.neurons` holding `.w`): the op reading the neuron's weights and the
+    activation that follows it."""
+    if not hasattr(model, "layers") or hasattr(model, "named_modules"):
+        return {}
+    owner = {}
+    for i, layer in enumerate(model.layers):
+        for j, neuron in enumerate(getattr(layer, "neurons", ())):
+            s = _NeuronScope(f"L{i}.N{j}", neuron)
+            for w in getattr(neuron, "w", ()):
+                owner[id(w)] = s
+    found, calls = {}, {}
+    for node in order:
+        if node._prim is None:
+            continue
+        s = next((owner[id(p)] for p in node._parents if id(p) in owner), None)
+        if s is not None:  # each call gets its own scope object (the same name)
+            call = calls[id(node)] = _NeuronScope(s.name, s.module)
+            found[id(node)] = call
+        elif len(node._parents) == 1 and id(node._parents[0]) in calls and not node._kw:
+            found[id(node)] = calls[id(node._parents[0])]
+    return found
