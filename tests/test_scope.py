@@ -7,6 +7,7 @@ import autodiff
 import nn
 from autodiff import Tensor, Value, no_grad, scope
 from autodiff.scope import scopes_of
+from autodiff.viz._common import _topo
 
 
 def test_members_are_the_nodes_made_inside():
@@ -43,7 +44,7 @@ def test_module_calls_open_module_scopes_in_order():
     net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
     x = Tensor(np.ones((4, 2)))
     out = net(x)
-    nodes = _graph(out)
+    nodes = _topo([out])
     found = scopes_of(nodes)
     inner = {found[id(n)] for n in nodes if found[id(n)] is not None}
     by_module = {}
@@ -82,14 +83,3 @@ def test_scope_name_must_be_text(name):
 def test_exported_from_the_package():
     assert autodiff.scope is scope
 
-
-def _graph(root):
-    seen, stack, order = set(), [root], []
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        order.append(n)
-        stack.extend(n._parents)
-    return order
