@@ -23,7 +23,6 @@ gradients through depth.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -137,7 +136,8 @@ class TrainingView:
             return
         now = time.monotonic()
         if force or now - self._sent >= self.min_interval:
-            self._widget.data = _json_safe(self.data)
+            from autodiff.viz.page import json_safe  # (not at import: it loads graphviz)
+            self._widget.data = json_safe(self.data)
             self._sent = now
 
     def flush(self) -> None:
@@ -149,52 +149,16 @@ class TrainingView:
 
     def save(self, path) -> Path:
         """Write the view as one self-contained HTML page; returns its path."""
+        from autodiff.viz.page import standalone_page
         path = Path(path)
         path.write_text(standalone_page(self.title, _ESM.read_text(encoding="utf-8"),
-                                        _json_safe(self.data)), encoding="utf-8")
+                                        self.data), encoding="utf-8")
         return path
 
 
-def _json_safe(data: dict) -> dict:
-    """NaN and infinities become null (JSON has no spelling for them)."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-    return clean(data)
-
-
-def standalone_page(title: str, esm: str, data: dict) -> str:
-    """An HTML page that runs an anywidget module (`esm`) on fixed `data`, offline: the
-    module is imported from a blob URL and given a model that answers `get`/`on`."""
-    def script_safe(text: str) -> str:  # nothing inside may close the <script> element
-        return text.replace("</", "<\\/")
-    from html import escape
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
-<style>body {{ font-family: sans-serif; margin: 16px; }} .adl-chart {{ display: inline-block; }}</style>
-</head><body>
-<h2>{escape(title)}</h2>
-<div id="view"></div>
-<script type="module">
-const source = {script_safe(json.dumps(esm))};
-const state = {{ data: {script_safe(json.dumps(data))} }};
-const model = {{ get: (k) => state[k], set: (k, v) => {{ state[k] = v; }}, on: () => {{}},
-                 off: () => {{}}, save_changes: () => {{}} }};
-const url = URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }}));
-const mod = (await import(url)).default;
-mod.render({{ model, el: document.getElementById("view") }});
-</script>
-</body></html>
-"""
-
-
 def _make_widget(data: dict):
-    return _widget_class()(data=_json_safe(data))
+    from autodiff.viz.page import json_safe
+    return _widget_class()(data=json_safe(data))
 
 
 @functools.cache

@@ -46,3 +46,50 @@ def test_widget_state():
     _, _, d = _graph()
     view = autodiff.explore(d)
     assert view.widget.data == view.data
+
+
+def _fake_dot(tmp_path, monkeypatch, script: str) -> None:
+    """Put a `dot` that runs `script` first on PATH (nothing else from PATH is needed)."""
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n" + script + "\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+
+
+def test_without_dot_the_error_says_how_to_install_it(tmp_path, monkeypatch):
+    from autodiff.viz import DotNotFoundError
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no `dot`
+    with pytest.raises(DotNotFoundError, match="apt-get install graphviz"):
+        autodiff.explore(_graph()[2])
+
+
+def test_a_crashing_dot_is_named_with_the_graph_size(tmp_path, monkeypatch):
+    _fake_dot(tmp_path, monkeypatch, "echo 'Error: trouble in init_rank' >&2; kill -SEGV $$")
+    with pytest.raises(RuntimeError, match=r"explore: graphviz's dot crashed \(SIGSEGV\) while "
+                       r"laying out the graph of 5 nodes: Error: trouble in init_rank"):
+        autodiff.explore(_graph()[2])
+    _fake_dot_exit = tmp_path / "bin" / "dot"
+    _fake_dot_exit.write_text("#!/bin/sh\necho 'syntax error' >&2\nexit 3\n")
+    with pytest.raises(RuntimeError, match=r"dot failed \(exit status 3\).*syntax error"):
+        autodiff.explore(_graph()[2])
+
+
+@pytest.mark.parametrize("label", ["ends in \\", 'a "quote"', "bell\x07", "<b>html</b>", "a&amp;"])
+def test_labels_reach_the_picture_as_written(label):
+    a = Value(2.0, label=label)
+    svg = autodiff.explore((a * a).tanh()).data["svg"]
+    shown = svg.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"') \
+               .replace("&#39;", "'").replace("&amp;", "&")
+    assert label.replace("\x07", "\\x07") in shown
+
+
+def test_the_page_shell_lives_in_viz_and_nn_does_not_load_graphviz():
+    import subprocess
+    import sys
+    code = ("import sys, nn; assert 'graphviz' not in sys.modules, 'nn loaded graphviz'; "
+            "from autodiff.viz.page import standalone_page; "
+            "page = standalone_page('t</script>', 'export default {}', {'x': float('nan'), "
+            "'s': '</script><script>alert(1)'}); "
+            "assert '<\\\\/script><script>' in page and '\"x\": null' in page, page")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import functools
+import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from .._common import _array_text, _as_roots, _backprop, _names, _op_text, _seed, _topo
+from ..draw import Graph, _attr
+from ..page import standalone_page
 from ..chain import chain_rule
 from ..steps import backward_steps
 
@@ -25,19 +28,39 @@ def _text(x, precision=4) -> str:
 def _layout(order, named, nodes) -> str:
     """graphviz's SVG of the graph; node k is DOT node n{k}, titled so the page finds it."""
     index = {id(n): k for k, n in enumerate(order)}
-    lines = ["digraph G {", "rankdir=LR;", 'node [shape=box, fontsize=10, fontname="Helvetica"];']
+    graph = Graph("explore", graph_attr={"rankdir": "LR"},
+                  node_attr={"shape": "box", "fontsize": "10", "fontname": "Helvetica"})
     for k, n in enumerate(order):
-        caption = named[id(n)][0] if n._prim is None else f"{named[id(n)][0]}\\n{_op_text(n)}"
+        lines = [named[id(n)][0]] if n._prim is None else [named[id(n)][0], _op_text(n)]
         if "\n" not in nodes[k]["value"] and len(nodes[k]["value"]) < 24:
-            caption += f"\\nvalue {nodes[k]['value']}\\ngrad {nodes[k]['grad']}"
-        caption = caption.replace('"', '\\"')
-        lines.append(f'n{k} [label="{caption}"];')
+            lines += [f"value {nodes[k]['value']}", f"grad {nodes[k]['grad']}"]
+        graph.node(f"n{k}", _attr("\n".join(lines)))
         for p in n._parents:
-            lines.append(f"n{index[id(p)]} -> n{k};")
-    lines.append("}")
-    svg = subprocess.run(["dot", "-Tsvg"], input="\n".join(lines), capture_output=True,
-                         text=True, check=True).stdout
+            graph.edge(f"n{index[id(p)]}", f"n{k}")
+    try:
+        svg = graph.pipe(format="svg", encoding="utf-8")
+    except subprocess.CalledProcessError as err:
+        raise RuntimeError(f"explore: graphviz's dot {_failure(err.returncode)} while laying out "
+                           f"the graph of {len(order)} nodes: {_last_line(err.stderr)}. Explore "
+                           "a smaller part of it (the loss of one sample, a subgraph's output)"
+                           ) from None
     return svg[svg.index("<svg"):]
+
+
+def _failure(returncode: int) -> str:
+    if returncode < 0:  # killed by a signal (dot crashes on some very large graphs)
+        try:
+            return f"crashed ({signal.Signals(-returncode).name})"
+        except ValueError:
+            return f"crashed (signal {-returncode})"
+    return f"failed (exit status {returncode})"
+
+
+def _last_line(stderr) -> str:
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode("utf-8", "replace")
+    lines = [line for line in (stderr or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"
 
 
 class Explorer:
@@ -83,7 +106,6 @@ class Explorer:
 
     def save(self, path) -> Path:
         """Write one self-contained HTML page (works offline from file://)."""
-        from nn.live import standalone_page  # the page shell the training view uses
         path = Path(path)
         path.write_text(standalone_page("autodiff explorer", _ESM.read_text(encoding="utf-8"),
                                         self.data), encoding="utf-8")
