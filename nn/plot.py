@@ -62,13 +62,25 @@ def plot_history(history, path=None, *, title: str = "training"):
 
 
 def plot_decision_boundary(predict, X, y, path=None, *, resolution: int = 200,
-                           threshold: float = 0.0, title: str = "decision boundary"):
+                           threshold: float = 0.0, title: str = "decision boundary",
+                           cmap="coolwarm"):
     """Colour the plane by the class `predict` gives each point and scatter (X, y).
 
     `predict` maps an (n, 2) array to class labels, to scores of shape (n, C) (argmax),
     or to one score per point (class 1 where score > `threshold`: 0 for logits, use 0.5
-    for probabilities). A model works as it is. Returns the Figure."""
-    X, y = np.asarray(X), np.asarray(y)
+    for probabilities). A model works as it is. `cmap` (a matplotlib colormap or its
+    name) colours both the regions and the points. Returns the Figure."""
+    X = np.asarray(X.data if isinstance(X, Tensor) else X)
+    y = np.asarray(y.data if isinstance(y, Tensor) else y)
+    if X.ndim != 2 or X.shape[1] != 2 or len(X) == 0:
+        raise ValueError(f"plot_decision_boundary: X must be a non-empty (n, 2) array of "
+                         f"points in the plane, got shape {X.shape}")
+    if y.shape != (len(X),):
+        raise ValueError(f"plot_decision_boundary: y must hold one label per point, shape "
+                         f"({len(X)},), got shape {y.shape}")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+        raise ValueError(f"plot_decision_boundary: resolution must be an int >= 2, "
+                         f"got {resolution!r}")
     pad = 0.5
     xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, resolution)
     ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, resolution)
@@ -85,7 +97,13 @@ def plot_decision_boundary(predict, X, y, path=None, *, resolution: int = 200,
         labels = out.reshape(-1)
     fig = _figure(path, figsize=(5.5, 5))
     ax = fig.subplots()
-    ax.contourf(gx, gy, labels.reshape(gx.shape), alpha=0.35, cmap="coolwarm")
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=18)
+    if labels.shape != (len(grid),):
+        raise ValueError(f"plot_decision_boundary: predict gave shape {out.shape} for "
+                         f"{len(grid)} points; expected ({len(grid)},), ({len(grid)}, 1) or "
+                         f"({len(grid)}, C) class scores")
+    # one colour scale for regions and points, so a class has the same colour in both
+    low, high = min(labels.min(), y.min()), max(labels.max(), y.max())
+    ax.contourf(gx, gy, labels.reshape(gx.shape), alpha=0.35, cmap=cmap, vmin=low, vmax=high)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, vmin=low, vmax=high, edgecolors="k", s=18)
     ax.set(title=title, xlabel="x1", ylabel="x2")
     return _finish(fig, path)

@@ -110,3 +110,22 @@ def test_fit_accepts_class_probability_targets():
     history = nn.fit(net, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.1), X,
                      np.eye(2)[y], epochs=2, batch_size=4, progress=False)
     assert len(history.accuracy) == 2 and 0.0 <= history.accuracy[-1] <= 1.0
+
+
+def test_decision_boundary_colours_and_checks():
+    pytest.importorskip("matplotlib")
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    y = np.array([0, 1, 2])
+    fig = nn.plot_decision_boundary(lambda g: (g[:, 0] > 0.5).astype(int) + (g[:, 0] > 1.5),
+                                    X, y, resolution=20, cmap="viridis")
+    regions, points = fig.axes[0].collections[0], fig.axes[0].collections[-1]
+    assert regions.get_cmap().name == points.get_cmap().name == "viridis"
+    assert regions.norm.vmin == points.norm.vmin == 0 and regions.norm.vmax == points.norm.vmax == 2
+    with pytest.raises(ValueError, match=r"plot_decision_boundary: X must be .* got shape \(3,\)"):
+        nn.plot_decision_boundary(lambda g: g[:, 0], X[:, 0], y)
+    with pytest.raises(ValueError, match=r"y must hold one label per point, shape \(3,\), got shape \(2,\)"):
+        nn.plot_decision_boundary(lambda g: g[:, 0], X, y[:2])
+    with pytest.raises(ValueError, match=r"resolution must be an int >= 2, got 1"):
+        nn.plot_decision_boundary(lambda g: g[:, 0], X, y, resolution=1)
+    with pytest.raises(ValueError, match=r"predict gave shape \(1,\) for 400 points"):
+        nn.plot_decision_boundary(lambda g: np.zeros(1), X, y, resolution=20)
