@@ -78,7 +78,7 @@ def test_a_crashing_dot_is_named_with_the_graph_size(tmp_path, monkeypatch):
 @pytest.mark.parametrize("label", ["ends in \\", 'a "quote"', "bell\x07", "<b>html</b>", "a&amp;"])
 def test_labels_reach_the_picture_as_written(label):
     a = Value(2.0, label=label)
-    svg = autodiff.explore((a * a).tanh()).data["svg"]
+    svg = autodiff.explore((a * a).tanh()).data["views"][0]["svg"]
     shown = svg.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"') \
                .replace("&#39;", "'").replace("&amp;", "&")
     assert label.replace("\x07", "\\x07") in shown

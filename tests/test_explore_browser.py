@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+import autodiff
 from autodiff import Value
 from autodiff.viz.steps import backward_steps
 
@@ -65,4 +66,39 @@ def test_click_and_step(browser, tmp_path):
     browser.find_element(By.CSS_SELECTOR, '[data-action="prev"]').click()
     assert step.text.endswith(backward_steps(d)[-2].name)
     browser.save_screenshot(str(tmp_path / "shot.png"))
+    assert not _errors(browser)
+
+
+def test_groups_fold_open_and_keep_the_numbers(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from test_explore_groups import lecture
+    g = lecture()
+    page = autodiff.explore(g["Loss"], collapse="scopes").save(tmp_path / "lecture.html")
+    browser.get(page.resolve().as_uri())
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
+    assert len(css("[data-group]")) == 4 and not css('[data-label="mul2"]')
+    css('[data-label="W1"]')[0].click()                     # its path runs through two groups
+    on = {e.get_attribute("data-label") for e in css(".adx-on")}
+    assert {"W1", "y = W1 x + b1", "h = σ(y, a)", "o = W2 h + b2", "Loss = ½(o − t)²"} <= on
+    assert len(css(".adx-edge")) >= 7
+    g["Loss"].backward()
+    total = css('[data-role="details"] [data-role="total"]')[0].text
+    assert float(total) == pytest.approx(g["W1"].grad, rel=1e-3)
+    css('[data-label="h = σ(y, a)"]')[0].click()
+    local = [li.text for li in css('[data-role="local"] li')]
+    assert local == ["∂h/∂a = 0.09831", "∂h/∂y = 0.3932"]
+    css('[data-action="expand"]')[0].click()                # open σ: its mul appears
+    assert css('[data-label="mul2"]') and not css('[data-label="h = σ(y, a)"]')
+    assert "h = σ(y, a)" in css('[data-role="crumbs"]')[0].text
+    labels = lambda sel: {e.get_attribute("data-label") for e in css(sel)}
+    css('[data-action="next"]')[0].click()                  # Loss sends into its folded group
+    assert labels(".adx-step") == {"Loss"} and labels(".adx-send") == {"Loss = ½(o − t)²"}
+    css('[data-action="next"]')[0].click()                  # whose node processes step 2
+    assert labels(".adx-step") == {"Loss = ½(o − t)²"}
+    css('[data-action="collapse"]')[0].click()
+    assert len(css("[data-group]")) == 4
+    css('[data-action="expand-all"]')[0].click()
+    assert not css("[data-group]") and css('[data-label="mul2"]')
+    css('[data-action="collapse-all"]')[0].click()
+    assert len(css("[data-group]")) == 4
     assert not _errors(browser)

@@ -23,15 +23,19 @@ class Group:
 
     @property
     def caption(self) -> str:
-        """The right side of an equation name ('σ(y, a)' for 'h = σ(y, a)'), else the name."""
-        left, eq, right = self.name.partition("=")
-        return right.strip() if eq and right.strip() else self.name
+        return caption(self.name)
 
     @property
     def output_name(self) -> str | None:
         """The left side of an equation name ('h'), for an output without a label."""
         left, eq, _ = self.name.partition("=")
         return left.strip() if eq and left.strip() else None
+
+
+def caption(name: str) -> str:
+    """The right side of an equation's name ('σ(y, a)' for 'h = σ(y, a)'), else the name."""
+    left, eq, right = name.partition("=")
+    return right.strip() if eq and right.strip() else name
 
 
 def module_paths(model) -> dict:

@@ -1,69 +1,127 @@
-// The explorer's page: graphviz's SVG, a details panel, and a stepper over the engine's
-// backward order. Contract (API.md): data-label on nodes, data-role="details"/"step",
-// data-action="next"/"prev".
+// The explorer's page: graphviz's SVG of one view at a time, a details panel, and a
+// stepper over the engine's backward order. Contract (API.md): data-label on nodes,
+// data-role="details"/"step", data-action="next"/"prev". Groups fold into one node
+// (data-group); data-action="expand"/"collapse"/"expand-all"/"collapse-all" switch views.
 function render({ model, el }) {
   const data = model.get("data");
-  const nodes = data.nodes, steps = data.steps;
+  const nodes = data.nodes, steps = data.steps, groups = data.groups || [], views = data.views;
   el.innerHTML = `
     <style>
-      .adx-on polygon { stroke: #ff7f0e; stroke-width: 3; }
+      .adx-on polygon, .adx-on path { stroke: #ff7f0e; stroke-width: 3; }
       .adx-edge path { stroke: #ff7f0e; stroke-width: 3; }
-      .adx-step polygon { fill: #fde68a; }
-      .adx-send polygon { fill: #dbeafe; }
+      .adx-step polygon, .adx-step path { fill: #fde68a; }
+      .adx-send polygon, .adx-send path { fill: #dbeafe; }
       .adx pre { background: #f8f8f8; padding: 6px; white-space: pre-wrap; }
       .adx g.node { cursor: pointer; }
+      .adx [data-role="crumbs"] a { cursor: pointer; color: #1d4ed8; }
     </style>
     <div class="adx">
       <div><button data-action="prev">&larr; prev</button>
         <input type="range" data-role="slider" min="0" max="${steps.length}" value="0">
         <button data-action="next">next &rarr;</button>
         <span data-role="step"></span></div>
+      <div data-role="groups" ${groups.length ? "" : 'style="display:none"'}>
+        <span data-role="crumbs"></span>
+        <button data-action="collapse">collapse</button>
+        <button data-action="collapse-all">fold all groups</button>
+        <button data-action="expand-all" ${data.full === null ? "disabled" : ""}>open all groups</button>
+      </div>
       <div data-role="graph" style="overflow:auto; max-height: 70vh"></div>
       <div data-role="details"><em>click a node</em></div>
     </div>`;
   const graph = el.querySelector('[data-role="graph"]');
-  graph.innerHTML = data.svg;
-  const byId = new Map();
-  for (const g of graph.querySelectorAll("g.node")) {
-    const k = Number(g.querySelector("title").textContent.slice(1));
-    g.setAttribute("data-label", nodes[k].label);
-    g.setAttribute("data-node", k);
-    const t = g.querySelectorAll("text");
-    const last = t[t.length - 1];
-    const extra = document.createElementNS("http://www.w3.org/2000/svg", "title");
-    extra.textContent = `value ${nodes[k].value}\ngrad ${nodes[k].grad}`;
-    g.appendChild(extra);
-    byId.set(k, g);
-  }
-  const edges = new Map();
-  for (const g of graph.querySelectorAll("g.edge")) {
-    const [a, b] = g.querySelector("title").textContent.split("->").map((s) => Number(s.trim().slice(1)));
-    if (!edges.has(b)) edges.set(b, []);
-    edges.get(b).push({ from: a, el: g });
-  }
   const details = el.querySelector('[data-role="details"]');
   const stepEl = el.querySelector('[data-role="step"]');
   const slider = el.querySelector('[data-role="slider"]');
+  const crumbs = el.querySelector('[data-role="crumbs"]');
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  let view = null, expanded = new Set(), byId = new Map(), edges = new Map(), selected = null;
+
+  function tooltip(g, text) {
+    const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    t.textContent = text;
+    g.appendChild(t);
+  }
+  // The DOT node standing for node k in this view: itself, or the folded group around it.
+  function rep(k) {
+    if (byId.has("n" + k)) return "n" + k;
+    const j = nodes[k].groups.find((j) => !expanded.has(j) && byId.has("g" + j));
+    return j === undefined ? null : "g" + j;
+  }
+  function mark(id, cls) { const g = id && byId.get(id); if (g) g.classList.add(cls); }
   function clear(cls) { for (const e of graph.querySelectorAll("." + cls)) e.classList.remove(cls); }
-  function select(k) {
+
+  function showView(v) {
+    view = v;
+    expanded = new Set(views[v].expanded);
+    graph.innerHTML = views[v].svg;
+    byId = new Map(); edges = new Map();
+    for (const g of graph.querySelectorAll("g.node")) {
+      const id = g.querySelector("title").textContent.trim(), k = Number(id.slice(1));
+      if (id[0] === "n") {
+        g.setAttribute("data-label", nodes[k].label);
+        g.setAttribute("data-node", k);
+        tooltip(g, `value ${nodes[k].value}\ngrad ${nodes[k].grad}`);
+      } else {
+        g.setAttribute("data-label", groups[k].label);
+        g.setAttribute("data-group", k);
+        tooltip(g, `${groups[k].label}: ${groups[k].size} nodes (${groups[k].ops})`);
+      }
+      byId.set(id, g);
+    }
+    for (const g of graph.querySelectorAll("g.edge")) {
+      const key = g.querySelector("title").textContent.split("->").map((s) => s.trim()).join(">");
+      edges.set(key, g);
+    }
+    const path = [];
+    for (let j = views[v].group; j !== null && j !== undefined; j = groups[j].parent) path.unshift(j);
+    crumbs.innerHTML = [`<a data-view="0">whole graph</a>`].concat(path.map((j) =>
+      groups[j].view === null ? esc(groups[j].label) : `<a data-view="${groups[j].view}">${esc(groups[j].label)}</a>`))
+      .join(" &rsaquo; ") + (v === data.full ? " &rsaquo; every group open" : "");
+    el.querySelector('[data-action="collapse"]').disabled = views[v].group === null && v !== data.full;
+    if (selected && selected.group !== undefined && !byId.has("g" + selected.group)) selected = null;
+    if (at > 0) show(at);
+    else if (selected) select(selected);
+    else details.innerHTML = "<em>click a node</em>";
+  }
+
+  function select(item) {
+    selected = item;
     clear("adx-on"); clear("adx-edge");
-    const n = nodes[k];
-    byId.get(k).classList.add("adx-on");
+    if (item.group !== undefined) return selectGroup(item.group);
+    const k = item.node, n = nodes[k];
+    mark(rep(k), "adx-on");
     const local = n.inputs.map((i) => nodes[i].label).join(", ");
     let html = `<h3>${esc(n.label)}</h3><p>op: <b>${esc(n.op)}</b>${local ? " of " + esc(local) : ""}</p>
       <p>value: <span data-role="value">${esc(n.value)}</span></p>
       <p>gradient d(root)/d(${esc(n.label)}): <span data-role="grad">${esc(n.grad)}</span></p>`;
+    if (n.groups.length) html += `<p>in: ${n.groups.map((j) => esc(groups[j].label)).join(" &rsaquo; ")}</p>`;
     if (n.chain) {
       html += `<p>chain rule, total <span data-role="total">${esc(n.chain.total)}</span>:</p><pre>${esc(n.chain.text)}</pre>`;
       for (const [node, i] of n.chain.edges) {
-        const from = nodes[node].inputs[i];
-        for (const e of edges.get(node) || []) if (e.from === from) e.el.classList.add("adx-edge");
-        byId.get(node).classList.add("adx-on");
+        const a = rep(nodes[node].inputs[i]), b = rep(node);
+        if (a !== b && edges.has(a + ">" + b)) edges.get(a + ">" + b).classList.add("adx-edge");
+        mark(b, "adx-on");
       }
     }
     details.innerHTML = html;
   }
+  function selectGroup(j) {
+    const g = groups[j];
+    mark("g" + j, "adx-on");
+    const names = (ks) => ks.map((k) => esc(nodes[k].label)).join(", ");
+    let html = `<h3>${esc(g.label)}</h3><p>a group of <b>${g.size}</b> nodes: ${esc(g.ops)}</p>
+      <p>inputs: ${names(g.inputs)}; outputs: ${names(g.outputs)}</p>`;
+    if (g.local.length) {
+      const out = nodes[g.outputs[0]].label;
+      html += "<p>local derivatives:</p><ul data-role=\"local\">" + g.local.map((d) =>
+        `<li title="${esc(d.tip)}">∂${esc(out)}/∂${esc(nodes[d.input].label)} = ${esc(d.text)}</li>`).join("") + "</ul>";
+    }
+    html += g.view === null ? "<p><em>too large to open here</em></p>"
+      : `<button data-action="expand" data-view="${g.view}">open this group</button>`;
+    details.innerHTML = html;
+  }
+
   let at = 0;
   function show(k) {
     at = Math.max(0, Math.min(steps.length, k));
@@ -72,14 +130,34 @@ function render({ model, el }) {
     if (at === 0) { stepEl.textContent = "before backward"; return; }
     const s = steps[at - 1];
     stepEl.textContent = `step ${at}/${steps.length}: ${s.label}`;
-    byId.get(s.node).classList.add("adx-step");
-    for (const p of s.sends) byId.get(p).classList.add("adx-send");
+    mark(rep(s.node), "adx-step");
+    for (const p of s.sends) if (rep(p) !== rep(s.node)) mark(rep(p), "adx-send");
     details.innerHTML = `<pre data-role="step-text">${esc(s.text)}</pre>`;
   }
+
   graph.addEventListener("click", (ev) => {
     const g = ev.target.closest("g.node");
-    if (g) select(Number(g.getAttribute("data-node")));
+    if (!g) return;
+    if (g.hasAttribute("data-group")) select({ group: Number(g.getAttribute("data-group")) });
+    else select({ node: Number(g.getAttribute("data-node")) });
   });
+  graph.addEventListener("dblclick", (ev) => {
+    const g = ev.target.closest("g.node[data-group]");
+    const j = g && Number(g.getAttribute("data-group"));
+    if (g && groups[j].view !== null) showView(groups[j].view);
+  });
+  el.addEventListener("click", (ev) => {
+    const t = ev.target.closest("[data-view]");
+    if (t && !t.closest('[data-role="graph"]')) showView(Number(t.getAttribute("data-view")));
+  });
+  el.querySelector('[data-action="collapse"]').onclick = () => {
+    const j = views[view].group;
+    if (j === null) return showView(0);
+    const p = groups[j].parent;
+    showView(p === null || groups[p].view === null ? 0 : groups[p].view);
+  };
+  el.querySelector('[data-action="collapse-all"]').onclick = () => showView(0);
+  el.querySelector('[data-action="expand-all"]').onclick = () => { if (data.full !== null) showView(data.full); };
   el.querySelector('[data-action="next"]').onclick = () => show(at + 1);
   el.querySelector('[data-action="prev"]').onclick = () => show(at - 1);
   slider.oninput = () => show(Number(slider.value));
@@ -88,6 +166,6 @@ function render({ model, el }) {
     if (ev.key === "ArrowRight") show(at + 1);
     if (ev.key === "ArrowLeft") show(at - 1);
   });
-  show(0);
+  showView(data.start || 0);
 }
 export default { render };

@@ -1,5 +1,6 @@
-"""The explorer's data: graphviz's SVG layout, each node's value and d(root)/d(node)
-(the engine's loop on the side), its chain-rule paths, and the engine's backward order."""
+"""The explorer's data: graphviz's SVG layout of each view (groups folded or open), each
+node's value and d(root)/d(node) (the engine's loop on the side), its chain-rule paths,
+each group's local derivatives, and the engine's backward order."""
 
 from __future__ import annotations
 
@@ -10,41 +11,84 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import _array_text, _as_roots, _backprop, _names, _op_text, _seed, _topo
-from ..draw import Graph, _attr
-from ..page import standalone_page
+from .._common import (_array_text, _as_roots, _backprop, _group_jacobians, _jacobian_text,
+                       _names, _op_text, _seed, _topo)
+from ...value import Value
 from ..chain import chain_rule
+from ..draw import Graph, _attr
+from ..groups import caption
+from ..page import standalone_page
 from ..steps import backward_steps
+from .views import find_groups, make_views, op_summary, parameter_names
 
 _ESM = Path(__file__).with_name("explore.js")
 # chain-rule paths are listed for at most this many nodes (each costs a walk of the graph)
 CHAIN_LIMIT = 400
+# a graph with more nodes opens with its groups folded
+AUTO_COLLAPSE = 500
+# nodes in one view at most: graphviz takes seconds beyond, and crashes on huge graphs
+MAX_LAYOUT = 1500
 
 
 def _text(x, precision=4) -> str:
     return "none" if x is None else _array_text(np.asarray(x), precision)
 
 
-def _layout(order, named, nodes) -> str:
-    """graphviz's SVG of the graph; node k is DOT node n{k}, titled so the page finds it."""
-    index = {id(n): k for k, n in enumerate(order)}
+def _layout(view, order, named, nodes, folds) -> str:
+    """graphviz's SVG of one view; node k is DOT node n{k} and folded group j is g{j},
+    titled so the page finds them."""
     graph = Graph("explore", graph_attr={"rankdir": "LR"},
                   node_attr={"shape": "box", "fontsize": "10", "fontname": "Helvetica"})
+    edges = {}
     for k, n in enumerate(order):
+        if view.rep[k] != f"n{k}":
+            continue
         lines = [named[id(n)][0]] if n._prim is None else [named[id(n)][0], _op_text(n)]
         if "\n" not in nodes[k]["value"] and len(nodes[k]["value"]) < 24:
             lines += [f"value {nodes[k]['value']}", f"grad {nodes[k]['grad']}"]
         graph.node(f"n{k}", _attr("\n".join(lines)))
-        for p in n._parents:
-            graph.edge(f"n{index[id(p)]}", f"n{k}")
+        sources = [f"g{view.via[k]}"] if k in view.via else \
+            [view.rep[i] for i in nodes[k]["inputs"]]
+        for src in sources:
+            edges[src, f"n{k}"] = None
+    for j in sorted({int(r[1:]) for r in view.rep if r[0] == "g"}):
+        fold = folds[j]
+        graph.node(f"g{j}", _attr(f"{caption(fold.name)}\n{len(fold.members)} nodes"),
+                   style="filled,rounded,bold", fillcolor="#fef3c7")
+        for i in fold.inputs:
+            edges[view.rep[i], f"g{j}"] = None
+    for a, b in edges:
+        if a != b:
+            graph.edge(a, b)
     try:
         svg = graph.pipe(format="svg", encoding="utf-8")
     except subprocess.CalledProcessError as err:
         raise RuntimeError(f"explore: graphviz's dot {_failure(err.returncode)} while laying out "
-                           f"the graph of {len(order)} nodes: {_last_line(err.stderr)}. Explore "
+                           f"the graph of {view.size} nodes: {_last_line(err.stderr)}. Explore "
                            "a smaller part of it (the loss of one sample, a subgraph's output)"
                            ) from None
     return svg[svg.index("<svg"):]
+
+
+def _group_data(fold, order, named, opens, precision) -> dict:
+    """What the page shows of a folded group: its name, its ops, inputs and outputs, the
+    view that opens it, and (one output) its local derivatives ∂ out / ∂ input."""
+    local = []
+    if len(fold.outputs) == 1:
+        out = order[fold.outputs[0]]
+        parents = [order[i] for i in fold.inputs]
+        try:
+            jacs = _group_jacobians(out, parents)
+        except Exception:  # a rule that cannot run on these numbers: no derivatives shown
+            jacs = {}
+        matrices = {named[id(p)][0]: p.data for p in parents if not isinstance(p, Value)
+                    and p.data.ndim == 2 and not named[id(p)][1]}
+        for i, p in zip(fold.inputs, parents):
+            short, tip = _jacobian_text(jacs.get(id(p)), out, p, matrices, precision)
+            local.append({"input": i, "text": short, "tip": tip})
+    return {"label": fold.name, "caption": caption(fold.name), "ops": op_summary(fold, order),
+            "size": len(fold.members), "inputs": fold.inputs, "outputs": fold.outputs,
+            "parent": fold.parent, "view": opens, "local": local}
 
 
 def _failure(returncode: int) -> str:
@@ -67,19 +111,23 @@ class Explorer:
     """The interactive view of one graph: `.data` (what the page shows), `.widget` (the
     Jupyter widget), `save(path)` (one self-contained HTML page)."""
 
-    def __init__(self, root, *, precision: int = 4) -> None:
+    def __init__(self, root, *, collapse=None, precision: int = 4) -> None:
+        if collapse not in (None, "scopes"):
+            raise ValueError("explore: collapse must be None (groups open unless the graph "
+                             f"has more than {AUTO_COLLAPSE} nodes) or 'scopes', got {collapse!r}")
         (root,) = _as_roots(root, "explore")
         seed = _seed(root, None, "explore")
         order = _topo([root])
-        named = _names(order, {})
+        index = {id(n): k for k, n in enumerate(order)}
+        folds, chains = find_groups(order, index[id(root)])
+        named = _names(order, parameter_names(folds))
         grads = _backprop([root], [seed], targets=order)
         grads[root] = seed
-        index = {id(n): k for k, n in enumerate(order)}
         nodes = []
         for k, n in enumerate(order):
             item = {"id": k, "label": named[id(n)][0],
                     "op": "leaf" if n._prim is None else _op_text(n),
-                    "inputs": [index[id(p)] for p in n._parents],
+                    "inputs": [index[id(p)] for p in n._parents], "groups": chains[k],
                     "value": _text(n.data, precision), "grad": _text(grads.get(n), precision)}
             if len(order) <= CHAIN_LIMIT and n is not root:
                 cr = chain_rule(root, n, factors="ops", precision=precision)
@@ -91,8 +139,30 @@ class Explorer:
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
                  for s in backward_steps(root, precision=precision)]
-        self.data = {"nodes": nodes, "steps": steps, "svg": _layout(order, named, nodes),
-                     "root": index[id(root)]}
+        views = make_views(order, folds, chains, max_size=MAX_LAYOUT)
+        if not views:
+            raise ValueError(f"explore: the graph has {len(order):,} nodes, too many to lay out "
+                             f"(at most {MAX_LAYOUT:,} per view); group its parts with "
+                             "autodiff.scope (nn modules are grouped already) or explore a "
+                             "smaller part of it")
+        opens = {v.group: i for i, v in enumerate(views) if v.group is not None}
+        full = next((i for i, v in enumerate(views) if v.group is None and i > 0), None)
+        groups = [_group_data(f, order, named, opens.get(j), precision)
+                  for j, f in enumerate(folds)]
+        start = 0
+        if collapse is None and len(order) <= AUTO_COLLAPSE:
+            start = full if full is not None else 0
+        else:  # open a group that is alone in the first view (a model's own call)
+            while True:
+                shown = {r for r in views[start].rep if r[0] == "g"}
+                j = int(next(iter(shown))[1:]) if len(shown) == 1 else None
+                if j is None or opens.get(j) is None or opens[j] == start:
+                    break
+                start = opens[j]
+        self.data = {"nodes": nodes, "steps": steps, "groups": groups, "root": index[id(root)],
+                     "views": [{"svg": _layout(v, order, named, nodes, folds), "group": v.group,
+                                "expanded": sorted(v.expanded)} for v in views],
+                     "full": full, "start": start}
         self._widget = None
 
     @property
@@ -112,16 +182,19 @@ class Explorer:
         return path
 
 
-def explore(root, *, precision: int = 4) -> Explorer:
+def explore(root, *, collapse=None, precision: int = 4) -> Explorer:
     """An interactive view of the graph below `root` (a Value or a one-element Tensor):
     click a node for its value, gradient and chain-rule paths; step through backward.
+    Groups (`autodiff.scope` blocks, nn module calls) fold into one node and open on
+    demand; `collapse="scopes"` starts with them folded (the default for graphs of more
+    than 500 nodes).
 
     >>> from autodiff import Value
     >>> a = Value(2.0, label="a"); view = explore((a * a).tanh())
     >>> [n["label"] for n in view.data["nodes"]]
     ['a', 'mul', 'tanh']
     """
-    return Explorer(root, precision=precision)
+    return Explorer(root, collapse=collapse, precision=precision)
 
 
 @functools.cache

@@ -1,0 +1,172 @@
+"""The explorer's views of one graph. Its groups (`autodiff.scope` blocks, nn module
+calls) nest; the first view folds every outermost group into one node, and each group has
+a view of its own in which it and its enclosing groups are open and every other group is
+folded. Expanding a group in the page switches to its view, collapsing it to its parent's.
+
+A group's outputs (members used outside it, or the root) stay drawn in every view, with
+an edge from the group's node, so the values the lecture names (y, h, o) never hide; so do
+leaves made outside the group, except the parameters of a folded module's own call."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..groups import module_paths, scope_name
+from ...scope import scopes_of
+
+# views made per graph at most (one graphviz layout each); deeper groups then do not expand
+MAX_VIEWS = 200
+
+
+@dataclass
+class Fold:
+    """One group: its scope, display name, member node indices and, among them, the
+    outputs; the indices of the non-members its members read (its inputs)."""
+
+    scope: object
+    name: str
+    parent: int | None
+    members: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+
+
+@dataclass
+class View:
+    """One layout: the groups open in it (`expanded`); per node index the DOT node
+    standing for it ('n3' itself, 'g1' a folded group); `via` output index -> the folded
+    group that makes it."""
+
+    expanded: frozenset
+    rep: list
+    via: dict
+    group: int | None = None  # the group this view opens (None: the first or the full view)
+
+    @property
+    def size(self) -> int:
+        return len(set(self.rep))
+
+
+def find_groups(order, root: int) -> tuple[list, list]:
+    """The groups of `order` (a topological order; `root` the index of its root) and,
+    per node index, the chain of group indices that contain it, outermost first. A
+    module's call is named by its path in the outermost module called ('0: Linear')."""
+    scopes = scopes_of(order)
+    folds: list = []
+    index: dict = {}
+    paths_in: dict = {}
+
+    def name(s) -> str:
+        model = next((x.module for x in s.path() if x.kind == "module"), None)
+        if model is None:
+            return s.name
+        if id(model) not in paths_in:
+            paths_in[id(model)] = module_paths(model)
+        return scope_name(s, paths_in[id(model)])
+
+    def fold_of(s) -> int:
+        if id(s) not in index:
+            parent = fold_of(s.parent) if s.parent is not None else None
+            index[id(s)] = len(folds)
+            folds.append(Fold(s, name(s), parent))
+        return index[id(s)]
+
+    chains = []
+    for n in order:
+        s = scopes.get(id(n))
+        chains.append([fold_of(x) for x in s.path()] if s is not None else [])
+    # a module's parameters fold with its call, the innermost one that owns them, when the
+    # calls owning them nest (a module called twice, as an RNN cell is, keeps them drawn)
+    owners: dict = {}
+    for j, f in enumerate(folds):
+        module = f.scope.module if f.scope.kind == "module" else None
+        for p in getattr(module, "parameters", lambda: ())():
+            owners.setdefault(id(p), set()).add(j)
+    for k, n in enumerate(order):
+        owner = owners.get(id(n))
+        if n._prim is None and not chains[k] and owner:
+            path = _path(folds, max(owner, key=lambda j: folds[j].scope.depth))
+            if owner <= set(path):
+                chains[k] = path
+    for k, chain in enumerate(chains):
+        for j in chain:
+            folds[j].members.append(k)
+    position = {id(n): k for k, n in enumerate(order)}
+    outputs = [set() for _ in folds]
+    inputs = [set() for _ in folds]
+    for k, n in enumerate(order):
+        for p in n._parents:
+            i = position[id(p)]
+            if chains[i] != chains[k]:
+                for j in set(chains[i]) - set(chains[k]):
+                    outputs[j].add(i)       # read outside group j
+                for j in set(chains[k]) - set(chains[i]):
+                    inputs[j].add(i)        # read by group j from outside
+    for j, f in enumerate(folds):
+        f.outputs = [k for k in f.members if k in outputs[j] or k == root]
+        f.inputs = sorted(inputs[j])
+    return folds, chains
+
+
+def parameter_names(folds) -> dict:
+    """id(parameter) -> its name in the outermost module called ('0.weight')."""
+    names = {}
+    for f in folds:
+        if f.parent is None and f.scope.kind == "module" and f.scope.module is not None:
+            for name, p in getattr(f.scope.module, "named_parameters", lambda: ())():
+                names.setdefault(id(p), name)
+    return names
+
+
+def _path(folds, j) -> list:
+    chain = []
+    while j is not None:
+        chain.append(j)
+        j = folds[j].parent
+    return chain[::-1]
+
+
+def foldable(fold, order) -> bool:
+    """Whether folding `fold` hides anything: it holds an op that is not its output."""
+    outputs = set(fold.outputs)
+    return any(order[k]._prim is not None and k not in outputs for k in fold.members)
+
+
+def make_views(order, folds, chains, *, max_size: int) -> list:
+    """The first view (outermost groups folded), one per foldable group in breadth-first
+    order (up to MAX_VIEWS), and the full view (every group open), leaving out views of
+    more than `max_size` nodes (graphviz is slow on them and crashes on huge ones)."""
+    ok = [foldable(f, order) for f in folds]
+    outputs = [set(f.outputs) for f in folds]
+
+    def view(expanded: frozenset, group) -> View:
+        rep, via = [], {}
+        for k, chain in enumerate(chains):
+            j = next((j for j in chain if j not in expanded and ok[j]), None)
+            if j is not None and k in outputs[j] and order[k]._prim is not None:
+                via[k] = j
+            rep.append(f"n{k}" if j is None or k in outputs[j] else f"g{j}")
+        return View(expanded, rep, via, group)
+
+    candidates = [view(frozenset(), None)]
+    for j in sorted(range(len(folds)), key=lambda j: len(_path(folds, j))):
+        if len(candidates) > MAX_VIEWS:
+            break
+        if ok[j]:
+            candidates.append(view(frozenset(_path(folds, j)), j))
+    if any(ok):
+        candidates.append(view(frozenset(range(len(folds))), None))
+    views, seen = [], set()
+    for v in candidates:
+        key = tuple(v.rep)
+        if key not in seen and v.size <= max_size:
+            seen.add(key)
+            views.append(v)
+    return views
+
+
+def op_summary(fold, order) -> str:
+    """'2 mul, 1 add' for the ops inside a group."""
+    ops = Counter(order[k]._prim.name for k in fold.members if order[k]._prim is not None)
+    return ", ".join(f"{c} {name}" for name, c in ops.most_common())

@@ -1,0 +1,116 @@
+"""The explorer's groups: scopes and nn module calls fold into one node per view, open
+on demand, and carry their local derivatives (without a browser)."""
+
+import re
+
+import numpy as np
+import pytest
+
+import autodiff
+import nn
+from autodiff import Tensor, Value
+from autodiff.viz._common import _topo
+from autodiff.viz.explore import view as explore_view
+from autodiff.viz.explore import views as explore_views
+
+
+def lecture():
+    """The lecture's network on one unit per layer, each equation in a scope."""
+    x, t = Value(0.5, label="x"), 1.0
+    W1, b1, a = Value(0.8, label="W1"), Value(0.1, label="b1"), Value(2.0, label="a")
+    W2, b2 = Value(-1.2, label="W2"), Value(0.3, label="b2")
+    with autodiff.scope("y = W1 x + b1"):
+        y = W1 * x + b1; y.label = "y"
+    with autodiff.scope("h = σ(y, a)"):
+        h = (a * y).sigmoid(); h.label = "h"
+    with autodiff.scope("o = W2 h + b2"):
+        o = W2 * h + b2; o.label = "o"
+    with autodiff.scope("Loss = ½(o − t)²"):
+        loss = 0.5 * (o - t) ** 2; loss.label = "Loss"
+    return dict(x=x, W1=W1, b1=b1, a=a, W2=W2, b2=b2, y=y, h=h, o=o, Loss=loss)
+
+
+def drawn(data, v):
+    """The labels of the nodes and groups one view draws."""
+    ids = re.findall(r'<title>([ng]\d+)</title>', data["views"][v]["svg"])
+    return {data["nodes"][int(i[1:])]["label"] if i[0] == "n" else data["groups"][int(i[1:])]["label"]
+            for i in ids}
+
+
+def test_collapsed_the_lecture_network_is_its_four_equations():
+    g = lecture()
+    data = autodiff.explore(g["Loss"], collapse="scopes").data
+    assert data["start"] == 0
+    assert drawn(data, 0) == {"x", "W1", "b1", "a", "W2", "b2", "y", "h", "o", "Loss",
+                              "y = W1 x + b1", "h = σ(y, a)", "o = W2 h + b2", "Loss = ½(o − t)²"}
+    full = data["views"][data["full"]]["svg"]
+    assert "<title>g" not in full                                      # no group folded
+    assert len(re.findall(r"<title>n\d+</title>", full)) == len(data["nodes"])
+
+
+def test_each_group_opens_alone_and_its_edges_carry_the_local_derivatives():
+    g = lecture()
+    data = autodiff.explore(g["Loss"], collapse="scopes").data
+    groups = {grp["label"]: grp for grp in data["groups"]}
+    h_group = groups["h = σ(y, a)"]
+    opened = drawn(data, h_group["view"])
+    assert "h = σ(y, a)" not in opened and "y = W1 x + b1" in opened and "Loss = ½(o − t)²" in opened
+    label = {k: n["label"] for k, n in enumerate(data["nodes"])}
+    for grp_name, out in [("y = W1 x + b1", "y"), ("h = σ(y, a)", "h"), ("o = W2 h + b2", "o"),
+                          ("Loss = ½(o − t)²", "Loss")]:
+        grp = groups[grp_name]
+        assert [label[k] for k in grp["outputs"]] == [out]
+        for d in grp["local"]:
+            inp = g[label[d["input"]]]
+            (engine,) = autodiff.grad(g[out], inp, retain_graph=True)
+            assert float(d["text"]) == pytest.approx(engine.data, rel=1e-3), (grp_name, label[d["input"]])
+
+
+def test_small_graphs_open_with_every_group_open_and_big_ones_folded(monkeypatch):
+    g = lecture()
+    data = autodiff.explore(g["Loss"]).data
+    assert data["start"] == data["full"] and len(drawn(data, data["start"])) == len(data["nodes"])
+    monkeypatch.setattr(explore_view, "AUTO_COLLAPSE", 5)
+    assert autodiff.explore(g["Loss"]).data["start"] == 0
+
+
+def test_a_model_call_alone_in_the_first_view_opens_to_its_layers():
+    autodiff.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    out = net(Tensor(np.random.default_rng(0).standard_normal((5, 3)))).sum()
+    data = autodiff.explore(out, collapse="scopes").data
+    names = [grp["label"] for grp in data["groups"]]
+    assert names == ["Sequential", "0: Linear", "1: Tanh", "2: Linear"]
+    start = data["views"][data["start"]]
+    assert start["group"] == names.index("Sequential")
+    # the layers' weights, named by the model, are drawn once it is open; folded, it hides them
+    weights = {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert weights <= drawn(data, data["start"])
+    assert not weights & drawn(data, 0) and "Sequential" in drawn(data, 0)
+    tanh = data["groups"][names.index("1: Tanh")]
+    assert tanh["local"][0]["text"] == "diag"
+
+
+def test_a_module_called_twice_keeps_its_parameters_drawn():
+    cell = nn.Linear(2, 2)
+    x = Tensor(np.ones((1, 2)))
+    out = cell(cell(x).tanh()).sum()
+    order = _topo([out])
+    folds, chains = explore_views.find_groups(order, next(k for k, n in enumerate(order) if n is out))
+    weight = next(k for k, n in enumerate(order) if n is cell.weight)
+    assert chains[weight] == [] and len(folds) == 2
+
+
+def test_a_graph_too_big_for_one_view_says_so(monkeypatch):
+    monkeypatch.setattr(explore_view, "MAX_LAYOUT", 5)
+    x = Value(1.0)
+    y = x
+    for _ in range(5):
+        y = (y * 2).tanh()
+    with pytest.raises(ValueError, match=r"explore: the graph has 11 nodes, too many to lay out"):
+        autodiff.explore(y)
+
+
+def test_a_bad_collapse_is_named():
+    with pytest.raises(ValueError, match="explore: collapse must be None .* or 'scopes', got 'all'"):
+        autodiff.explore(Value(1.0) * 2, collapse="all")
