@@ -2,6 +2,7 @@
 from file://: clicks, the stepper, the numbers shown, and no JavaScript errors."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -101,4 +102,26 @@ def test_groups_fold_open_and_keep_the_numbers(browser, tmp_path):
     assert not css("[data-group]") and css('[data-label="mul2"]')
     css('[data-action="collapse-all"]')[0].click()
     assert len(css("[data-group]")) == 4
+    assert not _errors(browser)
+
+
+def test_a_dashed_copy_of_a_shared_weight_acts_as_the_weight(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from test_explore_groups import unrolled_rnn
+    rnn, loss = unrolled_rnn()
+    page = autodiff.explore(loss).save(tmp_path / "rnn.html")
+    browser.get(page.resolve().as_uri())
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
+    weight = css('[data-label="weight_hh_l0"]')[0].get_attribute("data-node")
+    copies = css(f'[data-copy][data-node="{weight}"]')
+    assert len(copies) >= 9
+    copies[-1].click()
+    assert css('[data-role="details"] h3')[0].text == "weight_hh_l0"
+    marked = css(".adx-on")
+    assert len([e for e in marked if e.get_attribute("data-node") == weight]) == len(copies) + 1
+    loss.backward()
+    grad = css('[data-role="details"] [data-role="grad"]')[0].text
+    first = float(re.search(r"-?[0-9.]+(e-?[0-9]+)?", grad).group())
+    assert first == pytest.approx(rnn.weight_hh_l0.grad.data.flat[0], rel=1e-3, abs=1e-4)
+    assert len(css(".adx-edge")) >= 12       # the chain's paths light edges from the copies
     assert not _errors(browser)

@@ -114,3 +114,29 @@ def test_a_graph_too_big_for_one_view_says_so(monkeypatch):
 def test_a_bad_collapse_is_named():
     with pytest.raises(ValueError, match="explore: collapse must be None .* or 'scopes', got 'all'"):
         autodiff.explore(Value(1.0) * 2, collapse="all")
+
+
+def unrolled_rnn(steps=12):
+    autodiff.manual_seed(0)
+    rnn = nn.RNN(3, 4)
+    out, _ = rnn(Tensor(np.random.default_rng(0).standard_normal((steps, 2, 3))))
+    return rnn, out.sum()
+
+
+def test_shared_weights_and_long_edges_are_drawn_from_dashed_copies():
+    """An unrolled loop's weights feed every step: each far step gets its own dashed copy
+    of the weight, so no edge spans the picture (dot took minutes on those)."""
+    rnn, loss = unrolled_rnn()
+    data = autodiff.explore(loss).data
+    svg = data["views"][data["full"]]["svg"]
+    weight = next(n["id"] for n in data["nodes"] if n["label"] == "weight_hh_l0")
+    edges = re.findall(r"<title>(n[0-9~]+)&#45;&gt;(n[0-9~]+)</title>", svg)
+    from_weight = [b for a, b in edges if a == f"n{weight}"]
+    copies = {a for a, b in edges if a.startswith(f"n{weight}~")}
+    assert 1 <= len(from_weight) <= 3 and len(copies) == 12 - len(from_weight)
+    assert all(f"<title>{c}</title>" in svg for c in copies)
+    # every step still has its edge from the weight, drawn from the weight or a copy
+    consumers = {b for a, b in edges if a.split("~")[0] == f"n{weight}"}
+    order = _topo([loss])
+    w = order[weight]
+    assert len(consumers) == sum(1 for n in order if any(p is w for p in n._parents)) == 12

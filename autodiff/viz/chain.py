@@ -255,7 +255,8 @@ def chain_rule(output, wrt, *, factors: str = "auto", max_paths: int = 20,
     stops = ({id(n) for n in order} if factors == "ops" else
              {id(n) for n in interior if not named[id(n)][1]} | {id(output), id(wrt)})
 
-    paths = [_evaluate(edges, seed, stops, named)
+    memo: dict = {}  # paths found depth first share prefixes: each prefix's vjps run once
+    paths = [_evaluate(edges, seed, stops, named, memo)
              for edges in _enumerate_paths(output, wrt, on_path, max_paths)]
     _disambiguate(paths, named)
     return ChainRule(output, wrt, paths, count[id(output)], total, named, precision, grad)
@@ -312,19 +313,25 @@ def _path_edges(node, on_path) -> list:
     return [(node, i) for i, p in enumerate(node._parents) if id(p) in on_path]
 
 
-def _evaluate(edges, seed, stops, named) -> Path:
-    """Group a path's edges into factors between stop nodes and evaluate them."""
+def _evaluate(edges, seed, stops, named, memo) -> Path:
+    """Group a path's edges into factors between stop nodes and evaluate them. `memo`
+    maps (prefix, node, input) to (the longer prefix, the gradient it carries, the edge's
+    local derivative for scalars), shared by the paths of one chain_rule."""
     if not edges:
         return Path([], seed)
     scalar = isinstance(edges[0][0], Value)
     factors, run, g = [], [], seed
     upper = edges[0][0]
     value, diagonal, ops = 1.0, True, []
+    prefix = -1
     for node, i in edges:
         parent = node._parents[i]
+        key = (prefix, id(node), i)
+        if key not in memo:
+            memo[key] = (len(memo), _vjp(node, g)[i], _vjp(node, 1.0)[i] if scalar else None)
+        prefix, g, local = memo[key]
         if scalar:
-            value *= _vjp(node, 1.0)[i]
-        g = _vjp(node, g)[i]
+            value *= local
         diagonal = diagonal and _diagonal(node, parent)
         ops.append(node._prim.name)
         run.append((node, i))

@@ -35,7 +35,8 @@ function render({ model, el }) {
   const slider = el.querySelector('[data-role="slider"]');
   const crumbs = el.querySelector('[data-role="crumbs"]');
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  let view = null, expanded = new Set(), byId = new Map(), edges = new Map(), selected = null;
+  // byId: DOT name -> node; copies: DOT name -> the dashed copies of a leaf drawn by far consumers
+  let view = null, expanded = new Set(), byId = new Map(), copies = new Map(), edges = new Map(), selected = null;
 
   function tooltip(g, text) {
     const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
@@ -48,16 +49,28 @@ function render({ model, el }) {
     const j = nodes[k].groups.find((j) => !expanded.has(j) && byId.has("g" + j));
     return j === undefined ? null : "g" + j;
   }
-  function mark(id, cls) { const g = id && byId.get(id); if (g) g.classList.add(cls); }
+  function mark(id, cls) {
+    const g = id && byId.get(id);
+    if (g) g.classList.add(cls);
+    for (const c of copies.get(id) || []) c.classList.add(cls);
+  }
   function clear(cls) { for (const e of graph.querySelectorAll("." + cls)) e.classList.remove(cls); }
 
   function showView(v) {
     view = v;
     expanded = new Set(views[v].expanded);
     graph.innerHTML = views[v].svg;
-    byId = new Map(); edges = new Map();
+    byId = new Map(); copies = new Map(); edges = new Map();
     for (const g of graph.querySelectorAll("g.node")) {
-      const id = g.querySelector("title").textContent.trim(), k = Number(id.slice(1));
+      const title = g.querySelector("title").textContent.trim(), id = title.split("~")[0];
+      const k = Number(id.slice(1));
+      if (title !== id) {  // a copy of leaf k: clicks and highlights act on k itself
+        g.setAttribute("data-node", k);
+        g.setAttribute("data-copy", "");
+        tooltip(g, `${nodes[k].label} (drawn again by this consumer)\nvalue ${nodes[k].value}\ngrad ${nodes[k].grad}`);
+        copies.set(id, (copies.get(id) || []).concat([g]));
+        continue;
+      }
       if (id[0] === "n") {
         g.setAttribute("data-label", nodes[k].label);
         g.setAttribute("data-node", k);
@@ -70,7 +83,7 @@ function render({ model, el }) {
       byId.set(id, g);
     }
     for (const g of graph.querySelectorAll("g.edge")) {
-      const key = g.querySelector("title").textContent.split("->").map((s) => s.trim()).join(">");
+      const key = g.querySelector("title").textContent.split("->").map((s) => s.trim().split("~")[0]).join(">");
       edges.set(key, g);
     }
     const path = [];
@@ -103,6 +116,8 @@ function render({ model, el }) {
         if (a !== b && edges.has(a + ">" + b)) edges.get(a + ">" + b).classList.add("adx-edge");
         mark(b, "adx-on");
       }
+    } else if (k !== data.root) {
+      html += "<p><em>chain-rule paths not listed: the graph is too large to list them for every node (the gradient above is exact)</em></p>";
     }
     details.innerHTML = html;
   }

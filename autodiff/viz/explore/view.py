@@ -24,10 +24,18 @@ from .views import find_groups, make_views, op_summary, parameter_names
 _ESM = Path(__file__).with_name("explore.js")
 # chain-rule paths are listed for at most this many nodes (each costs a walk of the graph)
 CHAIN_LIMIT = 400
+# paths listed per node: every path costs one vjp per edge, and an unrolled loop's paths
+# are as long as the loop
+CHAIN_PATHS = 20
+# local derivatives evaluated for all the nodes' paths together; the nodes nearest the
+# root (short paths) and the leaves (what a reader clicks) go first
+CHAIN_BUDGET = 40_000
 # a graph with more nodes opens with its groups folded
 AUTO_COLLAPSE = 500
 # nodes in one view at most: graphviz takes seconds beyond, and crashes on huge graphs
 MAX_LAYOUT = 1500
+# an edge spanning more ranks than this is drawn from a copy of its source (see _far_consumers)
+LONG_EDGE = 8
 
 
 def _text(x, precision=4) -> str:
@@ -57,8 +65,14 @@ def _layout(view, order, named, nodes, folds) -> str:
                    style="filled,rounded,bold", fillcolor="#fef3c7")
         for i in fold.inputs:
             edges[view.rep[i], f"g{j}"] = None
+    leaves = {f"n{k}" for k, n in enumerate(order) if view.rep[k] == f"n{k}" and not n._parents}
+    copies = _far_consumers([e for e in edges if e[0] != e[1]], leaves)
     for a, b in edges:
-        if a != b:
+        if (a, b) in copies:
+            k = int(a[1:])
+            graph.node(copies[a, b], _attr(named[id(order[k])][0]), style="dashed")
+            graph.edge(copies[a, b], b)
+        elif a != b:
             graph.edge(a, b)
     try:
         svg = graph.pipe(format="svg", encoding="utf-8")
@@ -68,6 +82,58 @@ def _layout(view, order, named, nodes, folds) -> str:
                            "a smaller part of it (the loss of one sample, a subgraph's output)"
                            ) from None
     return svg[svg.index("<svg"):]
+
+
+def _add_chains(nodes, order, index, root, precision) -> None:
+    """Each node's chain-rule paths from the root, until CHAIN_BUDGET local derivatives
+    are spent; the page says which nodes go without."""
+    leaves = [k for k, n in enumerate(order) if n._prim is None]
+    others = [k for k in reversed(range(len(order))) if order[k]._prim is not None]
+    spent = 0
+    for k in leaves + others:
+        n = order[k]
+        if n is root or spent > CHAIN_BUDGET:
+            continue
+        cr = chain_rule(root, n, factors="ops", precision=precision, max_paths=CHAIN_PATHS)
+        route = {(index[nid], i) for p in cr.paths for f in p.factors for nid, i in f.route}
+        spent += sum(len(f.route) for p in cr.paths for f in p.factors)
+        nodes[k]["chain"] = {"text": str(cr), "total": _text(cr.total, precision),
+                             "edges": [list(e) for e in sorted(route)]}
+
+
+def _far_consumers(edges, leaves) -> dict:
+    """{(source, consumer): name of a dashed copy of the source drawn by the consumer}, for
+    a leaf's consumers more than two ranks past its first one and any edge longer than
+    LONG_EDGE ranks. A weight shared by every step of an unrolled loop, or a stack of
+    every step's output, would otherwise pull edges across the whole picture, and dot's
+    layout takes minutes on them. A copy is DOT node "n{k}~{m}"; the page treats it as k."""
+    into = {b: [] for e in edges for b in e}
+    for a, b in edges:
+        into[b].append(a)
+    depth = {}
+    for node in into:  # longest path from a source; iterative, graphs can be deep
+        stack = [node]
+        while stack:
+            top = stack[-1]
+            if top in depth:
+                stack.pop()
+                continue
+            todo = [a for a in into[top] if a not in depth]
+            if todo:
+                stack += todo
+            else:
+                depth[top] = 1 + max((depth[a] for a in into[top]), default=-1)
+                stack.pop()
+    first = {}
+    for a, b in edges:
+        if a in leaves:
+            first[a] = min(first.get(a, depth[b]), depth[b])
+    copies = {}
+    for a, b in edges:
+        far = depth[b] > first[a] + 2 if a in leaves else depth[b] > depth[a] + LONG_EDGE
+        if far and a[0] == "n":
+            copies[a, b] = f"{a}~{len(copies)}"
+    return copies
 
 
 def _group_data(fold, order, named, opens, precision) -> dict:
@@ -123,19 +189,13 @@ class Explorer:
         named = _names(order, parameter_names(folds))
         grads = _backprop([root], [seed], targets=order)
         grads[root] = seed
-        nodes = []
-        for k, n in enumerate(order):
-            item = {"id": k, "label": named[id(n)][0],
-                    "op": "leaf" if n._prim is None else _op_text(n),
-                    "inputs": [index[id(p)] for p in n._parents], "groups": chains[k],
-                    "value": _text(n.data, precision), "grad": _text(grads.get(n), precision)}
-            if len(order) <= CHAIN_LIMIT and n is not root:
-                cr = chain_rule(root, n, factors="ops", precision=precision)
-                item["chain"] = {"text": str(cr), "total": _text(cr.total, precision),
-                                 "edges": [list(e) for e in sorted(
-                                     {(index[nid], i) for p in cr.paths for f in p.factors
-                                      for nid, i in f.route})]}
-            nodes.append(item)
+        nodes = [{"id": k, "label": named[id(n)][0],
+                  "op": "leaf" if n._prim is None else _op_text(n),
+                  "inputs": [index[id(p)] for p in n._parents], "groups": chains[k],
+                  "value": _text(n.data, precision), "grad": _text(grads.get(n), precision)}
+                 for k, n in enumerate(order)]
+        if len(order) <= CHAIN_LIMIT:
+            _add_chains(nodes, order, index, root, precision)
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
                  for s in backward_steps(root, precision=precision)]
