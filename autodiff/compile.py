@@ -16,7 +16,8 @@ at trace time; numbers among the arguments are constants of the trace (a new val
 retraces); a tensor made inside the step with exactly an argument's values (`Tensor(xb)`)
 is taken to be that argument; a trace holding other arrays made during the step (numpy
 code on the arguments, cross_entropy's one-hot labels, a backward seed) replays only for
-arguments with the same contents; random draws inside the step are frozen. What it refuses, with `CompileError`: a step that returns a
+arguments with the same contents; random draws inside the step are frozen, and so are
+arrays computed with numpy from a parameter's values (compute those with tensor ops). What it refuses, with `CompileError`: a step that returns a
 Python number computed from tensors (`loss.item()`), hooks, `retain_grad`, Value graphs, a
 parameter's `.data` rebound inside the step, and (at call time) a module whose parameters
 were replaced since the trace.
@@ -203,6 +204,13 @@ class _ArgRef:
 
 
 _active: list = []  # the recorder of the trace under way (at most one)
+
+
+def is_tracing() -> bool:
+    """Whether a `compile` trace is recording: code that would hand an op an array made
+    from a parameter's values (frozen into the trace, stale once the parameter moves)
+    passes the parameter itself instead."""
+    return bool(_active)
 
 
 def _recording(fn):
