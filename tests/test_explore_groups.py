@@ -140,3 +140,14 @@ def test_shared_weights_and_long_edges_are_drawn_from_dashed_copies():
     order = _topo([loss])
     w = order[weight]
     assert len(consumers) == sum(1 for n in order if any(p is w for p in n._parents)) == 12
+
+
+def test_a_small_model_starts_with_its_groups_open():
+    """Under AUTO_COLLAPSE nodes the page opens with every group open, also when the
+    all-open view is the one that opens the model's own call."""
+    autodiff.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 2))
+    data = autodiff.explore(net(Tensor(np.ones((5, 3)))).sum()).data
+    shown = set(re.findall(r"<title>([ng][0-9]+)</title>", data["views"][data["start"]]["svg"]))
+    assert shown == {f"n{k}" for k in range(len(data["nodes"]))}
+    assert data["start"] != 0 and "g0" in data["views"][0]["svg"]  # "fold all" still folds

@@ -210,8 +210,10 @@ class Explorer:
         groups = [_group_data(f, order, named, opens.get(j), precision)
                   for j, f in enumerate(folds)]
         start = 0
-        if collapse is None and len(order) <= AUTO_COLLAPSE:
-            start = full if full is not None else 0
+        if collapse is None and len(order) <= AUTO_COLLAPSE:  # the most open view (the
+            # full one may have been merged into the view of the last group it opens)
+            start = full if full is not None else max(
+                range(len(views)), key=lambda i: len(views[i].expanded))
         else:  # open a group that is alone in the first view (a model's own call)
             while True:
                 shown = {r for r in views[start].rep if r[0] == "g"}
