@@ -17,10 +17,11 @@ retraces); a tensor made inside the step with exactly an argument's values (`Ten
 is taken to be that argument; a trace holding other arrays made during the step (numpy
 code on the arguments, cross_entropy's one-hot labels, a backward seed) replays only for
 arguments with the same contents; random draws inside the step are frozen, and so are
-arrays computed with numpy from a parameter's values (compute those with tensor ops). What it refuses, with `CompileError`: a step that returns a
-Python number computed from tensors (`loss.item()`), hooks, `retain_grad`, Value graphs, a
-parameter's `.data` rebound inside the step, and (at call time) a module whose parameters
-were replaced since the trace.
+arrays computed with numpy from a parameter's values (compute those with tensor ops).
+What it refuses, with `CompileError`: a step that returns a Python number computed from
+tensors (`loss.item()`), hooks, `retain_grad`, Value graphs, a parameter's `.data` rebound
+inside the step, and (at call time) a module whose parameters were replaced since the
+trace.
 """
 
 from __future__ import annotations
