@@ -178,7 +178,7 @@ class _Recorder:
 
     def op(self, op, inputs, kw, out) -> None:
         ins = tuple(self.slot(t) for t in inputs)
-        opts = {k: self.option(v) for k, v in (kw or {}).items()}
+        opts = {k: self.option(v) for k, v in (kw or {}).items() if k not in op.caches}
         step = len(self.events)
         self.events.append(("op", op, ins, opts, None))
         self.events[-1] = ("op", op, ins, opts, self._new_slot(out, ("op", step)))
@@ -205,13 +205,6 @@ class _ArgRef:
 
 
 _active: list = []  # the recorder of the trace under way (at most one)
-
-
-def is_tracing() -> bool:
-    """Whether a `compile` trace is recording: code that would hand an op an array made
-    from a parameter's values (frozen into the trace, stale once the parameter moves)
-    passes the parameter itself instead."""
-    return bool(_active)
 
 
 def _recording(fn):

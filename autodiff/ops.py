@@ -51,17 +51,20 @@ class Op:
     view          the output may share memory with the first input (reshape, x[i]...)
     internal      options that are not shown in pictures
     buffers       options kept only for backward: a releasing backward drops their arrays
+    caches        options that only save the forward work, derived from the inputs' values
+                  (an LSTM's transposed weights): `compile` drops them from a trace, where
+                  they would be frozen while the inputs move
     masked        (from the vjp's signature) the engine passes need=, which inputs want
                   a gradient, so the rule can skip the others
     """
 
     __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
                  "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
-                 "internal", "buffers", "masked")
+                 "internal", "buffers", "caches", "masked")
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
-                 residuals=False, view=False, internal=(), buffers=()):
+                 residuals=False, view=False, internal=(), buffers=(), caches=()):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
         self.name = name
@@ -79,6 +82,7 @@ class Op:
         self.view = view
         self.internal = frozenset(internal)
         self.buffers = tuple(buffers)
+        self.caches = frozenset(caches)
         self.masked = "need" in inspect.signature(vjp).parameters
 
     @property

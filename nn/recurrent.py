@@ -28,7 +28,6 @@ import warnings
 import numpy as np
 
 from autodiff import OPS, Tensor, concatenate, stack
-from autodiff.compile import is_tracing
 from autodiff.dtypes import as_dtype, check_device, get_default_dtype
 from autodiff.errors import ShapeError
 from autodiff.engine import is_grad_enabled
@@ -311,9 +310,7 @@ class _RNNBase(Module):
                 carry = [Tensor(zeros) if s is None else s[k] for s in states]
                 if lstm:  # the cell carries [h | c] as one tensor
                     carry = [concatenate(carry, axis=-1)]
-                    # (not while compile traces: the copies would be frozen into the
-                    # trace and go stale when the optimizer moves the weights)
-                    w_t = None if is_tracing() else transposed_weights(w_ih.data, w_hh.data)
+                    w_t = transposed_weights(w_ih.data, w_hh.data)
                 seq = [None] * steps
                 recording = is_grad_enabled()
                 for t in (range(steps - 1, -1, -1) if reverse else range(steps)):

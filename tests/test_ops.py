@@ -270,6 +270,7 @@ def test_every_op_states_its_facts():
         assert op.reads in ("values", "shapes", "nothing"), name
         assert isinstance(op.elementwise, bool) and isinstance(op.reads_output, bool), name
         assert set(op.buffers) <= set(op.internal) | {"index"}, name
+        assert op.caches <= op.internal and not op.caches & set(op.buffers), name
         for key in op.internal | set(op.buffers):
             assert key.isidentifier(), name
 

@@ -35,7 +35,7 @@ function render({ model, el }) {
   const slider = el.querySelector('[data-role="slider"]');
   const crumbs = el.querySelector('[data-role="crumbs"]');
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  // byId: DOT name -> node; copies: DOT name -> the dashed copies of a leaf drawn by far consumers
+  // byId: DOT name -> node; copies: DOT name -> its dashed copies (drawn beside far consumers)
   let view = null, expanded = new Set(), byId = new Map(), copies = new Map(), edges = new Map(), selected = null;
 
   function tooltip(g, text) {
@@ -64,7 +64,7 @@ function render({ model, el }) {
     for (const g of graph.querySelectorAll("g.node")) {
       const title = g.querySelector("title").textContent.trim(), id = title.split("~")[0];
       const k = Number(id.slice(1));
-      if (title !== id) {  // a copy of leaf k: clicks and highlights act on k itself
+      if (title !== id) {  // a copy of node k: clicks and highlights act on k itself
         g.setAttribute("data-node", k);
         g.setAttribute("data-copy", "");
         tooltip(g, `${nodes[k].label} (drawn again by this consumer)\nvalue ${nodes[k].value}\ngrad ${nodes[k].grad}`);

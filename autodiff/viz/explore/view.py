@@ -92,7 +92,9 @@ def _add_chains(nodes, order, index, root, precision) -> None:
     spent = 0
     for k in leaves + others:
         n = order[k]
-        if n is root or spent > CHAIN_BUDGET:
+        if spent > CHAIN_BUDGET:
+            break
+        if n is root:
             continue
         cr = chain_rule(root, n, factors="ops", precision=precision, max_paths=CHAIN_PATHS)
         route = {(index[nid], i) for p in cr.paths for f in p.factors for nid, i in f.route}
