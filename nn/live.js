@@ -1,5 +1,6 @@
 // The live training view: line charts of the curves in the model's `data`
-// ({title, xlabel, curves: {name: [[x, y], ...]}, gradients: {layer: [[x, norm], ...]}}),
+// ({title, xlabel, curves: {name: [[x, y], ...]}, gradients: {layer: [[x, norm], ...]},
+//  graph: {step, nodes} or {error} of the explorer shown under it}),
 // redrawn whenever Python sends new data. Plain SVG, no libraries, so the same module
 // runs inline in Jupyter (anywidget) and in a saved page opened from file://.
 
@@ -117,6 +118,17 @@ function draw(model, root) {
   if (Object.keys(grads).length) {
     chart(root, "gradient-chart", "gradient norm per layer (log scale)", grads, xlabel, true);
   }
+  // the explorer of a step's graph is its own widget under this one; say which step it is
+  const graph = data.graph;
+  if (graph) {
+    const caption = document.createElement("p");
+    caption.dataset.role = "graph-caption";
+    caption.style.cssText = "font-size:13px;color:#333;margin:4px 0";
+    caption.textContent = graph.error ? `no graph shown: ${graph.error}`
+      : `Below: the graph of ${xlabel} ${fmt(graph.step)} (${graph.nodes} nodes). ` +
+        "Click a node for its gradient and chain-rule paths; step through backward.";
+    root.appendChild(caption);
+  }
 }
 
 function render({ model, el: host }) {
@@ -127,6 +139,7 @@ function render({ model, el: host }) {
   const redraw = () => draw(model, root);
   model.on("change:data", redraw);
   redraw();
+  return () => model.off("change:data", redraw);
 }
 
 export default { render };

@@ -97,7 +97,8 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
     `validation=(X_val, y_val)` adds val_loss/val_accuracy; `scheduler.step()` runs after
     each epoch. The progress bar honours TQDM_MININTERVAL and TQDM_DISABLE in the
     environment; `progress=False` turns it off. `live=True` shows a `TrainingView`
-    (curves and per-layer gradient norms, updated every epoch) in Jupyter; pass your own
+    (curves and per-layer gradient norms, updated every epoch, and the explorer of an
+    epoch's last batch, see `TrainingView.log_graph`) in Jupyter; pass your own
     `TrainingView` to keep it (e.g. to `save` it afterwards).
     """
     view = _live_view(live, desc)
@@ -110,13 +111,16 @@ def fit(model, loss_fn, optimizer, X, y, *, epochs: int = 10, batch_size: int = 
     history = History()
     model.train()
     with _progress(epochs, desc=desc, enabled=progress) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
             total, correct, seen = 0.0, 0.0, 0
             norms: dict = {}
-            for xb, yb in loader:
+            for batch, (xb, yb) in enumerate(loader):
                 optimizer.zero_grad()
                 out = model(xb)
                 loss = loss_fn(out, yb)
+                if view is not None and batch == len(loader) - 1 and \
+                        view.graph_due(final=epoch == epochs - 1):
+                    view.log_graph(loss, epoch, errors="show")  # (before backward releases it)
                 loss.backward()
                 if view is not None:  # summed here, averaged over the epoch's batches
                     for layer, v in layer_gradient_norms(model).items():

@@ -89,7 +89,19 @@ def test_the_page_shell_lives_in_viz_and_nn_does_not_load_graphviz():
     import sys
     code = ("import sys, nn; assert 'graphviz' not in sys.modules, 'nn loaded graphviz'; "
             "from autodiff.viz.page import standalone_page; "
-            "page = standalone_page('t</script>', 'export default {}', {'x': float('nan'), "
-            "'s': '</script><script>alert(1)'}); "
+            "page = standalone_page('t</script>', ('export default {}', {'x': float('nan'), "
+            "'s': '</script><script>alert(1)'})); "
             "assert '<\\\\/script><script>' in page and '\"x\": null' in page, page")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_texts_call_a_parameter_by_the_name_the_graph_shows():
+    import nn
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    loss = net(Tensor(np.ones((4, 2)))).sum()
+    data = autodiff.explore(loss).data
+    byname = {n["label"]: n for n in data["nodes"]}
+    assert byname["2.weight"]["chain"]["text"].startswith("d(sum)/d(2.weight) = ")
+    texts = {s["label"]: s["text"] for s in data["steps"]}
+    assert "∂sum/∂0.bias" in texts["0.bias"]
+    assert "0.weight is a leaf" in texts["0.weight"] and "leaf2" not in texts["0.weight"]

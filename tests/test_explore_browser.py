@@ -1,43 +1,13 @@
 """The explorer's saved page in a real browser (headless chromium via selenium), opened
 from file://: clicks, the stepper, the numbers shown, and no JavaScript errors."""
 
-import os
 import re
-import shutil
 
 import pytest
 
 import autodiff
 from autodiff import Value
 from autodiff.viz.steps import backward_steps
-
-def _driver():
-    missing = []
-    try:
-        from selenium import webdriver
-    except ImportError:
-        missing.append("selenium")
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        missing.append("chromium and chromium-driver (scripts/install-chromium.sh)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("CI: the browser tests need " + ", ".join(missing))
-        pytest.skip("no browser: " + ", ".join(missing))
-    opts = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    opts.binary_location = shutil.which("chromium")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    return webdriver.Chrome(options=opts, service=service)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    d = _driver()
-    yield d
-    d.quit()
-
 
 def _errors(browser):
     return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -2,8 +2,6 @@
 
 import json
 import math
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -78,7 +76,7 @@ def test_fit_without_live_records_nothing_and_rejects_nonsense():
 def test_widget_state_follows_the_log():
     pytest.importorskip("anywidget")
     view = TrainingView(min_interval=0.0)
-    w = view.widget
+    w = view.widget.children[0]  # (the curves; the explorer comes with a graph)
     assert w.data["curves"] == {}
     view.log(loss=0.5)
     view.log(loss=0.25, accuracy=0.75)
@@ -91,7 +89,7 @@ def test_widget_state_follows_the_log():
 def test_throttled_updates_are_flushed():
     pytest.importorskip("anywidget")
     view = TrainingView(min_interval=3600.0)
-    w = view.widget
+    w = view.widget.children[0]  # (the curves; the explorer comes with a graph)
     view.log(loss=1.0)
     view.log(loss=0.5)
     assert len(w.data["curves"].get("loss", [])) < 2
@@ -128,49 +126,193 @@ def test_saved_page_is_self_contained(tmp_path):
     assert "a &lt;/script&gt; title" in page
 
 
-def _browser():
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        webdriver = None
-    if not (chrome and driver and webdriver):
-        if os.environ.get("CI"):
-            pytest.fail("CI: the browser tests need chromium, chromium-driver and selenium")
-        pytest.skip("no headless chromium + chromedriver + selenium here")
-    options = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
-        options.add_argument(arg)
-    options.binary_location = chrome
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
-def test_saved_page_draws_every_curve_in_a_browser(tmp_path):
+def test_saved_page_draws_every_curve_in_a_browser(browser, tmp_path):
     X, y = _data()
     net = _net()
-    view = TrainingView(title="xor")
+    view = TrainingView(title="xor", explore=False)
     nn.fit(net, nn.CrossEntropyLoss(), nn.optim.Adam(net.parameters(), lr=0.05), X, y,
            epochs=5, progress=False, live=view)
     path = view.save(tmp_path / "training.html")
-    browser = _browser()
-    try:
-        from selenium.webdriver.support.ui import WebDriverWait
-        browser.get(path.as_uri())
-        WebDriverWait(browser, 10).until(
-            lambda b: b.find_elements("css selector", "[data-role=gradient-chart] polyline"))
-        lines = {e.get_attribute("data-series"): e.get_attribute("points")
-                 for e in browser.find_elements("css selector", "polyline")}
-        assert set(lines) == {"loss", "accuracy", "0: Linear", "2: Linear"}
-        assert all(len(points.split()) == 5 for points in lines.values())
-        latest = browser.find_element("css selector", "[data-role=loss-chart] [data-latest=loss]")
-        name, _, shown = latest.text.partition(": ")
-        assert name == "loss"
-        assert float(shown) == pytest.approx(view.curves["loss"][-1][1], rel=1e-3)
-        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-    finally:
-        browser.quit()
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(path.as_uri())
+    WebDriverWait(browser, 10).until(
+        lambda b: b.find_elements("css selector", "[data-role=gradient-chart] polyline"))
+    lines = {e.get_attribute("data-series"): e.get_attribute("points")
+             for e in browser.find_elements("css selector", "polyline")}
+    assert set(lines) == {"loss", "accuracy", "0: Linear", "2: Linear"}
+    assert all(len(points.split()) == 5 for points in lines.values())
+    latest = browser.find_element("css selector", "[data-role=loss-chart] [data-latest=loss]")
+    name, _, shown = latest.text.partition(": ")
+    assert name == "loss"
+    assert float(shown) == pytest.approx(view.curves["loss"][-1][1], rel=1e-3)
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+
+# -- the explorer of a step's graph ------------------------------------------------------
+
+def _fit(view, epochs=3, seed=0):
+    X, y = _data()
+    net = _net(seed)
+    history = nn.fit(net, nn.CrossEntropyLoss(), nn.optim.SGD(net.parameters(), lr=0.5), X, y,
+                     epochs=epochs, batch_size=32, shuffle=False, progress=False, live=view)
+    return net, history
+
+
+class _Recording(TrainingView):
+    def log_graph(self, root, step=None, **kw):
+        self.shown = getattr(self, "shown", []) + [step]
+        super().log_graph(root, step, **kw)
+
+
+def test_fit_explores_the_last_batch_of_the_final_epoch_without_changing_training():
+    view = _Recording(explore_interval=0.0)
+    net, history = _fit(view)
+    _, plain = _fit(False)
+    assert history.as_dict() == plain.as_dict()  # the explorer never touches .grad
+    assert view.shown[0] == 0 and view.shown[-1] == 2  # (1 too unless it took > 1/5)
+    assert view.graph["step"] == 2.0 and view.data["graph"] == {"step": 2.0,
+                                                                "nodes": view.graph["nodes"]}
+    # the graph is the final epoch's last batch, with the weights before its step
+    twin = _net()
+    opt = nn.optim.SGD(twin.parameters(), lr=0.5)
+    X, y = _data()
+    for epoch in range(3):
+        for start in (0, 32):
+            opt.zero_grad()
+            nn.CrossEntropyLoss()(twin(X[start:start + 32]), y[start:start + 32]).backward()
+            if (epoch, start) == (2, 32):
+                expected = twin[0].weight.grad.data.copy()
+            opt.step()
+    from autodiff.viz._common import _array_text
+    nodes = {n["label"]: n for n in view.graph["data"]["nodes"]}
+    assert nodes["0.weight"]["grad"] == _array_text(expected, 4)
+
+
+def test_fit_spaces_graphs_out_but_always_shows_the_first_and_final():
+    view = _Recording(explore_interval=3600.0)
+    _fit(view, epochs=5)
+    assert view.shown == [0, 4]
+    off = _Recording(explore=False)
+    _fit(off, epochs=2)
+    assert not hasattr(off, "shown") and off.graph is None and off.data["graph"] is None
+
+
+def test_the_next_graph_waits_the_interval_and_four_times_the_last_ones_cost(monkeypatch):
+    import types
+    import nn.live
+    clock = iter([0.0, 100.0, 105.0])  # graph_due; log_graph start, end: the graph took 5 s
+    now = {"t": 0.0}
+    monkeypatch.setattr(nn.live, "time", types.SimpleNamespace(
+        monotonic=lambda: next(clock, now["t"])))
+    view = TrainingView(explore_interval=10.0)
+    assert view.graph_due()  # the first one
+    view.log_graph(_loss())
+    for t, due in [(120.0, False), (124.9, False), (125.0, True)]:  # 105 + max(10, 4 * 5)
+        now["t"] = t
+        assert view.graph_due() is due
+    now["t"] = 106.0
+    assert view.graph_due(final=True)
+
+
+def test_a_graph_that_cannot_be_explored_is_named_in_the_view_and_training_goes_on(monkeypatch):
+    import autodiff.viz.explore.view as explorer
+    monkeypatch.setattr(explorer, "MAX_LAYOUT", 2)
+    view = _Recording(explore_interval=0.0)
+    _, history = _fit(view)
+    _, plain = _fit(False)
+    assert history.as_dict() == plain.as_dict()
+    assert view.shown == [0]  # then no more tries
+    assert view.graph is None and "too many to lay out" in view.data["graph"]["error"]
+    with pytest.raises(ValueError, match="too many to lay out"):
+        TrainingView().log_graph(_loss())
+
+
+def _loss(seed=0):
+    X, y = _data(16, seed)
+    return nn.CrossEntropyLoss()(_net(seed)(X), y)
+
+
+def test_log_graph_rejects_what_it_cannot_show():
+    view = TrainingView()
+    loss = _loss()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="released"):
+        view.log_graph(loss)
+    with pytest.raises(ValueError, match="errors must be"):
+        view.log_graph(_loss(), errors="ignore")
+    with pytest.raises(TypeError, match="explore must be"):
+        TrainingView(explore=1)
+    with pytest.raises(ValueError, match="explore_interval"):
+        TrainingView(explore_interval=-1)
+
+
+def test_widget_gains_the_explorer_with_the_first_graph_and_redraws_it_in_place():
+    pytest.importorskip("anywidget")
+    from autodiff import explore
+    view = TrainingView()
+    box = view.widget
+    assert len(box.children) == 1
+    first, second = _loss(0), _loss(1)
+    view.log_graph(first, 0)
+    curves, graph = box.children
+    assert graph.data == explore(first).data
+    assert curves.data["graph"]["step"] == 0.0
+    view.log_graph(second, 1)
+    assert box.children[1] is graph and graph.data == explore(second).data
+    assert curves.data["graph"]["step"] == 1.0
+
+
+def test_saved_page_has_the_curves_and_an_explorer_that_answers_clicks(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    view = TrainingView(title="xor", explore_interval=0.0)
+    net, _ = _fit(view, epochs=2)
+    path = view.save(tmp_path / "training.html")
+    browser.get(path.as_uri())
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "g.node"))
+    caption = browser.find_element(By.CSS_SELECTOR, "[data-role=graph-caption]").text
+    assert caption.startswith(f"Below: the graph of epoch 1 ({view.graph['nodes']} nodes)")
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-role=loss-chart] polyline")
+    browser.find_element(By.CSS_SELECTOR, '[data-label="2.bias"]').click()
+    grad = browser.find_element(By.CSS_SELECTOR, '[data-role="details"] [data-role="grad"]')
+    nodes = {n["label"]: n for n in view.graph["data"]["nodes"]}
+    assert grad.text == nodes["2.bias"]["grad"]
+    browser.find_element(By.CSS_SELECTOR, '[data-action="next"]').click()
+    assert browser.find_element(By.CSS_SELECTOR, '[data-role="step"]').text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_explorer_redraws_on_new_data_and_answers_clicks_and_keys(browser, tmp_path):
+    """What the live view does in Jupyter: the same explorer element gets a new graph."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from autodiff import Value, explore
+    from autodiff.viz.explore import page_part
+    a, b = Value(2.0, label="a"), Value(3.0, label="b")
+    one = explore((a * b).tanh()).data
+    c = Value(0.5, label="c")
+    two = explore((c * c + c).relu()).data
+    esm, _ = page_part(one)
+    page = tmp_path / "redraw.html"
+    page.write_text(f"""<!doctype html><html><body><div id="v"></div><script type="module">
+const state = {{ data: {json.dumps(one)} }}, handlers = [];
+const model = {{ get: (k) => state[k], on: (e, f) => handlers.push(f),
+                 off: () => {{}}, set: () => {{}}, save_changes: () => {{}} }};
+const url = URL.createObjectURL(new Blob([{json.dumps(esm)}], {{ type: "text/javascript" }}));
+(await import(url)).default.render({{ model, el: document.getElementById("v") }});
+window.sendNew = (d) => {{ state.data = d; handlers.forEach((f) => f()); }};
+window.two = {json.dumps(two)};
+</script></body></html>""")
+    browser.get(page.as_uri())
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-label="a"]')
+    browser.execute_script("window.sendNew(window.two)")
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-label="a"]')
+    browser.find_element(By.CSS_SELECTOR, '[data-label="c"]').click()
+    grad = browser.find_element(By.CSS_SELECTOR, '[data-role="details"] [data-role="grad"]')
+    assert grad.text == next(n["grad"] for n in two["nodes"] if n["label"] == "c")
+    stepper = browser.find_element(By.CSS_SELECTOR, '[data-role="slider"]')
+    browser.find_element(By.CSS_SELECTOR, ".adx").find_element(By.XPATH, "..").send_keys(
+        Keys.ARROW_RIGHT)
+    assert stepper.get_attribute("value") == "1"
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

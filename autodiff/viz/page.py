@@ -27,10 +27,13 @@ def _script_safe(text: str) -> str:
     return text.replace("</", "<\\/")
 
 
-def standalone_page(title: str, esm: str, data: dict) -> str:
-    """An HTML page that imports the module `esm` from a blob URL and renders it with a
-    model that answers `get`/`on` from `data` (no network, no server: works from file://)."""
-    data_json = json.dumps(json_safe(data), allow_nan=False)
+def standalone_page(title: str, *parts: tuple) -> str:
+    """An HTML page that imports each part's anywidget module `esm` from a blob URL and
+    renders it, one below the other, with a model that answers `get`/`on` from the part's
+    `data` (no network, no server: works from file://). `parts` are (esm, data) pairs."""
+    if not parts:
+        raise TypeError("standalone_page: give at least one (esm, data) part")
+    parts_json = json.dumps([[esm, json_safe(data)] for esm, data in parts], allow_nan=False)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>body {{ font-family: sans-serif; margin: 16px; }} .adl-chart {{ display: inline-block; }}</style>
@@ -38,13 +41,17 @@ def standalone_page(title: str, esm: str, data: dict) -> str:
 <h2>{escape(title)}</h2>
 <div id="view"></div>
 <script type="module">
-const source = {_script_safe(json.dumps(esm))};
-const state = {{ data: {_script_safe(data_json)} }};
-const model = {{ get: (k) => state[k], set: (k, v) => {{ state[k] = v; }}, on: () => {{}},
-                 off: () => {{}}, save_changes: () => {{}} }};
-const url = URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }}));
-const mod = (await import(url)).default;
-mod.render({{ model, el: document.getElementById("view") }});
+const parts = {_script_safe(parts_json)};
+for (const [source, data] of parts) {{
+  const state = {{ data }};
+  const model = {{ get: (k) => state[k], set: (k, v) => {{ state[k] = v; }}, on: () => {{}},
+                   off: () => {{}}, save_changes: () => {{}} }};
+  const url = URL.createObjectURL(new Blob([source], {{ type: "text/javascript" }}));
+  const mod = (await import(url)).default;
+  const el = document.createElement("div");
+  document.getElementById("view").appendChild(el);
+  mod.render({{ model, el }});
+}}
 </script>
 </body></html>
 """

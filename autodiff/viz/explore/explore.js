@@ -2,8 +2,12 @@
 // stepper over the engine's backward order. Contract (API.md): data-label on nodes,
 // data-role="details"/"step", data-action="next"/"prev". Groups fold into one node
 // (data-group); data-action="expand"/"collapse"/"expand-all"/"collapse-all" switch views.
-function render({ model, el }) {
-  const data = model.get("data");
+// New data (the live training view sends each new step's graph) redraws the page.
+function mount(data, el) {
+  if (!data || !data.nodes) {
+    el.innerHTML = '<div class="adx" data-role="no-graph"><em>no graph yet</em></div>';
+    return;
+  }
   const nodes = data.nodes, steps = data.steps, groups = data.groups || [], views = data.views;
   el.innerHTML = `
     <style>
@@ -182,5 +186,17 @@ function render({ model, el }) {
     if (ev.key === "ArrowLeft") show(at - 1);
   });
   showView(data.start || 0);
+}
+
+function render({ model, el: host }) {
+  // each drawing gets a fresh element, so its listeners go with it
+  const redraw = () => {
+    const el = document.createElement("div");
+    host.replaceChildren(el);
+    mount(model.get("data"), el);
+  };
+  model.on("change:data", redraw);
+  redraw();
+  return () => model.off("change:data", redraw);
 }
 export default { render };

@@ -84,7 +84,7 @@ def _layout(view, order, named, nodes, folds) -> str:
     return svg[svg.index("<svg"):]
 
 
-def _add_chains(nodes, order, index, root, precision) -> None:
+def _add_chains(nodes, order, index, root, precision, names) -> None:
     """Each node's chain-rule paths from the root, until CHAIN_BUDGET local derivatives
     are spent; the page says which nodes go without."""
     leaves = [k for k, n in enumerate(order) if n._prim is None]
@@ -96,7 +96,8 @@ def _add_chains(nodes, order, index, root, precision) -> None:
             break
         if n is root:
             continue
-        cr = chain_rule(root, n, factors="ops", precision=precision, max_paths=CHAIN_PATHS)
+        cr = chain_rule(root, n, factors="ops", precision=precision, max_paths=CHAIN_PATHS,
+                        names=names)
         route = {(index[nid], i) for p in cr.paths for f in p.factors for nid, i in f.route}
         spent += sum(len(f.route) for p in cr.paths for f in p.factors)
         nodes[k]["chain"] = {"text": str(cr), "total": _text(cr.total, precision),
@@ -188,7 +189,10 @@ class Explorer:
         order = _topo([root])
         index = {id(n): k for k, n in enumerate(order)}
         folds, chains = find_groups(order, index[id(root)])
-        named = _names(order, parameter_names(folds))
+        given = parameter_names(folds)
+        named = _names(order, given)
+        # the texts (chain rule, steps) call a parameter by the name the graph shows
+        names = {n: given[id(n)] for n in order if id(n) in given}
         grads = _backprop([root], [seed], targets=order)
         grads[root] = seed
         nodes = [{"id": k, "label": named[id(n)][0],
@@ -197,10 +201,10 @@ class Explorer:
                   "value": _text(n.data, precision), "grad": _text(grads.get(n), precision)}
                  for k, n in enumerate(order)]
         if len(order) <= CHAIN_LIMIT:
-            _add_chains(nodes, order, index, root, precision)
+            _add_chains(nodes, order, index, root, precision, names)
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
-                 for s in backward_steps(root, precision=precision)]
+                 for s in backward_steps(root, names=names, precision=precision)]
         views = make_views(order, folds, chains, max_size=MAX_LAYOUT)
         if not views:
             raise ValueError(f"explore: the graph has {len(order):,} nodes, too many to lay out "
@@ -232,7 +236,7 @@ class Explorer:
     @property
     def widget(self):
         if self._widget is None:
-            self._widget = _widget_class()(data=self.data)
+            self._widget = explorer_widget(self.data)
         return self._widget
 
     def _repr_mimebundle_(self, **kwargs):
@@ -241,8 +245,8 @@ class Explorer:
     def save(self, path) -> Path:
         """Write one self-contained HTML page (works offline from file://)."""
         path = Path(path)
-        path.write_text(standalone_page("autodiff explorer", _ESM.read_text(encoding="utf-8"),
-                                        self.data), encoding="utf-8")
+        path.write_text(standalone_page("autodiff explorer",
+                                        (_ESM.read_text(encoding="utf-8"), self.data)), encoding="utf-8")
         return path
 
 
@@ -259,6 +263,18 @@ def explore(root, *, collapse=None, precision: int = 4) -> Explorer:
     ['a', 'mul', 'tanh']
     """
     return Explorer(root, collapse=collapse, precision=precision)
+
+
+def page_part(data: dict) -> tuple:
+    """(the explorer's JavaScript module, data): an explorer as one part of a saved page
+    (`autodiff.viz.page.standalone_page`)."""
+    return _ESM.read_text(encoding="utf-8"), data
+
+
+def explorer_widget(data: dict | None = None):
+    """The explorer's Jupyter widget showing `data` (an Explorer's `.data`; None: "no graph
+    yet"); assigning another graph's data to its `.data` redraws it in place."""
+    return _widget_class()(data=data or {})
 
 
 @functools.cache
