@@ -39,6 +39,21 @@ function ticks(lo, hi, count) {
   return out;
 }
 
+// Log-scale ticks (as log10) for a range under two decades: 1, 2 and 5 times each power
+// of ten in it, so that every decade the range touches gets its labels.
+function logTicks(y0, y1) {
+  const out = [];
+  for (let e = Math.floor(y0); e <= Math.ceil(y1); e++) {
+    for (const m of [1, 2, 5]) {
+      const t = Math.log10(m) + e;
+      if (t >= y0 - 1e-9 && t <= y1 + 1e-9) out.push(t);
+    }
+  }
+  // (inside one step of 1-2-5: evenly spaced values instead)
+  return out.length >= 2 ? out
+    : ticks(Math.pow(10, y0), Math.pow(10, y1), 4).filter((v) => v > 0).map(Math.log10);
+}
+
 // One chart: every series a polyline with a legend entry; `log` for a log-scale y axis.
 function chart(parent, role, title, series, xlabel, log) {
   const box = document.createElement("div");
@@ -76,7 +91,7 @@ function chart(parent, role, title, series, xlabel, log) {
   // (log scale: ticks at round values, decades when the range spans more than one)
   const yticks = !log ? ticks(y0, y1, 4)
     : y1 - y0 >= 2 ? ticks(Math.ceil(y0), Math.floor(y1), 4).filter(Number.isInteger)
-    : ticks(Math.pow(10, y0), Math.pow(10, y1), 4).filter((v) => v > 0).map(Math.log10);
+    : logTicks(y0, y1);
   for (const v of yticks) {
     text(svg, PAD.left - 6, py(v) + 4, log ? fmt(Math.pow(10, v)) : fmt(v),
          { "text-anchor": "end", "font-size": 11 });

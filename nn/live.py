@@ -86,16 +86,12 @@ class TrainingView:
         self._graph_next = 0.0  # (time.monotonic) fit's next graph is due from then
         self._steps = 0
         self._widget = self._curves_widget = self._graph_widget = None
-        self._sent = 0.0
+        self._sent = -math.inf  # (the first update is never held back)
 
     # -- recording ---------------------------------------------------------------------
     def log(self, step=None, **values) -> None:
         """Add one point per named value at `step` (default: one after the last)."""
-        if not values:
-            raise TypeError("TrainingView.log: give at least one value, e.g. log(loss=0.3)")
-        x = self._step(step)
-        for name, v in values.items():
-            self.curves.setdefault(name, []).append([x, self._number(name, v)])
+        self._record(step, values)
         self._push()
 
     def log_gradients(self, model, step=None) -> dict:
@@ -107,10 +103,20 @@ class TrainingView:
 
     def log_gradient_norms(self, norms: dict, step=None) -> None:
         """Record given per-layer gradient norms ({layer: norm}) at `step`."""
+        self._record_norms(norms, step)
+        self._push()
+
+    def _record(self, step, values: dict) -> None:
+        if not values:
+            raise TypeError("TrainingView.log: give at least one value, e.g. log(loss=0.3)")
+        x = self._step(step)
+        for name, v in values.items():
+            self.curves.setdefault(name, []).append([x, self._number(name, v)])
+
+    def _record_norms(self, norms: dict, step) -> None:
         x = self._step(step, advance=False)
         for layer, v in norms.items():
             self.gradients.setdefault(str(layer), []).append([x, self._number(layer, v)])
-        self._push()
 
     def log_graph(self, root, step=None, *, errors: str = "raise") -> None:
         """Show the explorer of the graph below `root` (a step's loss) under the curves.

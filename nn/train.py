@@ -180,5 +180,8 @@ def _live_view(live, desc: str):
 def _log_epoch(view, history: History, norms: dict) -> None:
     epoch = len(history.loss) - 1
     values = {name: curve[-1] for name, curve in history.as_dict().items()}
-    view.log(epoch, **values)
-    view.log_gradient_norms(norms, epoch)
+    # (recorded together and sent once: two sends in a row, the second throttled, would
+    # leave the gradient curve an epoch behind the loss while training runs)
+    view._record(epoch, values)
+    view._record_norms(norms, epoch)
+    view._push()

@@ -97,6 +97,20 @@ def test_throttled_updates_are_flushed():
     assert [p[1] for p in w.data["curves"]["loss"]] == [1.0, 0.5]
 
 
+def test_an_epoch_reaches_the_widget_in_one_update():
+    """The loss and the gradient norms of an epoch go together: a throttled second update
+    would leave one curve an epoch behind the other while training runs."""
+    pytest.importorskip("anywidget")
+    from nn.train import History, _log_epoch
+    view = TrainingView(min_interval=3600.0)
+    curves = view.widget.children[0]
+    history = History()
+    history.loss.append(0.5)
+    _log_epoch(view, history, {"0: Linear": 2.0})
+    assert curves.data["curves"] == {"loss": [[0.0, 0.5]]}
+    assert curves.data["gradients"] == {"0: Linear": [[0.0, 2.0]]}
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda v: v.log(), "at least one value"),
     (lambda v: v.log(loss="low"), "loss must be a number"),
@@ -283,30 +297,36 @@ def test_saved_page_has_the_curves_and_an_explorer_that_answers_clicks(browser, 
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
-def test_explorer_redraws_on_new_data_and_answers_clicks_and_keys(browser, tmp_path):
-    """What the live view does in Jupyter: the same explorer element gets a new graph."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from autodiff import Value, explore
+def _model_page(tmp_path, first, later):
+    """A page whose fake model sends the explorer `later` when `window.sendNew()` runs:
+    what the live view does in Jupyter with each new graph."""
     from autodiff.viz.explore import page_part
-    a, b = Value(2.0, label="a"), Value(3.0, label="b")
-    one = explore((a * b).tanh()).data
-    c = Value(0.5, label="c")
-    two = explore((c * c + c).relu()).data
-    esm, _ = page_part(one)
+    esm, _ = page_part(first)
     page = tmp_path / "redraw.html"
     page.write_text(f"""<!doctype html><html><body><div id="v"></div><script type="module">
-const state = {{ data: {json.dumps(one)} }}, handlers = [];
+const state = {{ data: {json.dumps(first)} }}, handlers = [];
 const model = {{ get: (k) => state[k], on: (e, f) => handlers.push(f),
                  off: () => {{}}, set: () => {{}}, save_changes: () => {{}} }};
 const url = URL.createObjectURL(new Blob([{json.dumps(esm)}], {{ type: "text/javascript" }}));
 (await import(url)).default.render({{ model, el: document.getElementById("v") }});
-window.sendNew = (d) => {{ state.data = d; handlers.forEach((f) => f()); }};
-window.two = {json.dumps(two)};
+window.sendNew = () => {{ state.data = {json.dumps(later)}; handlers.forEach((f) => f()); }};
 </script></body></html>""")
-    browser.get(page.as_uri())
+    return page
+
+
+def test_explorer_redraws_on_new_data_and_answers_clicks_and_keys(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    from autodiff import Value, explore
+    a, b = Value(2.0, label="a"), Value(3.0, label="b")
+    one = explore((a * b).tanh()).data
+    c = Value(0.5, label="c")
+    two = explore((c * c + c).relu()).data
+    browser.get(_model_page(tmp_path, one, two).as_uri())
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "g.node"))
     assert browser.find_elements(By.CSS_SELECTOR, '[data-label="a"]')
-    browser.execute_script("window.sendNew(window.two)")
+    browser.execute_script("window.sendNew()")
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-label="a"]')
     browser.find_element(By.CSS_SELECTOR, '[data-label="c"]').click()
     grad = browser.find_element(By.CSS_SELECTOR, '[data-role="details"] [data-role="grad"]')
@@ -316,3 +336,35 @@ window.two = {json.dumps(two)};
         Keys.ARROW_RIGHT)
     assert stepper.get_attribute("value") == "1"
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_new_graph_keeps_the_readers_selection_and_step(browser, tmp_path):
+    """Training sends a graph every few seconds: a node being read stays selected."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    (X1, y1), (X2, y2), net = _data(16, 0), _data(16, 1), _net(0)  # (kept: it names weights)
+    one = autodiff_explore(nn.CrossEntropyLoss()(net(X1), y1))
+    two = autodiff_explore(nn.CrossEntropyLoss()(net(X2), y2))
+    browser.get(_model_page(tmp_path, one, two).as_uri())
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "g.node"))
+    browser.find_element(By.CSS_SELECTOR, '[data-label="2.weight"]').click()
+    browser.execute_script("window.sendNew()")
+    details = browser.find_element(By.CSS_SELECTOR, '[data-role="details"]')
+    assert details.find_element(By.TAG_NAME, "h3").text == "2.weight"
+    new_grad = next(n["grad"] for n in two["nodes"] if n["label"] == "2.weight")
+    shown = details.find_element(By.CSS_SELECTOR, '[data-role="grad"]').text
+    assert shown.split() == new_grad.split()
+    assert new_grad != next(n["grad"] for n in one["nodes"] if n["label"] == "2.weight")
+    for _ in range(3):
+        browser.find_element(By.CSS_SELECTOR, '[data-action="next"]').click()
+    browser.execute_script("window.sendNew()")
+    assert browser.find_element(By.CSS_SELECTOR, '[data-role="slider"]').get_attribute(
+        "value") == "3"
+    assert browser.find_element(By.CSS_SELECTOR, '[data-role="step"]').text.startswith(
+        "step 3/")
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def autodiff_explore(root):
+    from autodiff import explore
+    return explore(root).data

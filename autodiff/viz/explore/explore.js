@@ -2,11 +2,13 @@
 // stepper over the engine's backward order. Contract (API.md): data-label on nodes,
 // data-role="details"/"step", data-action="next"/"prev". Groups fold into one node
 // (data-group); data-action="expand"/"collapse"/"expand-all"/"collapse-all" switch views.
-// New data (the live training view sends each new step's graph) redraws the page.
-function mount(data, el) {
+// New data (the live training view sends each new step's graph) redraws the page,
+// keeping what the reader chose (view, selected node, step, scroll) where the new graph
+// has it: mount returns a function that tells that state, and takes the last one.
+function mount(data, el, keep) {
   if (!data || !data.nodes) {
     el.innerHTML = '<div class="adx" data-role="no-graph"><em>no graph yet</em></div>';
-    return;
+    return null;
   }
   const nodes = data.nodes, steps = data.steps, groups = data.groups || [], views = data.views;
   el.innerHTML = `
@@ -185,15 +187,30 @@ function mount(data, el) {
     if (ev.key === "ArrowRight") show(at + 1);
     if (ev.key === "ArrowLeft") show(at - 1);
   });
-  showView(data.start || 0);
+  showView(keep && keep.view < views.length ? keep.view : data.start || 0);
+  if (keep) {
+    const k = nodes.findIndex((n) => n.label === keep.node);
+    const j = groups.findIndex((g) => g.label === keep.group);
+    if (k >= 0) select({ node: k });
+    else if (j >= 0 && byId.has("g" + j)) select({ group: j });
+    if (keep.at) show(keep.at);
+    [graph.scrollTop, graph.scrollLeft] = keep.scroll;
+  }
+  return () => ({
+    view, at, scroll: [graph.scrollTop, graph.scrollLeft],
+    node: selected && selected.node !== undefined ? nodes[selected.node].label : null,
+    group: selected && selected.group !== undefined ? groups[selected.group].label : null,
+  });
 }
 
 function render({ model, el: host }) {
   // each drawing gets a fresh element, so its listeners go with it
+  let state = null;
   const redraw = () => {
+    const keep = state ? state() : null;
     const el = document.createElement("div");
     host.replaceChildren(el);
-    mount(model.get("data"), el);
+    state = mount(model.get("data"), el, keep);
   };
   model.on("change:data", redraw);
   redraw();
