@@ -1,4 +1,4 @@
-"""`compile(fn)`: trace a Tensor training step once per input signature, then replay it.
+"""`compile(fn)`: trace a training step once per input signature, then replay it.
 
 The first call with a given signature (shapes, dtypes and kinds of the arguments; the
 values of plain Python numbers) runs `fn` eagerly while recording, in order, every
@@ -19,31 +19,32 @@ code on the arguments, cross_entropy's one-hot labels, a backward seed) replays 
 arguments with the same contents; random draws inside the step are frozen, and so are
 arrays computed with numpy from a parameter's values (compute those with tensor ops).
 What it refuses, with `CompileError`: a step that returns a Python number computed from
-tensors (`loss.item()`), hooks, `retain_grad`, Value graphs, a parameter's `.data` rebound
-inside the step, and (at call time) a module whose parameters were replaced since the
-trace.
+tensors (`loss.item()`), hooks, `retain_grad`, a parameter's `.data` rebound inside the
+step, and (at call time) a module whose parameters were replaced since the trace.
+
+A step on `Value`s (micrograd's way) is traced by `compile_value` and replayed as
+straight-line Python over floats; its float arguments become variables of the replay.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import itertools
 import sys
 import types
 
 import numpy as np
 
+from . import compile_value as _values
 from . import tensor as _tensor
 from .engine import Node, no_grad
+from .errors import CompileError
 from .tensor import Tensor, _wrap, fit_array
 
 __all__ = ["compile", "CompileError"]
 
 builtins_compile = builtins.compile  # (this module's `compile` is ours)
-
-
-class CompileError(RuntimeError):
-    """A step that `compile` cannot replay faithfully."""
 
 
 _IN_PLACE = ("add_", "sub_", "mul_", "div_", "copy_", "fill_", "zero_")
@@ -62,8 +63,9 @@ def _signature(x):
     if isinstance(x, dict):
         return ("D",) + tuple((k, _signature(v)) for k, v in sorted(x.items()))
     if isinstance(x, Node):
-        raise CompileError("compile: Value arguments are not supported (compile traces "
-                           "Tensor steps); run micrograd-style Value steps eagerly")
+        raise CompileError("compile: a Value as an argument: a replay would go on computing "
+                           "with the Value of the trace. Pass numbers, lists or arrays and make "
+                           "the Values inside the step (Value(x))")
     return ("O", id(x))  # any other object: the same object, by identity
 
 
@@ -129,6 +131,7 @@ class _Recorder:
         self.quiet = 0         # >0 inside a recorded call: its own ops are not recorded
         self.rebound = {}      # id(ext tensor) -> its data when first seen
         self.start = next(_tensor.creation_counter)  # nodes made before have larger numbers
+        self.values = _values.ValueTrace(self)       # the Value work (a micrograd step)
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -262,21 +265,23 @@ def _recording_backward(fn):
     @functools.wraps(fn)
     def wrapper(roots, seeds, **kwargs):
         rec = _active[-1] if _active else None
-        if rec is not None and not rec.quiet:
-            if kwargs.get("create_graph") or kwargs.get("capture") is not None:
-                raise CompileError("compile: create_graph and autodiff.grad inside a step "
-                                   "are not supported; call loss.backward()")
-            if not all(isinstance(r, Tensor) for r in roots):
-                raise CompileError("compile: the step backpropagates through a Value graph; "
-                                   "compile replays Tensor steps only")
-            roots = tuple(roots)
-            for r in roots:
-                rec.slot(r)
-            rec.backward(roots, [np.array(s, copy=True) for s in seeds], kwargs)
-            rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None}
+        if rec is None or rec.quiet:
+            return fn(roots, seeds, **kwargs)
+        if kwargs.get("create_graph") or kwargs.get("capture") is not None:
+            raise CompileError("compile: create_graph and autodiff.grad inside a step "
+                               "are not supported; call loss.backward()")
+        roots = tuple(roots)
+        if not all(isinstance(r, Tensor) for r in roots):
+            if any(isinstance(r, Tensor) for r in roots):
+                raise CompileError("compile: one backward from Tensors and Values together")
+            rec.values.backward(roots, seeds)
+            return fn(roots, seeds, **kwargs)
+        for r in roots:
+            rec.slot(r)
+        rec.backward(roots, [np.array(s, copy=True) for s in seeds], kwargs)
+        rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None}
         fn(roots, seeds, **kwargs)
-        if rec is not None and not rec.quiet:
-            rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh)
+        rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh)
 
     return wrapper
 
@@ -333,9 +338,14 @@ def _recording_grad_setter(self, value):
 _GRAD_SETTER = Tensor.grad.fset
 
 
-def _trace(fn, args, kwargs):
+def _trace(fn, args, kwargs, symbolic_floats=False):
     rec = _Recorder(list(args) + [kwargs[k] for k in sorted(kwargs)])
-    patches = _patches()
+    if symbolic_floats:  # (a Value step: its float arguments become replay variables)
+        k = itertools.count()
+        args = [rec.values.argument(next(k), x) if type(x) is float else x for x in args]
+        kwargs = {n: rec.values.argument(next(k), kwargs[n]) if type(kwargs[n]) is float
+                  else kwargs[n] for n in sorted(kwargs)}
+    patches = _patches() + _values.patches(rec.values)
     saved = [(o, n, o.__dict__[n] if isinstance(o, type) else getattr(o, n))
              for o, n, _ in patches]
     for o, n, f in patches:
@@ -357,6 +367,10 @@ def _trace(fn, args, kwargs):
 
 def _output_spec(rec, result):
     """How to rebuild the step's result from the plan's slots."""
+    if isinstance(result, _values.Value):
+        return ("vslot", rec.values.slot(result))
+    if isinstance(result, _values._Sym):
+        return ("sym", result.name)
     if isinstance(result, Tensor):
         s = rec.slot_of.get(id(result))
         if s is None:
@@ -376,8 +390,20 @@ def _output_spec(rec, result):
 class _Plan:
     """One trace made replayable: a flat list of steps over a list of arrays."""
 
-    def __init__(self, rec, result, modules):
+    def __init__(self, rec, result, modules, floats=0):
         self.out = _output_spec(rec, result)  # (may give the result a slot: first)
+        self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
+        self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
+        self.values = rec.values.used
+        if self.values:  # a Value step: straight-line Python over floats
+            self.floats_free = rec.values.check()
+            if any(ev[0] in ("op", "backward", "inplace", "setgrad") for ev in rec.events):
+                raise CompileError("compile: the step mixes Tensor and Value work; compile "
+                                   "steps of one kind")
+            # (numbers read from array arguments are constants of the trace)
+            self.baked = bool(rec.args)
+            self.replay, self.source = _values.emit(rec.values, rec.events, self.out, floats)
+            return
         self.n = len(rec.sources)
         self.sources = rec.sources
         self.inputs = [(s, src) for s, src in enumerate(rec.sources)
@@ -391,7 +417,6 @@ class _Plan:
                 self.steps.append(self._backward_step(rec, *ev[1:]))
             else:
                 self.steps.append(ev)
-        self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
         # Arrays the step made with numpy during the trace (a one-hot matrix of labels, a
         # mask) that are not an argument: they may depend on the arguments' values, so
         # this plan replays only for arguments with the very same contents.
@@ -400,7 +425,6 @@ class _Plan:
             or any(np.size(g) > 1 and not (g == 1).all()  # backward(seed) with a seed
                    for ev in rec.events if ev[0] == "backward" for g in ev[2])
         self.replay, self.source = _emit(self)
-        self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
 
     def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh):
         """The engine's backward, precomputed: the nodes in its order with their vjps."""
@@ -606,22 +630,33 @@ class Compiled:
         self.fn = fn
         self.plans = {}
         self.graph = None
+        self.value_steps = set()  # signatures (floats aside) traced as Value steps
         functools.update_wrapper(self, fn)
 
     @property
     def traces(self) -> int:
         return sum(len(p) if type(p) is dict else 1 for p in self.plans.values())
 
-    def __call__(self, *args, **kwargs):
-        key = (_signature(args), _signature(kwargs))
+    def _find(self, key, args, kwargs):
         plan = self.plans.get(key)
         if type(plan) is dict:  # plans that hold arrays baked from the arguments' values
-            contents = _contents(args, kwargs)
-            plan = plan.get(contents)
-        if plan is None:
+            plan = plan.get(_contents(args, kwargs))
+        return plan
+
+    def __call__(self, *args, **kwargs):
+        key = (_signature(args), _signature(kwargs))
+        loose = _loose_signature(args, kwargs) if self.value_steps else None
+        plan = (loose is not None and self._find(loose, args, kwargs)) or \
+            self._find(key, args, kwargs)
+        if not plan:
+            symbolic = loose in self.value_steps
             modules = _modules_of(self.fn, args)
-            rec, result = _trace(self.fn, args, kwargs)
-            plan = _Plan(rec, result, modules)
+            rec, result = _trace(self.fn, args, kwargs, symbolic)
+            plan = _Plan(rec, result, modules, len(_floats(args, kwargs)) if symbolic else 0)
+            if plan.values:
+                self.value_steps.add(_loose_signature(args, kwargs))
+                if symbolic and plan.floats_free:
+                    key = loose
             if plan.baked:
                 family = self.plans.get(key)
                 if type(family) is not dict or len(family) >= self.max_baked:
@@ -637,14 +672,32 @@ class Compiled:
                     f"compile: the parameters of {type(module).__name__} changed since the "
                     "step was traced (a parameter was replaced); the trace would update the "
                     "old ones. Compile the step again (autodiff.compile(fn))")
+        if plan.values:
+            with no_grad():
+                return plan.replay(_floats(args, kwargs))
         arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
             args or kwargs) else ()
         with no_grad():  # (the recorded in-place updates ran under no_grad, or could not)
             return plan.replay(arrays)
 
 
+def _loose_signature(args, kwargs) -> tuple:
+    """The signature with the float arguments' values left out (a Value step's floats are
+    variables of its replay)."""
+    def sig(x):
+        return ("F",) if type(x) is float else _signature(x)
+    return ("floats", tuple(sig(x) for x in args), tuple((k, sig(kwargs[k])) for k in sorted(kwargs)))
+
+
+def _floats(args, kwargs) -> list:
+    """The float arguments, in the order a trace numbers them."""
+    return [x for x in args if type(x) is float] + [
+        kwargs[k] for k in sorted(kwargs) if type(kwargs[k]) is float]
+
+
 def compile(fn) -> Compiled:
-    """Trace `fn` (a training step on Tensors) once per input signature and replay it.
+    """Trace `fn` (a training step on Tensors or Values) once per input signature and
+    replay it.
 
     >>> import numpy as np, autodiff
     >>> w = autodiff.Tensor(np.ones(3), requires_grad=True)

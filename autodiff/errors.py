@@ -7,3 +7,7 @@ class ShapeError(ValueError):
 
 class GradcheckError(RuntimeError):
     """Analytic and numerical gradients disagree."""
+
+
+class CompileError(RuntimeError):
+    """A step that `autodiff.compile` cannot replay faithfully."""

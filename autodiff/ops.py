@@ -56,15 +56,20 @@ class Op:
                   they would be frozen while the inputs move
     masked        (from the vjp's signature) the engine passes need=, which inputs want
                   a gradient, so the rule can skip the others
+    code          the scalar forward and the vjp as Python expressions over {x0}, {x1}...
+                  (inputs), {out}, {g} and the options ({c}): `compile` writes them into
+                  its straight-line replay of a Value step instead of calling `scalar` and
+                  `vjp` (tests check they compute the very same floats); a function of the
+                  number of inputs where that varies (affine)
     """
 
     __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
                  "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
-                 "internal", "buffers", "caches", "masked")
+                 "internal", "buffers", "caches", "masked", "code")
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
-                 residuals=False, view=False, internal=(), buffers=(), caches=()):
+                 residuals=False, view=False, internal=(), buffers=(), caches=(), code=None):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
         self.name = name
@@ -84,6 +89,7 @@ class Op:
         self.buffers = tuple(buffers)
         self.caches = frozenset(caches)
         self.masked = "need" in inspect.signature(vjp).parameters
+        self.code = code
 
     @property
     def backward_name(self) -> str:
@@ -318,19 +324,21 @@ def _power_forward(a, b):
 
 # (add and sub read no input: nodes save none, and the vjp accepts and ignores them.)
 @primitive("add", "a + b; d/da = 1, d/db = 1", np.add, operator.add,
-           symbol="+", elementwise=True, commutative=True, reads="nothing")
+           symbol="+", elementwise=True, commutative=True, reads="nothing",
+           code=("{x0} + {x1}", ("{g}", "{g}")))
 def ADD(g, out, *ab):
     return g, g
 
 
 @primitive("sub", "a - b; d/da = 1, d/db = -1", np.subtract, operator.sub,
-           symbol="-", elementwise=True, reads="nothing")
+           symbol="-", elementwise=True, reads="nothing", code=("{x0} - {x1}", ("{g}", "-{g}")))
 def SUB(g, out, *ab, need=(True, True)):
     return g, (-g if need[1] else None)
 
 
 @primitive("mul", "a * b; d/da = b, d/db = a", np.multiply, operator.mul,
-           symbol="*", elementwise=True, commutative=True)
+           symbol="*", elementwise=True, commutative=True,
+           code=("{x0} * {x1}", ("{g} * {x1}", "{g} * {x0}")))
 def MUL(g, out, a, b, need=(True, True)):
     return (g * b if need[0] else None), (g * a if need[1] else None)
 
@@ -407,13 +415,13 @@ def MATMUL(g, out, a, b, need=(True, True)):
 # Elementwise unary ops.
 
 @primitive("neg", "-x; d/dx = -1", np.negative, operator.neg,
-           symbol="neg", elementwise=True, reads="nothing")
+           symbol="neg", elementwise=True, reads="nothing", code=("-{x0}", ("-{g}",)))
 def NEG(g, out, *x):
     return (-g,)
 
 
 @primitive("exp", "exp(x); d/dx = exp(x) = out", np.exp, scalar_exp, elementwise=True,
-           reads_output=True)
+           reads_output=True, code=(None, ("{g} * {out}",)))
 def EXP(g, out, x):
     return (g * out,)
 
@@ -450,19 +458,22 @@ def ABS(g, out, x):
 
 
 @primitive("tanh", "tanh(x); d/dx = 1 - tanh(x)**2 = 1 - out**2", np.tanh, scalar_tanh,
-           elementwise=True, reads_output=True)
+           elementwise=True, reads_output=True,
+           code=("math.tanh({x0})", ("{g} * (1 - {out} * {out})",)))
 def TANH(g, out, x):
     return (g * (1 - out * out),)
 
 
 @primitive("sigmoid", "1 / (1 + exp(-x)); d/dx = out * (1 - out)", _sigmoid_forward,
-           scalar_sigmoid, elementwise=True, reads_output=True)
+           scalar_sigmoid, elementwise=True, reads_output=True,
+           code=(None, ("{g} * {out} * (1 - {out})",)))
 def SIGMOID(g, out, x):
     return (g * out * (1 - out),)
 
 
 @primitive("relu", "max(0, x); d/dx = [x > 0] (0 at the kink)", lambda x: np.maximum(x, 0),
-           scalar_relu, micrograd="ReLU", elementwise=True)
+           scalar_relu, micrograd="ReLU", elementwise=True,
+           code=("({x0} if {x0} > 0 else 0.0)", ("{g} * ({x0} > 0)",)))
 def RELU(g, out, x):
     return (g * (raw(x) > 0),)  # a boolean mask keeps g's dtype
 
@@ -485,13 +496,15 @@ def CLIP(g, out, x, lo, hi):
 
 # Their vjps read no input (a Value saves none; x is accepted but unused).
 @primitive("add_const", "x + c for a constant c; d/dx = 1", lambda x, c: x + c, operator.add,
-           symbol="+ {c}", micrograd="+", elementwise=True, reads="nothing")
+           symbol="+ {c}", micrograd="+", elementwise=True, reads="nothing",
+           code=("{x0} + {c}", ("{g}",)))
 def ADD_CONST(g, out, *x, c):
     return (g,)
 
 
 @primitive("mul_const", "x * c for a constant c; d/dx = c", lambda x, c: x * c, operator.mul,
-           symbol="* {c}", micrograd="*", elementwise=True, reads="nothing")
+           symbol="* {c}", micrograd="*", elementwise=True, reads="nothing",
+           code=("{x0} * {c}", ("{g} * {c}",)))
 def MUL_CONST(g, out, *x, c):
     return (g * c,)
 
@@ -506,9 +519,17 @@ def _affine_forward(b, *wx, n):
 # A neuron's pre-activation as one node instead of 2n (n products, n sums): fused
 # because it is measurably faster on scalar graphs (benchmarks/bench_core.py, moons).
 # Summed left to right from b, the order of micrograd's sum(..., b).
+def _affine_code(inputs: int):
+    n = (inputs - 1) // 2  # (b, w_1..w_n, x_1..x_n)
+    w, x = range(1, n + 1), range(n + 1, 2 * n + 1)
+    forward = "{x0}" + "".join(f" + {{x{i}}} * {{x{j}}}" for i, j in zip(w, x))
+    return forward, ("{g}",) + tuple(f"{{g}} * {{x{j}}}" for j in x) + tuple(
+        f"{{g}} * {{x{i}}}" for i in w)
+
+
 @primitive("affine", "b + sum_i w_i * x_i (inputs b, w_1..w_n, x_1..x_n); d/db = 1, "
            "d/dw_i = x_i, d/dx_i = w_i", _affine_forward, _affine_forward,
-           symbol="b + Σ w·x (n={n})", micrograd="affine")
+           symbol="b + Σ w·x (n={n})", micrograd="affine", code=_affine_code)
 def AFFINE(g, out, b, *wx, n):
     return (g,) + tuple(g * x for x in wx[n:]) + tuple(g * w for w in wx[:n])
 

@@ -1,0 +1,276 @@
+"""autodiff.compile on Value steps (micrograd's way): the replay gives the eager numbers,
+float arguments are variables of the replay, and what cannot be replayed is refused."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+import autodiff
+import nn
+from autodiff import CompileError, Value
+from autodiff.ops import OPS
+
+
+def micrograd_mlp(Value, nin=2, nouts=(8, 8, 1), seed=3):
+    """micrograd's demo MLP written out (runs on micrograd's Value and on ours)."""
+    class Neuron:
+        def __init__(self, n, nonlin):
+            self.w = [Value(random.uniform(-1, 1)) for _ in range(n)]
+            self.b = Value(0.0)
+            self.nonlin = nonlin
+
+        def __call__(self, x):
+            act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+            return act.relu() if self.nonlin else act
+
+        def parameters(self):
+            return self.w + [self.b]
+
+    class MLP:
+        def __init__(self):
+            sizes = [nin] + list(nouts)
+            self.layers = [[Neuron(sizes[i], i != len(nouts) - 1) for _ in range(sizes[i + 1])]
+                           for i in range(len(nouts))]
+
+        def __call__(self, x):
+            for layer in self.layers:
+                x = [n(x) for n in layer]
+            return x[0] if len(x) == 1 else x
+
+        def parameters(self):
+            return [p for layer in self.layers for n in layer for p in n.parameters()]
+
+        def zero_grad(self):
+            for p in self.parameters():
+                p.grad = 0
+
+    random.seed(seed)
+    return MLP()
+
+
+def moons(n=20, seed=1):
+    X, y = nn.data.make_moons(n, noise=0.1, seed=seed)
+    return np.asarray(getattr(X, "data", X)), np.asarray(getattr(y, "data", y)) * 2.0 - 1
+
+
+def demo_step(model, Value=Value):
+    def step(X, y, lr):
+        scores = [model([Value(a), Value(b)]) for a, b in X]
+        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores)]
+        total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p * p for p in model.parameters())
+        model.zero_grad()
+        total.backward()
+        for p in model.parameters():
+            p.data -= lr * p.grad
+        return total
+    return step
+
+
+def numbers(model):
+    return [(p.data, p.grad) for p in model.parameters()]
+
+
+def test_the_demo_step_replays_the_eager_numbers_exactly():
+    X, y = moons()
+    eager, twin = micrograd_mlp(Value), micrograd_mlp(Value)
+    run, compiled = demo_step(eager), autodiff.compile(demo_step(twin))
+    for k in range(6):
+        lr = 1.0 - 0.9 * k / 100
+        assert compiled(X, y, lr).data == run(X, y, lr).data
+        assert numbers(twin) == numbers(eager)
+    # a constant trace first, then one where lr is a variable: no trace per new rate
+    assert compiled.traces == 2
+
+
+def test_the_compiled_demo_matches_micrograd_itself():
+    engine = pytest.importorskip("micrograd.engine")
+    X, y = moons()
+    theirs, ours = micrograd_mlp(engine.Value), micrograd_mlp(Value)
+    run, compiled = demo_step(theirs, engine.Value), autodiff.compile(demo_step(ours))
+    for k in range(4):
+        lr = 1.0 - 0.9 * k / 100
+        a, b = run(X.tolist(), y.tolist(), lr).data, compiled(X.tolist(), y.tolist(), lr).data
+        assert b == pytest.approx(a, rel=1e-12, abs=1e-15)
+    for p, q in zip(theirs.parameters(), ours.parameters()):
+        assert q.data == pytest.approx(p.data, rel=1e-12, abs=1e-15)
+        assert q.grad == pytest.approx(p.grad, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: nn.optim.SGD(ps, lr=0.1, momentum=0.9),
+    lambda ps: nn.optim.Adam(ps, lr=0.01),
+])
+def test_nn_mlp_with_an_optimizer(make_opt):
+    X, y = moons(12)
+    X, y = X.tolist(), y.tolist()
+
+    def make():
+        autodiff.manual_seed(0)
+        model = nn.MLP(2, [6, 1], activation="tanh")
+        return model, make_opt(model.parameters())
+
+    def step_for(model, opt):
+        def step(X, y):
+            opt.zero_grad()
+            losses = [(model(x) - t) ** 2 for x, t in zip(X, y)]
+            loss = sum(losses) / len(losses)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    (m1, o1), (m2, o2) = make(), make()
+    run, compiled = step_for(m1, o1), autodiff.compile(step_for(m2, o2))
+    for _ in range(4):
+        assert compiled(X, y).data == run(X, y).data
+        assert numbers(m2) == numbers(m1)
+    assert compiled.traces == 1
+
+
+def test_a_float_made_plain_keys_the_trace_to_its_value():
+    w, twin = Value(0.5), Value(0.5)
+
+    def step_for(p):
+        def step(x, lr):
+            p.grad = 0.0
+            loss = (p * x - 1.0) ** 2
+            loss.backward()
+            p.data -= math.exp(lr) * p.grad  # math.exp sees a plain number: frozen
+            return loss
+        return step
+
+    run, compiled = step_for(w), autodiff.compile(step_for(twin))
+    for k in range(5):
+        assert compiled(2.0, -k / 10).data == run(2.0, -k / 10).data
+        assert (twin.data, twin.grad) == (w.data, w.grad)
+    assert compiled.traces == 5  # one per learning rate: still right, never stale
+
+
+def test_new_array_contents_are_a_new_trace():
+    X, y = moons()
+    eager, twin = micrograd_mlp(Value), micrograd_mlp(Value)
+    run, compiled = demo_step(eager), autodiff.compile(demo_step(twin))
+    for seed in (1, 2, 1):
+        X, y = moons(seed=seed)
+        assert compiled(X, y, 0.5).data == run(X, y, 0.5).data
+        assert numbers(twin) == numbers(eager)
+
+
+def test_two_updates_in_one_step_and_a_forward_under_no_grad():
+    def step_for(p, q):
+        def step(x, lr):
+            for _ in range(2):  # the second forward reads the first update's weights
+                p.grad, q.grad = 0.0, 0.0
+                loss = (p * x + q).tanh() * 2.0
+                loss.backward()
+                p.data -= lr * p.grad
+                q.data = q.data - lr * q.grad
+            with autodiff.no_grad():
+                prediction = (p * x + q).sigmoid()
+            return loss, [prediction, p.data]
+        return step
+
+    (a, b), (c, d) = (Value(0.3), Value(-0.2)), (Value(0.3), Value(-0.2))
+    run, compiled = step_for(a, b), autodiff.compile(step_for(c, d))
+    for k in range(4):
+        (l1, (p1, w1)), (l2, (p2, w2)) = run(1.5, 0.1 * k), compiled(1.5, 0.1 * k)
+        assert (l2.data, p2.data, w2) == (l1.data, p1.data, w1)
+        assert (c.data, c.grad, d.data, d.grad) == (a.data, a.grad, b.data, b.grad)
+    assert isinstance(p2, Value) and type(w2) is float
+
+
+def _evaluate(template, names):
+    return eval(template.format_map(names), {"math": math})
+
+
+@pytest.mark.parametrize("name", sorted(n for n, op in OPS.items() if op.code is not None))
+def test_each_ops_replay_code_computes_the_very_same_floats(name):
+    op = OPS[name]
+    grid = [-2.5, -1.0, -0.0, 0.0, 1e-300, 0.75, 3.0, math.inf, -math.inf, math.nan]
+    rng = random.Random(0)
+    for _ in range(200):
+        inputs = 5 if name == "affine" else (2 if name in ("add", "sub", "mul") else 1)
+        xs = [rng.choice(grid) for _ in range(inputs)]
+        options = {"c": rng.choice(grid)} if name.endswith("_const") else (
+            {"n": 2} if name == "affine" else {})
+        forward, vjps = op.code(inputs) if callable(op.code) else op.code
+        out = op.scalar(*xs, *options.values()) if name.endswith("_const") else \
+            op.scalar(*xs, **options)
+        names = {f"x{k}": repr(x) if math.isfinite(x) else f"float('{x}')" for k, x in
+                 enumerate(xs)}
+        names.update({k: repr(v) if not isinstance(v, float) or math.isfinite(v)
+                      else f"float('{v}')" for k, v in options.items()})
+        g = rng.choice([-1.5, 0.5, 2.0])
+        names.update(g=repr(g), out=repr(out) if math.isfinite(out) else f"float('{out}')")
+        if forward is not None:
+            assert repr(_evaluate(forward, names)) == repr(out), (xs, options)
+        saved = xs if op.reads_inputs else []
+        expected = op.vjp(g, out, *saved, **options)
+        for template, want in zip(vjps, expected):
+            assert repr(float(_evaluate(template, names))) == repr(float(want)), (xs, options)
+
+
+def test_what_cannot_be_replayed_is_refused():
+    p = Value(0.5)
+
+    def tanh_by_hand(x):
+        loss = p * x
+        loss.backward()
+        p.data = math.tanh(p.data)
+        return loss
+
+    with pytest.raises(CompileError, match="plain number from a Value"):
+        autodiff.compile(tanh_by_hand)(2.0)
+
+    def read_inner_grad(x):
+        h = p * x
+        loss = h * h
+        loss.backward()
+        p.data -= 0.1 * h.grad
+        return loss
+
+    with pytest.raises(CompileError, match="reads .grad of a Value made inside"):
+        autodiff.compile(read_inner_grad)(2.0)
+
+    def write_inner(x):
+        h = p * x
+        h.data = 3.0
+        return h
+
+    with pytest.raises(CompileError, match="assigns .data of a Value made inside"):
+        autodiff.compile(write_inner)(2.0)
+
+    def accuracy(x):
+        s = p * x
+        return (s.data > 0) / 1.0
+
+    with pytest.raises(CompileError, match="returned a float"):
+        autodiff.compile(accuracy)(2.0)
+
+    def mixed(x):
+        t = autodiff.Tensor(np.ones(2), requires_grad=True)
+        (t * 2.0).sum().backward()
+        return p * x
+
+    with pytest.raises(CompileError, match="mixes Tensor and Value"):
+        autodiff.compile(mixed)(2.0)
+
+    with pytest.raises(CompileError, match="a Value as an argument"):
+        autodiff.compile(lambda v: v * p)(Value(1.0))
+
+
+def test_hooks_on_a_value_are_refused():
+    p = Value(0.5)
+    if not hasattr(p, "register_hook"):
+        pytest.skip("Value has no register_hook")
+
+    def step(x):
+        h = p * x
+        h.register_hook(lambda g: g * 2)
+        h.backward()
+        return h
+
+    with pytest.raises(CompileError, match="hooks"):
+        autodiff.compile(step)(2.0)
