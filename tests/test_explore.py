@@ -105,3 +105,21 @@ def test_texts_call_a_parameter_by_the_name_the_graph_shows():
     texts = {s["label"]: s["text"] for s in data["steps"]}
     assert "∂sum/∂0.bias" in texts["0.bias"]
     assert "0.weight is a leaf" in texts["0.weight"] and "leaf2" not in texts["0.weight"]
+
+
+def test_each_nodes_chain_is_what_chain_rule_says():
+    """The explorer hands chain_rule its order, names and totals: the same texts."""
+    import nn
+    from autodiff.viz.chain import chain_rule
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    x = Tensor(np.array([[0.5, -1.0], [2.0, 0.25]]))
+    loss = (net(x) ** 2).mean()
+    data = autodiff.explore(loss).data
+    order = autodiff.viz._common._topo([loss])
+    names = dict(zip([p for _, p in net.named_parameters()],
+                     [n for n, _ in net.named_parameters()]))
+    listed = [(k, n) for k, n in enumerate(data["nodes"]) if "chain" in n]
+    assert len(listed) == len(order) - 1  # every node but the root
+    for k, n in listed:
+        expected = chain_rule(loss, order[k], factors="ops", max_paths=20, names=names)
+        assert n["chain"]["text"] == str(expected), n["label"]

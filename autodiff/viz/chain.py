@@ -224,8 +224,16 @@ def chain_rule(output, wrt, *, factors: str = "auto", max_paths: int = 20,
     if max_paths < 0:
         raise ValueError(f"chain_rule: max_paths must be >= 0, got {max_paths}")
     seed = _seed(output, grad_output, "chain_rule")
-    order = _topo([output])
     named = _names(_topo([output, wrt]), _param_names(names))  # wrt may be elsewhere
+    return chain_rule_in(_topo([output]), named, output, wrt, seed, factors=factors,
+                         max_paths=max_paths, precision=precision)
+
+
+def chain_rule_in(order, named, output, wrt, seed, *, factors="auto", max_paths=20,
+                  precision=4, total=None) -> ChainRule:
+    """`chain_rule` on a graph already in topological order (`order`, from `output`) and
+    named (`named`, as `_names` gives), with d(output)/d(wrt) given as `total` when it
+    is known: the explorer asks for every node of one graph, and computes those once."""
     grad = _grad_copy(wrt)
 
     # The nodes on some path: those computed from wrt (wrt itself included).
@@ -244,7 +252,9 @@ def chain_rule(output, wrt, *, factors: str = "auto", max_paths: int = 20,
             count[id(node)] = sum(count[id(p)] for p in node._parents if id(p) in on_path)
 
     # The total over all paths: the engine's backward, on the side, pruned to the paths.
-    if wrt.requires_grad:
+    if total is not None:
+        pass
+    elif wrt.requires_grad:
         total = _backprop([output], [seed], targets=[wrt])[wrt]
     else:  # a constant gets no gradient from the engine: add up what its consumers send
         total = _total_to_constant(output, seed, wrt)

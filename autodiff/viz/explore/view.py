@@ -14,7 +14,7 @@ import numpy as np
 from .._common import (_array_text, _as_roots, _backprop, _group_jacobians, _jacobian_text,
                        _names, _op_text, _seed, _topo)
 from ...value import Value
-from ..chain import chain_rule
+from ..chain import chain_rule_in
 from ..draw import Graph, _attr
 from ..groups import caption
 from ..page import standalone_page
@@ -22,8 +22,9 @@ from ..steps import backward_steps
 from .views import find_groups, make_views, op_summary, parameter_names
 
 _ESM = Path(__file__).with_name("explore.js")
-# chain-rule paths are listed for at most this many nodes (each costs a walk of the graph)
-CHAIN_LIMIT = 400
+# graphs with more nodes list no chain-rule paths (each node's list costs two walks of the
+# graph besides its paths, which CHAIN_BUDGET bounds)
+CHAIN_LIMIT = 3000
 # paths listed per node: every path costs one vjp per edge, and an unrolled loop's paths
 # are as long as the loop
 CHAIN_PATHS = 20
@@ -84,9 +85,10 @@ def _layout(view, order, named, nodes, folds) -> str:
     return svg[svg.index("<svg"):]
 
 
-def _add_chains(nodes, order, index, root, precision, names) -> None:
+def _add_chains(nodes, order, index, root, seed, named, grads, precision) -> None:
     """Each node's chain-rule paths from the root, until CHAIN_BUDGET local derivatives
-    are spent; the page says which nodes go without."""
+    are spent; the page says which nodes go without. (The graph's order, names and
+    gradients are the explorer's: each node costs its paths and two walks of the graph.)"""
     leaves = [k for k, n in enumerate(order) if n._prim is None]
     others = [k for k in reversed(range(len(order))) if order[k]._prim is not None]
     spent = 0
@@ -96,8 +98,8 @@ def _add_chains(nodes, order, index, root, precision, names) -> None:
             break
         if n is root:
             continue
-        cr = chain_rule(root, n, factors="ops", precision=precision, max_paths=CHAIN_PATHS,
-                        names=names)
+        cr = chain_rule_in(order, named, root, n, seed, factors="ops", precision=precision,
+                           max_paths=CHAIN_PATHS, total=grads.get(n))
         route = {(index[nid], i) for p in cr.paths for f in p.factors for nid, i in f.route}
         spent += sum(len(f.route) for p in cr.paths for f in p.factors)
         nodes[k]["chain"] = {"text": str(cr), "total": _text(cr.total, precision),
@@ -201,7 +203,7 @@ class Explorer:
                   "value": _text(n.data, precision), "grad": _text(grads.get(n), precision)}
                  for k, n in enumerate(order)]
         if len(order) <= CHAIN_LIMIT:
-            _add_chains(nodes, order, index, root, precision, names)
+            _add_chains(nodes, order, index, root, seed, named, grads, precision)
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
                  for s in backward_steps(root, names=names, precision=precision)]
