@@ -13,9 +13,12 @@ library's op functions are swapped for recording ones: trace from one thread at 
 
 What it assumes (as `jax.jit` does): Python control flow that depends on values is frozen
 at trace time; numbers among the arguments are constants of the trace (a new value
-retraces); a tensor made inside the step with exactly an argument's values (`Tensor(xb)`)
-is taken to be that argument; a trace holding other arrays made during the step (numpy
-code on the arguments, cross_entropy's one-hot labels, a backward seed) replays only for
+retraces); a tensor made inside the step from an argument (`Tensor(xb)`) follows that
+argument. Numpy work on the arguments inside functions marked `replayable` (the losses'
+label checks and one-hot rows, a recurrent layer's zero state) is done again at each
+replay; a replay whose replayable call gives a result of another structure (labels with
+an ignored sample where the trace had none) traces afresh. A trace holding other arrays
+made during the step (numpy code on the arguments, a backward seed) replays only for
 arguments with the same contents; random draws inside the step are frozen, and so are
 arrays computed with numpy from a parameter's values (compute those with tensor ops).
 What it refuses, with `CompileError`: a step that returns a Python number computed from
@@ -42,7 +45,7 @@ from .engine import Node, no_grad
 from .errors import CompileError
 from .tensor import Tensor, _wrap, fit_array
 
-__all__ = ["compile", "CompileError"]
+__all__ = ["compile", "CompileError", "replayable"]
 
 builtins_compile = builtins.compile  # (this module's `compile` is ours)
 
@@ -132,6 +135,9 @@ class _Recorder:
         self.rebound = {}      # id(ext tensor) -> its data when first seen
         self.start = next(_tensor.creation_counter)  # nodes made before have larger numbers
         self.values = _values.ValueTrace(self)       # the Value work (a micrograd step)
+        self.derived = {}      # id(array) -> (derivation, index): made by a replayable call
+        self.made_from = {}    # id(array) -> ("a", k) | ("d", n, i): a Tensor(x) copy's source
+        self.derivations = []  # the arrays behind `derived` (so ids stay unique)
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -140,15 +146,31 @@ class _Recorder:
         return s
 
     def _arg_index(self, arr, by_value=True):
+        """The argument `arr` is, or (by_value) the one a Tensor made in the step was
+        built from (`Tensor(xb)` copies xb)."""
         for k, a in enumerate(self.args):
             if a is arr:
                 return k
-        if not by_value:
-            return None
-        for k, a in enumerate(self.args):  # Tensor(xb) copies xb: the same values
-            if a.shape == arr.shape and a.dtype == arr.dtype and np.array_equal(a, arr):
-                return k
-        return None
+        ref = self.made_from.get(id(arr)) if by_value else None
+        return ref[1] if ref is not None and ref[0] == "a" else None
+
+    def made(self, t, source) -> None:
+        """`Tensor(source)` was made in the step: remember which argument (or replayable
+        result) its copy holds, when it holds it unchanged."""
+        if isinstance(source, Tensor):
+            source = source.data
+        if not isinstance(source, np.ndarray) or source.dtype != t.data.dtype \
+                or source.shape != t.data.shape:
+            return
+        if id(source) in self.derived:
+            ref = ("d",) + self.derived[id(source)]
+        else:
+            k = self._arg_index(source)
+            if k is None:
+                return
+            ref = ("a", k)
+        self.made_from[id(t.data)] = ref
+        self.keep.append(t)
 
     def slot(self, t) -> int:
         s = self.slot_of.get(id(t))
@@ -164,6 +186,11 @@ class _Recorder:
         if t._seq > self.start:  # made before the call: a parameter, a buffer
             self.rebound[id(t)] = (t, t.data)
             return self._new_slot(t, ("ext", t))
+        if id(t.data) in self.derived:
+            return self._new_slot(t, ("derived",) + self.derived[id(t.data)])
+        ref = self.made_from.get(id(t.data))
+        if ref is not None and ref[0] == "d":
+            return self._new_slot(t, ("derived",) + ref[1:])
         k = self._arg_index(t.data)
         if k is not None:
             return self._new_slot(t, ("arg", k, t.data.dtype))
@@ -174,10 +201,49 @@ class _Recorder:
         if isinstance(v, tuple):
             return tuple(self.option(x) for x in v)
         if isinstance(v, np.ndarray) and v.size > 1:
+            ref = self._derived_ref(v)
+            if ref is not None:
+                return _DerivedRef(*ref)
             k = self._arg_index(v)
             if k is not None:
                 return _ArgRef(k)
         return v
+
+    def _derived_ref(self, arr):
+        """(derivation, index) of a replayable result, or of a Tensor's copy of one."""
+        ref = self.derived.get(id(arr))
+        if ref is None:
+            made = self.made_from.get(id(arr))
+            ref = made[1:] if made is not None and made[0] == "d" else None
+        return ref
+
+    def derive(self, fn, args, kwargs, out) -> None:
+        """A replayable call: recorded when its arrays are the step's arguments or earlier
+        replayable results (else its result stays a constant of the trace)."""
+        def spec(a):
+            if isinstance(a, Tensor):
+                a = a.data
+            if isinstance(a, np.ndarray):
+                ref = self._derived_ref(a)
+                if ref is not None:
+                    return ("d",) + ref
+                k = self._arg_index(a)
+                return None if k is None else ("a", k)
+            if isinstance(a, (list, dict, set)) or _unexplained(a):
+                return None
+            return ("v", a)
+
+        specs = [spec(a) for a in args]
+        kwspecs = {k: spec(v) for k, v in kwargs.items()}
+        structure = _structure(out)
+        if None in specs or None in kwspecs.values() or structure is _UNKNOWN:
+            return
+        n = len(self.derivations)
+        self.derivations.append(out)
+        for i, x in enumerate(out if type(out) is tuple else (out,)):
+            if isinstance(x, np.ndarray):
+                self.derived[id(x)] = (n, i if type(out) is tuple else None)
+        self.events.append(("derive", n, fn, specs, kwspecs, structure))
 
     def op(self, op, inputs, kw, out) -> None:
         ins = tuple(self.slot(t) for t in inputs)
@@ -205,6 +271,53 @@ class _ArgRef:
 
     def __init__(self, k):
         self.k = k
+
+
+class _DerivedRef:
+    """An option that a replayable call made: the replay's own result of that call."""
+
+    __slots__ = ("n", "i")
+
+    def __init__(self, n, i):
+        self.n, self.i = n, i
+
+
+class _Retrace(Exception):
+    """A replayable call gave a result of another structure than at the trace (labels
+    with an ignored sample where the trace had none): the step must be traced again."""
+
+
+_UNKNOWN = object()
+
+
+def _structure(x):
+    """What a replay checks of a replayable call's result: its arrays' shapes and dtypes
+    and where it has None."""
+    if isinstance(x, np.ndarray):
+        return ("A", x.shape, x.dtype.str)
+    if x is None:
+        return None
+    if type(x) is tuple:
+        parts = tuple(_structure(v) for v in x)
+        return _UNKNOWN if _UNKNOWN in parts else parts
+    return _UNKNOWN
+
+
+def replayable(fn):
+    """Mark `fn` (numpy work on a step's arguments that builds no graph: labels checked
+    and turned into one-hot rows, a zero initial state) as a call that a trace records
+    and a replay makes again on the new arguments, instead of freezing its result into
+    the trace. Its result must depend only on its arguments; it may raise (bad labels
+    then raise at a replay as they would eagerly)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        rec = _active[-1] if _active else None
+        if rec is not None and not rec.quiet:
+            rec.derive(fn, args, kwargs, out)
+        return out
+
+    return wrapper
 
 
 _active: list = []  # the recorder of the trace under way (at most one)
@@ -257,6 +370,18 @@ def _recorded_call(name, fn):
             return fn(self, *args, **kwargs)
         finally:
             rec.quiet -= 1
+
+    return wrapper
+
+
+def _recording_init(init):
+    """Tensor(x) during a trace: note which argument the new tensor copies."""
+    @functools.wraps(init)
+    def wrapper(self, data, *args, **kwargs):
+        init(self, data, *args, **kwargs)
+        rec = _active[-1] if _active else None
+        if rec is not None and not rec.quiet:
+            rec.made(self, data)
 
     return wrapper
 
@@ -317,6 +442,7 @@ def _patches():
             out.append((mod, "run_backward", _recording_backward(_tensor.run_backward)))
     for n in _IN_PLACE:
         out.append((Tensor, n, _recorded_call(n, getattr(Tensor, n))))
+    out.append((Tensor, "__init__", _recording_init(Tensor.__init__)))
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
     out.append((Optimizer, "step", _recorded_call("step", Optimizer.step)))
@@ -470,8 +596,10 @@ def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_stale": _stale, "_resolve": _resolve}
-    lines = ["def replay(A):"]
+    ns = {"_fit": _fit, "_wrap": _wrap, "_stale": _stale, "_resolve": _resolve,
+          "_structure": _structure, "_Retrace": _Retrace, "_changed": _changed}
+    lines = ["def replay(A):", "    DV = {}  # the replayable calls' results"]
+    effects = False  # whether a line before has changed something outside the replay
 
     def const(v, name):
         ns[name] = v
@@ -497,7 +625,7 @@ def _emit(plan):
             if opts:
                 k = const(opts, f"K{out}")
                 if any(_has_ref(v) for v in opts.values()):
-                    lines.append(f"    k{out} = {{n: _resolve(v, A) for n, v in {k}.items()}}")
+                    lines.append(f"    k{out} = {{n: _resolve(v, A, DV) for n, v in {k}.items()}}")
                     k = f"k{out}"
                 kw = f"**{k}"
             call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
@@ -509,9 +637,31 @@ def _emit(plan):
                 lines.append(f"    s{out} = {call}")
                 saved = xs if op.reads_inputs else ""
             info[out] = (saved, kw)
+        elif kind == "derive":
+            _, n, fn, specs, kwspecs, structure = step
+
+            def ref(sp, j):
+                if sp[0] == "a":
+                    return f"A[{sp[1]}]"
+                if sp[0] == "d":
+                    return f"DV[{sp[1]}]" + ("" if sp[2] is None else f"[{sp[2]}]")
+                return const(sp[1], f"DA{i}_{j}")
+
+            xs = [ref(sp, j) for j, sp in enumerate(specs)] + [
+                f"{k}={ref(sp, f'k{k}')}" for k, sp in kwspecs.items()]
+            lines.append(f"    DV[{n}] = {const(fn, f'DF{i}')}({', '.join(xs)})")
+            # (before anything changed outside the replay, a trace can start afresh)
+            fail = "_changed()" if effects else "_Retrace()"
+            lines.append(f"    if _structure(DV[{n}]) != {const(structure, f'DS{i}')}: "
+                         f"raise {fail}")
+            for s, src in enumerate(plan.sources):
+                if src[0] == "derived" and src[1] == n:
+                    lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
         elif kind == "backward":
+            effects = True
             _emit_backward(lines, ns, const, info, step, i)
         elif kind == "inplace":
+            effects = True
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
@@ -522,6 +672,7 @@ def _emit(plan):
             lines.append(f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
+            effects = effects or fn.__name__ != "zero_grad"  # (doing it twice is harmless)
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
     lines.append(f"    return {_emit_output(plan.out)}")
@@ -589,7 +740,15 @@ def _emit_output(spec) -> str:
 
 
 def _has_ref(v) -> bool:
-    return type(v) is _ArgRef or type(v) is tuple and any(_has_ref(x) for x in v)
+    return type(v) in (_ArgRef, _DerivedRef) or type(v) is tuple and any(_has_ref(x) for x in v)
+
+
+def _changed():
+    raise CompileError(
+        "compile: a replayable call of the step (labels, a mask) gave a result of another "
+        "structure than when the step was traced, after the replay had already changed "
+        "parameters or gradients; compile the step again, or keep such calls before the "
+        "first backward")
 
 
 def _stale(t):
@@ -600,12 +759,14 @@ def _stale(t):
         "optimizer.zero_grad(), module.zero_grad() or p.grad = None")
 
 
-def _resolve(v, arrays):
-    """An option with its argument references replaced by this call's arrays."""
+def _resolve(v, arrays, derived):
+    """An option with its references replaced by this call's arrays."""
     if type(v) is _ArgRef:
         return arrays[v.k]
+    if type(v) is _DerivedRef:
+        return derived[v.n] if v.i is None else derived[v.n][v.i]
     if type(v) is tuple:
-        return tuple(_resolve(x, arrays) for x in v)
+        return tuple(_resolve(x, arrays, derived) for x in v)
     return v
 
 
@@ -628,57 +789,79 @@ class Compiled:
 
     def __init__(self, fn):
         self.fn = fn
-        self.plans = {}
+        self.plans = {}  # signature -> _Family
         self.graph = None
         self.value_steps = set()  # signatures (floats aside) traced as Value steps
         functools.update_wrapper(self, fn)
 
     @property
     def traces(self) -> int:
-        return sum(len(p) if type(p) is dict else 1 for p in self.plans.values())
-
-    def _find(self, key, args, kwargs):
-        plan = self.plans.get(key)
-        if type(plan) is dict:  # plans that hold arrays baked from the arguments' values
-            plan = plan.get(_contents(args, kwargs))
-        return plan
+        return sum(len(f) for f in self.plans.values())
 
     def __call__(self, *args, **kwargs):
         key = (_signature(args), _signature(kwargs))
         loose = _loose_signature(args, kwargs) if self.value_steps else None
-        plan = (loose is not None and self._find(loose, args, kwargs)) or \
-            self._find(key, args, kwargs)
-        if not plan:
-            symbolic = loose in self.value_steps
-            modules = _modules_of(self.fn, args)
-            rec, result = _trace(self.fn, args, kwargs, symbolic)
-            plan = _Plan(rec, result, modules, len(_floats(args, kwargs)) if symbolic else 0)
+        family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
+        for plan in family.candidates(args, kwargs) if family else ():
+            for module, ids in plan.guards:
+                if tuple(map(id, module.parameters())) != ids:
+                    raise CompileError(
+                        f"compile: the parameters of {type(module).__name__} changed since "
+                        "the step was traced (a parameter was replaced); the trace would "
+                        "update the old ones. Compile the step again (autodiff.compile(fn))")
             if plan.values:
-                self.value_steps.add(_loose_signature(args, kwargs))
-                if symbolic and plan.floats_free:
-                    key = loose
-            if plan.baked:
-                family = self.plans.get(key)
-                if type(family) is not dict or len(family) >= self.max_baked:
-                    family = self.plans[key] = {}
-                family[_contents(args, kwargs)] = plan
-            else:
-                self.plans[key] = plan
-            self.graph = result
-            return result
-        for module, ids in plan.guards:
-            if tuple(map(id, module.parameters())) != ids:
-                raise CompileError(
-                    f"compile: the parameters of {type(module).__name__} changed since the "
-                    "step was traced (a parameter was replaced); the trace would update the "
-                    "old ones. Compile the step again (autodiff.compile(fn))")
+                with no_grad():
+                    return plan.replay(_floats(args, kwargs))
+            arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
+                args or kwargs) else ()
+            try:
+                with no_grad():  # (the recorded in-place updates ran under no_grad)
+                    return plan.replay(arrays)
+            except _Retrace:  # (nothing has changed yet: the next plan, or a new trace)
+                continue
+        return self._trace(key, loose, args, kwargs)
+
+    def _trace(self, key, loose, args, kwargs):
+        """Run the step eagerly while recording, and keep its plan under `key`."""
+        symbolic = loose in self.value_steps
+        modules = _modules_of(self.fn, args)
+        rec, result = _trace(self.fn, args, kwargs, symbolic)
+        plan = _Plan(rec, result, modules, len(_floats(args, kwargs)) if symbolic else 0)
         if plan.values:
-            with no_grad():
-                return plan.replay(_floats(args, kwargs))
-        arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
-            args or kwargs) else ()
-        with no_grad():  # (the recorded in-place updates ran under no_grad, or could not)
-            return plan.replay(arrays)
+            self.value_steps.add(_loose_signature(args, kwargs))
+            if symbolic and plan.floats_free:
+                key = loose
+        self.plans.setdefault(key, _Family()).add(plan, args, kwargs, self.max_baked)
+        self.graph = result
+        return result
+
+
+class _Family:
+    """The plans of one signature: those keyed to the arguments' contents (they hold
+    arrays baked from them), and those for any contents (more than one when replayable
+    calls met results of different structures: labels with and without ignored ones)."""
+
+    def __init__(self):
+        self.baked = {}
+        self.general = []
+
+    def __len__(self) -> int:
+        return len(self.baked) + len(self.general)
+
+    def candidates(self, args, kwargs) -> list:
+        if self.baked:
+            plan = self.baked.get(_contents(args, kwargs))
+            if plan is not None:
+                return [plan]
+        return self.general
+
+    def add(self, plan, args, kwargs, max_baked: int) -> None:
+        if not plan.baked:
+            self.general.insert(0, plan)  # (the newest first: the structure just met)
+            return
+        if len(self.baked) >= max_baked:
+            self.baked.clear()
+        self.baked[_contents(args, kwargs)] = plan
 
 
 def _loose_signature(args, kwargs) -> tuple:

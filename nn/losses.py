@@ -18,6 +18,7 @@ import numpy as np
 
 import autodiff
 from autodiff import OPS, Tensor
+from autodiff.compile import replayable
 from autodiff.errors import ShapeError
 from autodiff.tensor import binary
 
@@ -147,6 +148,7 @@ class BCEWithLogitsLoss(_Loss):
         return _reduce(softplus(x) - x * y, self.reduction)
 
 
+@replayable  # (compile recomputes a batch's labels and one-hot rows at each replay)
 def _labels(target, n: int, c: int, ignore_index: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Integer class labels of shape (n,), checked to lie in [0, c) or to equal
     `ignore_index`, and the mask of the rows to keep (None when all are kept). Ignored rows
@@ -183,6 +185,7 @@ def _labels(target, n: int, c: int, ignore_index: int) -> tuple[np.ndarray, np.n
 _EYES: dict = {}
 
 
+@replayable
 def _one_hot(y: np.ndarray, c: int, dtype, scale: float = 1.0) -> np.ndarray:
     """Rows of `scale` times the identity picked by the labels (a new array). Picking rows
     of a cached identity is the fastest way for a few classes; for many (an identity of
@@ -199,6 +202,23 @@ def _one_hot(y: np.ndarray, c: int, dtype, scale: float = 1.0) -> np.ndarray:
             _EYES.clear()
         eye = _EYES[key] = np.eye(c, dtype=dtype) * np.asarray(scale, dtype=dtype)
     return eye[y]
+
+
+@replayable
+def _general_coef(y, keep, weight, eps: float, c: int, dtype, reduction: str) -> np.ndarray:
+    """coef[i, c], the weight of log_softmax(x)[i, c] in the loss, for labels with ignored
+    samples (`keep` False) and/or label smoothing `eps`; for 'mean' divided by the kept
+    samples' total label weight (nan if there is none)."""
+    w = np.ones(c) if weight is None else weight
+    rows = w[y] if keep is None else w[y] * keep
+    coef = _one_hot(y, c, np.float64) * ((1 - eps) * rows)[:, None]
+    if eps:
+        coef += (eps / c) * (w[None, :] if keep is None else keep[:, None] * w[None, :])
+    coef = coef.astype(dtype)
+    if reduction == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):  # all ignored: nan
+            coef = coef / coef.dtype.type(rows.sum())
+    return coef
 
 
 class CrossEntropyLoss(_Loss):
@@ -277,21 +297,12 @@ class CrossEntropyLoss(_Loss):
         """Labels with ignored samples and/or label smoothing: PyTorch's
         (1 - e) nll + e/C sum_c (-w_c log p_c) per kept sample, the mean divided by the
         kept samples' total label weight."""
-        n, c = x.shape
-        w = np.ones(c) if self.weight is None else self.weight
-        rows = w[y] if keep is None else w[y] * keep
-        coef = _one_hot(y, c, np.float64) * ((1 - eps) * rows)[:, None]
-        if eps:
-            coef += (eps / c) * (w[None, :] if keep is None else keep[:, None] * w[None, :])
-        coef = coef.astype(x.dtype)
+        coef = _general_coef(y, keep, self.weight, eps, x.shape[1], x.dtype, self.reduction)
         if self.reduction == "none":
             # Rows and classes that count for nothing are left out, not multiplied by 0:
             # a masked logit (-inf) there would otherwise make the loss nan.
             log_p = autodiff.where(coef != 0, x.log_softmax(axis=1), 0.0)
             return (log_p * -coef).sum(axis=1)
-        if self.reduction == "mean":
-            with np.errstate(divide="ignore", invalid="ignore"):  # all ignored: nan
-                coef = coef / coef.dtype.type(rows.sum())
         return weighted_nll(x, coef)
 
     def extra_repr(self) -> str:

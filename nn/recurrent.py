@@ -34,7 +34,8 @@ from autodiff.engine import is_grad_enabled
 from autodiff.ops_rnn import transposed_weights
 from autodiff.rng import generator
 from autodiff.scope import close_scope, open_scope
-from autodiff.tensor import apply
+from autodiff.compile import replayable
+from autodiff.tensor import _wrap, apply
 
 from .functional import as_tensor, dropout, linear
 from .module import Module, Parameter
@@ -114,6 +115,12 @@ def _state(state, expected: tuple, name: str, where: str) -> Tensor:
 
 
 # -- cells ----------------------------------------------------------------------------
+@replayable  # (a compiled step makes it again at each replay, instead of baking it in)
+def _zero_state(shape: tuple, dtype) -> np.ndarray:
+    """The zero initial state of a batch."""
+    return np.zeros(shape, dtype=dtype)
+
+
 class _CellBase(Module):
     def __init__(self, kind, input_size, hidden_size, bias, nonlinearity, device, dtype):
         super().__init__()
@@ -140,7 +147,7 @@ class _CellBase(Module):
         out = []
         for state, name in zip(states, names):
             if state is None:
-                out.append(Tensor(np.zeros(expected, dtype=x.dtype)))
+                out.append(_wrap(_zero_state(expected, x.dtype)))
             else:
                 out.append(_state(state, shown, name, where).reshape(expected))
         return x, out, unbatched
@@ -286,7 +293,6 @@ class _RNNBase(Module):
         or the (layers * directions, N, hidden) initial state. Returns the last layer's
         output (L, N, directions * hidden) and the final states, stacked like the input's."""
         steps, batch, _ = x.shape
-        zeros = np.zeros((batch, self.hidden_size), dtype=x.dtype)
         directions = 2 if self.bidirectional else 1
         lstm, n = self._mode == "LSTM", self.hidden_size
         # A one-directional LSTM's output is sliced once from the last layer's stacked
@@ -307,7 +313,8 @@ class _RNNBase(Module):
             for reverse in (False, True)[:directions]:
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, reverse)
                 k = layer * directions + reverse
-                carry = [Tensor(zeros) if s is None else s[k] for s in states]
+                carry = [_wrap(_zero_state((batch, n), x.dtype)) if s is None else s[k]
+                         for s in states]
                 if lstm:  # the cell carries [h | c] as one tensor
                     carry = [concatenate(carry, axis=-1)]
                     w_t = transposed_weights(w_ih.data, w_hh.data)
