@@ -34,7 +34,9 @@ from __future__ import annotations
 import builtins
 import functools
 import itertools
+import math
 import sys
+import threading
 import types
 
 import numpy as np
@@ -59,6 +61,8 @@ def _signature(x):
         return ("T", x.data.shape, x.data.dtype.str, x.requires_grad)
     if isinstance(x, np.ndarray):
         return ("A", x.shape, x.dtype.str)
+    if isinstance(x, (float, np.floating)):  # (-0.0 == 0.0, yet 1 / x differs)
+        return ("N", type(x).__name__, x, math.copysign(1.0, x))
     if isinstance(x, (bool, int, float, complex, str, type(None), np.generic)):
         return ("N", type(x).__name__, x)
     if isinstance(x, (list, tuple)):
@@ -91,6 +95,7 @@ def _modules_of(fn, args) -> list:
     """The nn modules a step can reach through its closure, its `self`, the globals it
     names and its arguments (their parameters are checked at every call)."""
     from nn.module import Module
+    from nn.scalar import ScalarModule
 
     found, seen = [], set()
     cands = list(args)
@@ -107,7 +112,7 @@ def _modules_of(fn, args) -> list:
         g = getattr(f, "__globals__", {})
         cands += [g[n] for n in code.co_names if n in g]
     for c in cands:
-        if isinstance(c, Module) and id(c) not in seen:
+        if isinstance(c, (Module, ScalarModule)) and id(c) not in seen:
             seen.add(id(c))
             found.append(c)
     return found
@@ -135,6 +140,7 @@ class _Recorder:
         self.rebound = {}      # id(ext tensor) -> its data when first seen
         self.start = next(_tensor.creation_counter)  # nodes made before have larger numbers
         self.values = _values.ValueTrace(self)       # the Value work (a micrograd step)
+        self.thread = threading.get_ident()
         self.derived = {}      # id(array) -> (derivation, index): made by a replayable call
         self.made_from = {}    # id(array) -> ("a", k) | ("d", n, i): a Tensor(x) copy's source
         self.derivations = []  # the arrays behind `derived` (so ids stay unique)
@@ -312,7 +318,7 @@ def replayable(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         out = fn(*args, **kwargs)
-        rec = _active[-1] if _active else None
+        rec = _recorder()
         if rec is not None and not rec.quiet:
             rec.derive(fn, args, kwargs, out)
         return out
@@ -321,6 +327,12 @@ def replayable(fn):
 
 
 _active: list = []  # the recorder of the trace under way (at most one)
+
+
+def _recorder():
+    """The trace under way in this thread, if any (other threads run eagerly)."""
+    rec = _active[-1] if _active else None
+    return rec if rec is not None and rec.thread == threading.get_ident() else None
 
 
 def _recording(fn):
@@ -338,7 +350,7 @@ def _recording(fn):
         else:
             inputs, kw = rest, None
         out = fn(op, *rest)
-        rec = _active[-1] if _active else None
+        rec = _recorder()
         if rec is not None and not rec.quiet:
             rec.op(op, inputs, kw, out)
         return out
@@ -352,7 +364,7 @@ def _recorded_call(name, fn):
 
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
-        rec = _active[-1] if _active else None
+        rec = _recorder()
         if rec is None or rec.quiet:
             return fn(self, *args, **kwargs)
         if isinstance(self, Tensor):
@@ -364,6 +376,15 @@ def _recorded_call(name, fn):
                     for a in args]
             rec.events.append(("inplace", name, target, spec, kwargs))
         else:
+            for group in getattr(self, "param_groups", ()):
+                for k, v in group.items():
+                    if type(v) is _values._Sym:  # (a float argument as a setting: the trace
+                        group[k] = rec.values.leak(v, "an optimizer's setting")  # is keyed to it)
+                    if k == "params" and any(p._seq <= rec.start for p in v):
+                        raise CompileError(
+                            f"compile: the step's {type(self).__name__} updates parameters "
+                            "made inside the step; a replay would update the trace's. Make "
+                            "the model and its optimizer before compiling the step")
             rec.events.append(("call", fn, self, args, kwargs))
         rec.quiet += 1
         try:
@@ -379,7 +400,7 @@ def _recording_init(init):
     @functools.wraps(init)
     def wrapper(self, data, *args, **kwargs):
         init(self, data, *args, **kwargs)
-        rec = _active[-1] if _active else None
+        rec = _recorder()
         if rec is not None and not rec.quiet:
             rec.made(self, data)
 
@@ -389,7 +410,7 @@ def _recording_init(init):
 def _recording_backward(fn):
     @functools.wraps(fn)
     def wrapper(roots, seeds, **kwargs):
-        rec = _active[-1] if _active else None
+        rec = _recorder()
         if rec is None or rec.quiet:
             return fn(roots, seeds, **kwargs)
         if kwargs.get("create_graph") or kwargs.get("capture") is not None:
@@ -427,6 +448,7 @@ def _grad_owners(rec):
 def _patches():
     """(owner, attribute, replacement) for everything a trace listens to."""
     from nn.module import Module
+    from nn.optim.lr_scheduler import LRScheduler
     from nn.optim.optimizer import Optimizer
 
     out = []
@@ -446,13 +468,14 @@ def _patches():
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
     out.append((Optimizer, "step", _recorded_call("step", Optimizer.step)))
+    out.append((LRScheduler, "step", _recorded_call("step", LRScheduler.step)))
     out.append((Tensor, "grad", property(Tensor.grad.fget, _recording_grad_setter)))
     return out
 
 
 def _recording_grad_setter(self, value):
     """`p.grad = None` (or an array) inside a step: replayed as a recorded assignment."""
-    rec = _active[-1] if _active else None
+    rec = _recorder()
     _GRAD_SETTER(self, value)
     if rec is not None and not rec.quiet:
         if value is not None:
@@ -522,7 +545,7 @@ class _Plan:
         self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
         self.values = rec.values.used
         if self.values:  # a Value step: straight-line Python over floats
-            self.floats_free = rec.values.check()
+            self.floats_free = rec.values.check(result)
             if any(ev[0] in ("op", "backward", "inplace", "setgrad") for ev in rec.events):
                 raise CompileError("compile: the step mixes Tensor and Value work; compile "
                                    "steps of one kind")
@@ -799,6 +822,8 @@ class Compiled:
         return sum(len(f) for f in self.plans.values())
 
     def __call__(self, *args, **kwargs):
+        if _recorder() is not None:  # inside another step's trace: recorded there, as written
+            return self.fn(*args, **kwargs)
         key = (_signature(args), _signature(kwargs))
         loose = _loose_signature(args, kwargs) if self.value_steps else None
         family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
@@ -833,7 +858,7 @@ class Compiled:
                 key = loose
         self.plans.setdefault(key, _Family()).add(plan, args, kwargs, self.max_baked)
         self.graph = result
-        return result
+        return _values.plain(result)
 
 
 class _Family:

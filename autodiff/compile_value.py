@@ -11,10 +11,13 @@ of gradients decided at trace time, the `.grad` stores of the parameters, and th
 recorded reads and writes, on plain floats: no node objects.
 
 Float arguments of the step (a learning rate) become variables of the replay once a
-signature has been seen to be a Value step; a float turned into a plain number along the
-way (`math.exp(lr)`, `float(lr)`) keys the trace to that value instead. A parameter's
-data or gradient turned into a plain number (`float(p.grad)`, `math.tanh(p.data)`) cannot
-be replayed and is refused; comparisons are frozen at trace time (documented, as `if`).
+signature has been seen to be a Value step; a float argument the replay cannot follow
+(`math.exp(lr)`, `if wd:`, a dict key) keys the trace to its value instead. The model's
+numbers (a parameter's data or gradient, a node's data) are refused where the replay
+cannot follow them: turned into a plain number (`float(p.grad)`, `math.tanh(p.data)`),
+compared (`if p.grad > 1`), or kept beyond the call. Python side effects of the step
+(printing, appending to a list) happen at traces only, and floats it reads from
+elsewhere than its arguments (`self.lr`, a global) are frozen, as in `jax.jit`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import math
 import numbers
 import os
 import sys
+import threading
+import weakref
 
 from . import value as _value
 from .errors import CompileError
@@ -40,19 +45,23 @@ class _Sym:
     holds it; `state` says whether it depends on the model (parameters, the graph) rather
     than only on the step's float arguments."""
 
-    __slots__ = ("v", "name", "state", "trace")
+    __slots__ = ("v", "name", "state", "trace", "__weakref__")
 
     def __init__(self, v, name, state, trace):
         self.v, self.name, self.state, self.trace = v, name, state, trace
+        if state:
+            trace.alive.append(weakref.ref(self))  # (a WeakSet would hash it)
 
     def _operand(self, x):
         if type(x) is _Sym:
+            self.trace.own(x)
             return x.v, x.name, x.state
         if isinstance(x, numbers.Real):
             return x, self.trace.const(x), False
         return None
 
     def _binary(self, other, symbol, reverse=False):
+        self.trace.own(self)
         got = self._operand(other)
         if got is None:
             return NotImplemented
@@ -61,6 +70,14 @@ class _Sym:
         na, nb = (name, self.name) if reverse else (self.name, name)
         value = _BINARY[symbol](a, b)
         return self.trace.sym(value, f"{na} {symbol} {nb}", (self, other), self.state or state)
+
+    def _decided(self, other, what):
+        """The value of a comparison: the replay cannot follow the branch it decides."""
+        self.trace.leak(self, what)
+        if type(other) is _Sym:
+            other.trace.leak(other, what)
+            return other.v
+        return other
 
     def __add__(self, o): return self._binary(o, "+")
     def __radd__(self, o): return self._binary(o, "+", True)
@@ -81,15 +98,18 @@ class _Sym:
     def __pos__(self): return self
     def __abs__(self): return self.trace.sym(abs(self.v), f"abs({self.name})", (self,), self.state)
 
-    # comparisons give the trace's answer: control flow on them is frozen
-    def __lt__(self, o): return self.v < _plain(o)
-    def __le__(self, o): return self.v <= _plain(o)
-    def __gt__(self, o): return self.v > _plain(o)
-    def __ge__(self, o): return self.v >= _plain(o)
-    def __eq__(self, o): return self.v == _plain(o)
-    def __ne__(self, o): return self.v != _plain(o)
-    def __bool__(self): return bool(self.v)
-    __hash__ = object.__hash__  # (never equal to a float key of a cache: see _trace_patches)
+    # a comparison decides a branch the replay would not take again: like a conversion to
+    # a plain number, it keys the trace to the float arguments' values, and is refused
+    # for the model's numbers (a gradient clipped by `if p.grad > 1` would stay clipped)
+    def __lt__(self, o): return self.v < self._decided(o, "a comparison")
+    def __le__(self, o): return self.v <= self._decided(o, "a comparison")
+    def __gt__(self, o): return self.v > self._decided(o, "a comparison")
+    def __ge__(self, o): return self.v >= self._decided(o, "a comparison")
+    def __eq__(self, o): return self.v == self._decided(o, "a comparison")
+    def __ne__(self, o): return self.v != self._decided(o, "a comparison")
+    def __bool__(self): return bool(self.trace.leak(self, "a truth test"))
+    def __hash__(self): return hash(self.trace.leak(self, "a dict or set key"))
+    def is_integer(self): return self.trace.leak(self, "is_integer()").is_integer()
 
     # a plain number made from it: the replay cannot follow it
     def __float__(self): return float(self.trace.leak(self, "float()"))
@@ -110,8 +130,28 @@ _BINARY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a
            "**": lambda a, b: a ** b}
 
 
+numbers.Real.register(_Sym)  # (so a library check of a number lets it through, to leak)
+
+
 def _plain(x):
     return x.v if type(x) is _Sym else x
+
+
+def _syms_in(result) -> list:
+    if type(result) is _Sym:
+        return [result]
+    if isinstance(result, (list, tuple)):
+        return [x for r in result for x in _syms_in(r)]
+    return []
+
+
+def plain(result):
+    """A traced step's result as its caller gets it: followed numbers as plain floats."""
+    if type(result) is _Sym:
+        return result.v
+    if isinstance(result, (list, tuple)):
+        return type(result)(plain(x) for x in result)
+    return result
 
 
 class ValueTrace:
@@ -129,6 +169,9 @@ class ValueTrace:
         self.leaks = []       # (depends on the model?, what) for numbers made plain
         self.used = False
         self.making = False   # inside the library's node constructor
+        self.closed = False   # the trace has ended: its numbers are not to be used again
+        self.alive = []       # weak references to the model's numbers handed to the step
+        self.thread = threading.get_ident()  # (other threads' Values are not the step's)
 
     # -- numbers ----------------------------------------------------------------------
     def const(self, x) -> str:
@@ -143,8 +186,16 @@ class ValueTrace:
         return _Sym(value, name, state, self)
 
     def leak(self, s: _Sym, what: str):
+        self.own(s)
         self.leaks.append((s.state, what))
         return s.v
+
+    def own(self, s: _Sym) -> None:
+        """Refuse a number read in another trace (kept on `self` from an earlier call)."""
+        if s.trace is not self or self.closed:
+            raise CompileError("compile: the step computes with a number it read from a Value "
+                               "(.data or .grad) in an earlier call and kept; read it again "
+                               "in each call, or keep float(...) of it outside the step")
 
     def argument(self, k: int, x: float) -> _Sym:
         return _Sym(x, f"a{k}", False, self)
@@ -170,6 +221,9 @@ class ValueTrace:
     def node(self, out, data, a, b, op, saved, kw) -> None:
         """A Value was made: a leaf (a number, a float argument) or an op's result."""
         self.used = True
+        for x in (data, *(kw or {}).values()):
+            if type(x) is _Sym:
+                self.own(x)
         if op is None:
             source = ("sym", data.name) if type(data) is _Sym else ("const", data)
             s = self._new_slot(out, source)
@@ -210,6 +264,7 @@ class ValueTrace:
             raise CompileError(f"compile: the step assigns .{field} of a Value made inside "
                                "it; a replay makes no such Value")
         if type(x) is _Sym:
+            self.own(x)
             expr, deps = x.name, (x.name,)
         elif isinstance(x, numbers.Number):
             expr, deps = self.const(x), ()
@@ -244,16 +299,24 @@ class ValueTrace:
         roots = [self.slot(r) for r in roots]
         self.rec.events.append(("vbackward", roots, [float(g) for g in seeds], plan, leaves))
 
-    def check(self) -> bool:
+    def check(self, result) -> bool:
         """After the trace: raise if the model's numbers left the replay's sight; return
         whether the float arguments stayed variables."""
+        self.closed = True
+        returned = set(map(id, _syms_in(result)))
+        if any(r() is not None and id(r()) not in returned for r in self.alive):
+            raise CompileError(
+                "compile: the step keeps a number read from a Value's .data or .grad after "
+                "it returns (on self, in a global or a list); a replay would not update it. "
+                "Return it from the step instead")
         state = [what for dep, what in self.leaks if dep]
         if state:
             raise CompileError(
-                f"compile: the step made a plain number from a Value's data or gradient "
-                f"({state[0]}; e.g. math.tanh(p.data) or float(p.grad)); a replay would "
-                "repeat the number of the trace. Compute with Value operations, or with "
-                "+ - * / ** on .data and .grad")
+                f"compile: the step decides or computes something from a Value's data or "
+                f"gradient that the replay cannot follow ({state[0]}: e.g. `if p.grad > 1`, "
+                "math.tanh(p.data), float(p.grad)); a replay would repeat the trace's "
+                "decision or number. Compute with Value operations, or with + - * / ** "
+                "on .data and .grad; compute accuracies and such outside the step")
         return not self.leaks
 
 
@@ -262,6 +325,8 @@ def patches(trace: ValueTrace) -> list:
     node, number = _value._node, _value._number
 
     def recording_node(data, a, b, op, saved, kw=None, v=None):
+        if threading.get_ident() != trace.thread:
+            return node(data, a, b, op, saved, kw, v)
         real = data.v if type(data) is _Sym else data
         if saved and any(type(x) is _Sym for x in saved):
             saved = tuple(_plain(x) for x in saved)
@@ -282,13 +347,15 @@ def patches(trace: ValueTrace) -> list:
         # (the library's own reads and writes, most of them, pass straight through)
         def get(v):
             x = descriptor.__get__(v, Value)
-            if trace.rec.quiet or sys._getframe(1).f_code.co_filename.startswith(_PACKAGE):
+            if trace.rec.quiet or sys._getframe(1).f_code.co_filename.startswith(_PACKAGE) \
+                    or threading.get_ident() != trace.thread:
                 return x
             return trace.read(v, name, x)
 
         def put(v, x):
             if not (trace.making or trace.rec.quiet or
-                    sys._getframe(1).f_code.co_filename.startswith(_PACKAGE)):
+                    sys._getframe(1).f_code.co_filename.startswith(_PACKAGE) or
+                    threading.get_ident() != trace.thread):
                 trace.write(v, name, x)
             descriptor.__set__(v, _plain(x))
 
@@ -312,6 +379,10 @@ def emit(trace: ValueTrace, events, out_spec, floats: int):
     live = _live_lines(trace, events, out_spec)
     lines = ["def replay(A):"]
     lines += [f"    a{k} = A[{k}]" for k in range(floats)]
+    # the Values the step returns: its parameters themselves, and new Values with the
+    # data and the gradients (summed over the step's backwards) of the others
+    returned = [s for s in _output_slots(out_spec) if trace.sources[s][0] != "ext"]
+    lines += [f"    R{s} = 0.0" for s in returned]
 
     def arg(ref):
         kind, x = ref
@@ -353,7 +424,7 @@ def emit(trace: ValueTrace, events, out_spec, floats: int):
             else:
                 lines.append(f"    E{s}.grad = {expr}")
         elif kind == "vbackward":
-            _emit_backward(lines, ns, trace, ev, arg)
+            _emit_backward(lines, ns, trace, ev, arg, returned)
         elif kind == "call":
             _, fn, obj, a, kw = ev
             i = len(ns)
@@ -365,13 +436,13 @@ def emit(trace: ValueTrace, events, out_spec, floats: int):
         else:
             raise CompileError(f"compile: a Value step cannot replay a '{kind}' event "
                                "(Tensor work in a Value step)")
-    lines.append(f"    return {_output(out_spec)}")
+    lines.append(f"    return {_output(out_spec, trace)}")
     source = "\n".join(lines)
     exec(compile(source, "<autodiff.compile replay of a Value step>", "exec"), ns)
     return ns["replay"], source
 
 
-def _emit_backward(lines, ns, trace, ev, arg):
+def _emit_backward(lines, ns, trace, ev, arg, returned):
     """The engine's loop for one backward, written out. A node's gradient lives in the
     variable grad[slot]: its own g{slot}, or, while nothing was added to it, the name of
     the share it got (add and sub pass their gradient through: no copy is written)."""
@@ -422,6 +493,7 @@ def _emit_backward(lines, ns, trace, ev, arg):
     for s in leaves:
         if s in grad and trace.sources[s][0] == "ext":
             lines.append(f"    E{s}.grad += {grad[s]}")
+    lines += [f"    R{s} += {grad[s]}" for s in returned if s in grad]
 
 
 def _code(op, inputs: int) -> tuple:
@@ -463,6 +535,14 @@ def _live_lines(trace, events, out_spec) -> set:
     return need
 
 
+def _output_slots(spec) -> list:
+    if spec[0] == "vslot":
+        return [spec[1]]
+    if spec[0] in ("sym", "slot", "value"):
+        return []
+    return [s for x in spec[1:] for s in _output_slots(x)]
+
+
 def _output_names(spec):
     if spec[0] == "sym":
         return [spec[1]]
@@ -471,19 +551,22 @@ def _output_names(spec):
     return [n for x in spec[1:] for n in _output_names(x)]
 
 
-def _output(spec) -> str:
+def _output(spec, trace) -> str:
     head = spec[0]
     if head == "vslot":
-        return f"_V(s{spec[1]})"
+        s = spec[1]
+        return f"E{s}" if trace.sources[s][0] == "ext" else f"_V(s{s}, R{s})"
     if head == "sym":
         return spec[1]
     if head == "value":
         return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
     if head == "slot":
         raise CompileError("compile: a Value step returned a Tensor")
-    items = ", ".join(_output(x) for x in spec[1:])
+    items = ", ".join(_output(x, trace) for x in spec[1:])
     return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
 
 
-def _leaf_value(x) -> Value:
-    return Value(x)
+def _leaf_value(x, g) -> Value:
+    v = Value(x)
+    v.grad = g
+    return v

@@ -221,7 +221,7 @@ def test_what_cannot_be_replayed_is_refused():
         p.data = math.tanh(p.data)
         return loss
 
-    with pytest.raises(CompileError, match="plain number from a Value"):
+    with pytest.raises(CompileError, match="decides or computes something from a Value"):
         autodiff.compile(tanh_by_hand)(2.0)
 
     def read_inner_grad(x):
@@ -274,3 +274,239 @@ def test_hooks_on_a_value_are_refused():
 
     with pytest.raises(CompileError, match="hooks"):
         autodiff.compile(step)(2.0)
+
+
+# -- found by trying to break it: each compiled twin must match eager or refuse ----------
+
+def _twins(make, calls):
+    """Run eager and compiled copies of a step (make() -> (step, params)) on the same
+    calls; every result and parameter must be equal."""
+    (run, ps), (step, qs) = make(), make()
+    compiled = autodiff.compile(step)
+    for args in calls:
+        a, b = run(*args), compiled(*args)
+        a, b = (getattr(a, "data", a), getattr(b, "data", b))
+        assert repr(b) == repr(a), args
+        assert [(q.data, q.grad) for q in qs] == [(p.data, p.grad) for p in ps], args
+    return compiled
+
+
+def _one_weight(update):
+    def make():
+        w = Value(0.5)
+
+        def step(x, *args):
+            w.grad = 0.0
+            loss = (w * x - 1.0) ** 2
+            loss.backward()
+            update(w, *args)
+            return loss
+        return step, [w]
+    return make
+
+
+def test_a_branch_on_a_parameters_number_is_refused():
+    def clip(w):
+        g = w.grad
+        if g > 1.0:  # a clip the replay could not decide again
+            g = 1.0
+        w.data -= 0.1 * g
+
+    with pytest.raises(CompileError, match="`if p.grad > 1`"):
+        _twins(_one_weight(clip), [(2.0,)])
+
+
+def test_branches_and_lookups_on_float_arguments_key_the_trace_to_them():
+    def decayed(w, wd):
+        w.data -= 0.1 * w.grad + (wd * w.data if wd else 0.0)
+
+    _twins(_one_weight(decayed), [(2.0, 0.5), (2.0, 0.0), (2.0, 0.5), (2.0, 0.5)])
+    scale = {0.05: 2.0}
+    _twins(_one_weight(lambda w, lr: w.__setattr__("data", w.data - scale.get(lr, 0.0) * w.grad)),
+           [(2.0, 0.1), (2.0, 0.05), (2.0, 0.02), (2.0, 0.05)])
+    _twins(_one_weight(lambda w, e: w.__setattr__("data", w.data - 0.1 * w.grad)),
+           [(2.0, 1.5), (2.0, 2.5)])  # (a float argument that does nothing)
+
+
+def test_a_float_exponent_and_an_optimizer_setting_from_an_argument():
+    def make_pow():
+        w = Value(1.2)
+
+        def step(e):
+            w.grad = 0.0
+            loss = w ** e
+            loss.backward()
+            w.data -= 0.01 * w.grad
+            return loss
+        return step, [w]
+
+    _twins(make_pow, [(1.5,), (2.5,), (2.0,), (3.5,)])
+
+    def make_opt():
+        w = Value(0.5)
+        opt = nn.optim.SGD([w], lr=0.1)
+
+        def step(x, lr):
+            opt.param_groups[0]["lr"] = lr
+            opt.zero_grad()
+            loss = (w * x - 1.0) ** 2
+            loss.backward()
+            opt.step()
+            return loss
+        return step, [w]
+
+    _twins(make_opt, [(2.0, 0.05), (2.0, 0.02), (2.0, 0.05)])
+
+
+def test_a_scheduler_stepped_inside_the_step_is_replayed():
+    def make():
+        w = Value(0.5)
+        opt = nn.optim.SGD([w], lr=0.1)
+        sched = nn.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+
+        def step(x):
+            opt.zero_grad()
+            loss = (w * x - 1.0) ** 2
+            loss.backward()
+            opt.step()
+            sched.step()
+            return loss
+        return step, [w]
+
+    _twins(make, [(2.0,)] * 5)
+
+
+def test_negative_zero_is_its_own_trace():
+    def make():
+        w = Value(0.5)
+
+        def step(x):
+            return 1.0 / (w * x)
+        return step, [w]
+
+    _twins(make, [(0.0,), (-0.0,), (0.0,)])
+
+
+def test_what_a_replay_returns_a_parameter_itself_and_new_values_with_their_gradients():
+    w, twin = Value(0.5), Value(0.5)
+
+    def make(p):
+        def step(x, lr):
+            p.grad = 0.0
+            h = p * x
+            loss = (h - 1.0) ** 2
+            loss.backward()
+            p.data -= lr * p.grad
+            return loss, h, p
+        return step
+
+    run, compiled = make(w), autodiff.compile(make(twin))
+    for lr in (0.1, 0.05, 0.02):
+        (l1, h1, p1), (l2, h2, p2) = run(2.0, lr), compiled(2.0, lr)
+        assert (l2.data, l2.grad, h2.data, h2.grad) == (l1.data, l1.grad, h1.data, h1.grad)
+        assert p1 is w and p2 is twin
+
+
+def test_numbers_kept_from_an_earlier_call_are_refused():
+    w = Value(0.5)
+    kept = {}
+
+    def step(x):
+        w.grad = 0.0
+        h = w * x
+        loss = (h - 1.0) ** 2 + kept.get("h", 0.0)
+        kept["h"] = h.data  # read in this call, used in the next
+        loss.backward()
+        w.data -= 0.1 * w.grad
+        return loss
+
+    with pytest.raises(CompileError, match="keeps a number read from a Value"):
+        autodiff.compile(step)(2.0)  # (a replay would not update what it keeps)
+
+
+def test_a_model_made_inside_the_step_and_a_replaced_parameter_are_refused():
+    state = {}
+
+    def lazy(x):
+        if "m" not in state:
+            state["m"] = nn.MLP(2, [3, 1])
+            state["o"] = nn.optim.SGD(state["m"].parameters(), lr=0.1)
+        state["o"].zero_grad()
+        loss = (state["m"](x) - 1.0) ** 2
+        loss.backward()
+        state["o"].step()
+        return loss
+
+    with pytest.raises(CompileError, match="parameters made inside the step"):
+        autodiff.compile(lazy)([0.5, -1.0])
+
+    model = nn.MLP(2, [3, 1])
+
+    def step(x):
+        model.zero_grad()
+        loss = (model(x) - 1.0) ** 2
+        loss.backward()
+        for p in model.parameters():
+            p.data -= 0.1 * p.grad
+        return loss
+
+    compiled = autodiff.compile(step)
+    compiled([0.5, -1.0])
+    model.layers[0].neurons[0].b = Value(0.0)
+    with pytest.raises(CompileError, match="parameters of MLP changed"):
+        compiled([0.5, -1.0])
+
+
+def test_a_compiled_step_inside_another_is_recorded_inline():
+    w, twin = Value(0.5), Value(0.5)
+
+    def inner_for(p):
+        def inner(x, lr):
+            p.grad = 0.0
+            loss = (p * x - 1.0) ** 2
+            loss.backward()
+            p.data -= lr * p.grad
+            return loss
+        return inner
+
+    run = inner_for(w)
+    inner = autodiff.compile(inner_for(twin))
+    outer = autodiff.compile(lambda x, lr: inner(x, lr) * 1.0)
+    for lr in (0.1, 0.05, 0.02, 0.03):
+        assert outer(2.0, lr).data == (run(2.0, lr) * 1.0).data
+        assert (twin.data, twin.grad) == (w.data, w.grad)
+    assert inner.traces == 0
+
+
+def test_other_threads_run_eagerly_while_a_step_is_traced():
+    import threading
+    started, results = threading.Event(), []
+
+    def other():
+        v = Value(0.25)
+        for _ in range(2000):
+            loss = v * v
+            loss.backward()
+            v.data -= 0.01 * v.grad
+            v.grad = 0.0
+        results.append(v.data)
+
+    w = Value(0.5)
+
+    def step(x):
+        if not started.is_set():
+            started.set()
+            thread.start()
+        w.grad = 0.0
+        loss = sum((w * x - 1.0) ** 2 for _ in range(300))
+        loss.backward()
+        w.data -= 0.001 * w.grad
+        return loss
+
+    thread = threading.Thread(target=other)
+    autodiff.compile(step)(2.0)
+    thread.join()
+    v = 0.25
+    for _ in range(2000):
+        v -= 0.01 * (2 * v)
+    assert results == [pytest.approx(v, rel=1e-12)]
