@@ -95,3 +95,33 @@ def test_a_dashed_copy_of_a_shared_weight_acts_as_the_weight(browser, tmp_path):
     assert first == pytest.approx(rnn.weight_hh_l0.grad.data.flat[0], rel=1e-3, abs=1e-4)
     assert len(css(".adx-edge")) >= 12       # the chain's paths light edges from the copies
     assert not _errors(browser)
+
+
+def test_a_graph_a_little_wider_than_the_page_is_scaled_to_fit(browser, tmp_path):
+    """Text scaled by no less than 0.7 stays readable; a wider graph scrolls instead."""
+    from autodiff.viz.explore import explore
+
+    def chain(n):
+        v = Value(0.5, label="x")
+        for _ in range(n):
+            v = v.tanh()
+        return v
+
+    seen = {}
+    for n in range(6, 40, 2):
+        browser.get(explore(chain(n)).save(tmp_path / f"c{n}.html").resolve().as_uri())
+        natural, shown, room = browser.execute_script("""
+            const g = document.querySelector('[data-role="graph"]'), s = g.querySelector("svg");
+            return [parseFloat(s.getAttribute("width")) * 4 / 3,
+                    s.getBoundingClientRect().width, g.clientWidth];""")
+        ratio = room / natural
+        kind = "fits" if ratio >= 1 else "scaled" if ratio >= 0.7 else "scrolls"
+        seen.setdefault(kind, (natural, shown, room))
+        if len(seen) == 3:
+            break
+    assert set(seen) == {"fits", "scaled", "scrolls"}
+    natural, shown, room = seen["scaled"]
+    assert shown == pytest.approx(room, abs=1)
+    natural, shown, room = seen["scrolls"]
+    assert shown == pytest.approx(natural, rel=0.01)
+    assert _errors(browser) == []

@@ -5,6 +5,8 @@
 // New data (the live training view sends each new step's graph) redraws the page,
 // keeping what the reader chose (view, selected node, step, scroll) where the new graph
 // has it: mount returns a function that tells that state, and takes the last one.
+const FIT = 0.7;  // the smallest scale a graph is shrunk to, to fit the page's width
+
 function mount(data, el, keep) {
   if (!data || !data.nodes) {
     el.innerHTML = '<div class="adx" data-role="no-graph"><em>no graph yet</em></div>';
@@ -66,6 +68,14 @@ function mount(data, el, keep) {
     view = v;
     expanded = new Set(views[v].expanded);
     graph.innerHTML = views[v].svg;
+    // A graph a little wider than the page is scaled down to fit (its text stays
+    // readable); a much wider one keeps its size and scrolls.
+    const svg = graph.querySelector("svg"), room = graph.clientWidth;
+    const wide = svg ? svg.getBoundingClientRect().width : 0;
+    if (svg && room > 0 && wide > room && room / wide >= FIT) {
+      svg.style.width = `${room}px`;
+      svg.style.height = "auto";
+    }
     byId = new Map(); copies = new Map(); edges = new Map();
     for (const g of graph.querySelectorAll("g.node")) {
       const title = g.querySelector("title").textContent.trim(), id = title.split("~")[0];
