@@ -245,7 +245,9 @@ class _Recorder:
         if None in specs or None in kwspecs.values() or structure is _UNKNOWN:
             return
         n = len(self.derivations)
-        self.derivations.append(out)
+        # (with copies: a result changed in place afterwards would differ at a replay)
+        self.derivations.append((out, [np.copy(x) if isinstance(x, np.ndarray) else None
+                                       for x in (out if type(out) is tuple else (out,))]))
         for i, x in enumerate(out if type(out) is tuple else (out,)):
             if isinstance(x, np.ndarray):
                 self.derived[id(x)] = (n, i if type(out) is tuple else None)
@@ -553,6 +555,13 @@ class _Plan:
             self.baked = bool(rec.args)
             self.replay, self.source = _values.emit(rec.values, rec.events, self.out, floats)
             return
+        for out, copies in rec.derivations:
+            for x, c in zip(out if type(out) is tuple else (out,), copies):
+                if c is not None and not np.array_equal(x, c, equal_nan=True):
+                    raise CompileError(
+                        "compile: the step changed the result of a replayable call in place "
+                        f"(an array of shape {x.shape}); a replay would use the call's own "
+                        "result. Make a new array (a = a * w, not a *= w)")
         self.n = len(rec.sources)
         self.sources = rec.sources
         self.inputs = [(s, src) for s, src in enumerate(rec.sources)

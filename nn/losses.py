@@ -287,9 +287,8 @@ class CrossEntropyLoss(_Loss):
             scale = 1.0 / n if mean else 1.0
             return weighted_nll(x, _one_hot(y, c, x.dtype, scale), rowsum=scale)
         w = self.weight[y]
-        coef = _one_hot(y, c, x.dtype)
-        coef *= w[:, None]
-        if mean:
+        coef = _one_hot(y, c, x.dtype) * w[:, None]  # (a new array: a replayable result
+        if mean:                                      # is never changed in place)
             coef *= 1.0 / float(w.sum())  # PyTorch: divided by the labels' total weight
         return weighted_nll(x, coef)
 

@@ -334,3 +334,28 @@ def test_a_replayable_call_on_arrays_the_trace_cannot_explain_stays_baked():
         np.testing.assert_allclose(compiled(x).data, 2 * np.sqrt(np.abs(x)).sum())
         np.testing.assert_allclose(w.grad.data, 2 * np.sqrt(np.abs(x)))
     assert compiled.traces == 2  # keyed to the contents, as any array made in the step
+
+
+def test_class_weights_and_a_replayable_result_changed_in_place():
+    (m1, o1), (m2, o2) = _model(np.float64, "sgd"), _model(np.float64, "sgd")
+    loss_fn = nn.CrossEntropyLoss(weight=np.array([1.0, 2.0, 0.5]))
+    eager, compiled = _ce_loss_step(m1, o1, loss_fn), autodiff.compile(_ce_loss_step(m2, o2, loss_fn))
+    rng = np.random.default_rng(2)
+    for _ in range(4):  # (the weights made the one-hot rows change in place: stale rows)
+        _compare(eager, compiled, m1, m2, rng.standard_normal((6, 5)), rng.integers(0, 3, 6))
+
+    from autodiff.compile import replayable
+
+    @replayable
+    def halves(x):
+        return x * 0.5
+
+    w = Tensor(np.ones(3), requires_grad=True)
+
+    def step(x):
+        h = halves(x)
+        h += 1.0  # in place: a replay would not
+        return (w * Tensor(h)).sum()
+
+    with pytest.raises(CompileError, match="changed the result of a replayable call"):
+        autodiff.compile(step)(np.arange(3.0))
