@@ -168,8 +168,9 @@ class _Recorder:
         if not isinstance(source, np.ndarray) or source.dtype != t.data.dtype \
                 or source.shape != t.data.shape:
             return
-        if id(source) in self.derived:
-            ref = ("d",) + self.derived[id(source)]
+        derived = self._derived_ref(source)
+        if derived is not None:
+            ref = ("d",) + derived
         else:
             k = self._arg_index(source)
             if k is None:
@@ -192,11 +193,9 @@ class _Recorder:
         if t._seq > self.start:  # made before the call: a parameter, a buffer
             self.rebound[id(t)] = (t, t.data)
             return self._new_slot(t, ("ext", t))
-        if id(t.data) in self.derived:
-            return self._new_slot(t, ("derived",) + self.derived[id(t.data)])
-        ref = self.made_from.get(id(t.data))
-        if ref is not None and ref[0] == "d":
-            return self._new_slot(t, ("derived",) + ref[1:])
+        derived = self._derived_ref(t.data)
+        if derived is not None:
+            return self._new_slot(t, ("derived",) + derived)
         k = self._arg_index(t.data)
         if k is not None:
             return self._new_slot(t, ("arg", k, t.data.dtype))
@@ -836,6 +835,7 @@ class Compiled:
         key = (_signature(args), _signature(kwargs))
         loose = _loose_signature(args, kwargs) if self.value_steps else None
         family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
+        arrays = None
         for plan in family.candidates(args, kwargs) if family else ():
             for module, ids in plan.guards:
                 if tuple(map(id, module.parameters())) != ids:
@@ -846,8 +846,9 @@ class Compiled:
             if plan.values:
                 with no_grad():
                     return plan.replay(_floats(args, kwargs))
-            arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
-                args or kwargs) else ()
+            if arrays is None:
+                arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
+                    args or kwargs) else ()
             try:
                 with no_grad():  # (the recorded in-place updates ran under no_grad)
                     return plan.replay(arrays)

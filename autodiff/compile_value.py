@@ -171,7 +171,6 @@ class ValueTrace:
         self.making = False   # inside the library's node constructor
         self.closed = False   # the trace has ended: its numbers are not to be used again
         self.alive = []       # weak references to the model's numbers handed to the step
-        self.thread = threading.get_ident()  # (other threads' Values are not the step's)
 
     # -- numbers ----------------------------------------------------------------------
     def const(self, x) -> str:
@@ -242,9 +241,7 @@ class ValueTrace:
 
     def read(self, v, field: str, x):
         """The step's code reads `v.data` or `v.grad`: a _Sym naming the replay's copy."""
-        s = self.slot_of.get(id(v))
-        if s is None:
-            s = self.slot(v)
+        s = self.slot(v)
         if self.sources[s][0] != "ext":
             if field == "grad":
                 raise CompileError("compile: the step reads .grad of a Value made inside "
@@ -257,9 +254,7 @@ class ValueTrace:
 
     def write(self, v, field: str, x) -> None:
         """The step's code assigns `v.data` or `v.grad`."""
-        s = self.slot_of.get(id(v))
-        if s is None:
-            s = self.slot(v)
+        s = self.slot(v)
         if self.sources[s][0] != "ext":
             raise CompileError(f"compile: the step assigns .{field} of a Value made inside "
                                "it; a replay makes no such Value")
@@ -325,7 +320,7 @@ def patches(trace: ValueTrace) -> list:
     node, number = _value._node, _value._number
 
     def recording_node(data, a, b, op, saved, kw=None, v=None):
-        if threading.get_ident() != trace.thread:
+        if threading.get_ident() != trace.rec.thread:
             return node(data, a, b, op, saved, kw, v)
         real = data.v if type(data) is _Sym else data
         if saved and any(type(x) is _Sym for x in saved):
@@ -348,14 +343,14 @@ def patches(trace: ValueTrace) -> list:
         def get(v):
             x = descriptor.__get__(v, Value)
             if trace.rec.quiet or sys._getframe(1).f_code.co_filename.startswith(_PACKAGE) \
-                    or threading.get_ident() != trace.thread:
+                    or threading.get_ident() != trace.rec.thread:
                 return x
             return trace.read(v, name, x)
 
         def put(v, x):
             if not (trace.making or trace.rec.quiet or
                     sys._getframe(1).f_code.co_filename.startswith(_PACKAGE) or
-                    threading.get_ident() != trace.thread):
+                    threading.get_ident() != trace.rec.thread):
                 trace.write(v, name, x)
             descriptor.__set__(v, _plain(x))
 
