@@ -1,7 +1,8 @@
 """`compile(fn)`: trace a training step once per input signature, then replay it.
 
-The first call with a given signature (shapes, dtypes and kinds of the arguments; the
-values of plain Python numbers) runs `fn` eagerly while recording, in order, every
+The first call with a given signature (shapes, dtypes and kinds of the arguments, which
+of them are one and the same array; the values of plain Python numbers; a plain object's
+attributes as if they were arguments) runs `fn` eagerly while recording, in order, every
 primitive it ran (`Op.forward`, with its inputs and options), every backward, the in-place
 updates made through the library (`add_`, `sub_`, `mul_`, `div_`, `copy_`, `fill_`,
 `zero_`) and the optimizer and module calls (`step`, `zero_grad`). From that record it
@@ -16,14 +17,22 @@ at trace time; numbers among the arguments are constants of the trace (a new val
 retraces); a tensor made inside the step from an argument (`Tensor(xb)`) follows that
 argument. Numpy work on the arguments inside functions marked `replayable` (the losses'
 label checks and one-hot rows, a recurrent layer's zero state) is done again at each
-replay; a replay whose replayable call gives a result of another structure (labels with
-an ignored sample where the trace had none) traces afresh. A trace holding other arrays
-made during the step (numpy code on the arguments, a backward seed) replays only for
-arguments with the same contents; random draws inside the step are frozen, and so are
-arrays computed with numpy from a parameter's values (compute those with tensor ops).
+replay, all of it first: a result of another structure than at the trace (labels with an
+ignored sample where the trace had none) sends the call to a new trace before anything
+changed; dropout draws its masks afresh from the seeded generator, as eagerly. A trace
+holding other arrays or numpy numbers made during the step (numpy code on the arguments,
+`x.std()`, a backward seed) replays only for arguments with the same contents. Frozen:
+other random draws inside the step, arrays computed with numpy from a parameter's values
+(compute those with tensor ops), and Python floats computed from the arguments' values
+(`float(x.max())`: a trace cannot tell them from literals). Modules, optimizers and functions among the arguments
+are keyed by identity, the globals and closure a step reads not at all: attributes
+rebound on them go unseen (replaced parameters are caught).
+
 What it refuses, with `CompileError`: a step that returns a Python number computed from
 tensors (`loss.item()`), hooks, `retain_grad`, a parameter's `.data` rebound inside the
-step, and (at call time) a module whose parameters were replaced since the trace.
+step, an argument it cannot see into (a random generator) when the trace holds arrays
+made during the step, and (at call time) a module whose parameters were replaced since
+the trace.
 
 A step on `Value`s (micrograd's way) is traced by `compile_value` and replayed as
 straight-line Python over floats; its float arguments become variables of the replay.
@@ -32,6 +41,7 @@ straight-line Python over floats; its float arguments become variables of the re
 from __future__ import annotations
 
 import builtins
+import enum
 import functools
 import itertools
 import math
@@ -57,38 +67,79 @@ _IN_PLACE = ("add_", "sub_", "mul_", "div_", "copy_", "fill_", "zero_")
 
 def _signature(x):
     """What a trace depends on in one argument (a retrace happens when it changes)."""
-    if isinstance(x, Tensor):
-        return ("T", x.data.shape, x.data.dtype.str, x.requires_grad)
-    if isinstance(x, np.ndarray):
-        return ("A", x.shape, x.dtype.str)
-    if isinstance(x, (float, np.floating)):  # (-0.0 == 0.0, yet 1 / x differs)
-        return ("N", type(x).__name__, x, math.copysign(1.0, x))
-    if isinstance(x, (bool, int, float, complex, str, type(None), np.generic)):
-        return ("N", type(x).__name__, x)
-    if isinstance(x, (list, tuple)):
-        return (type(x).__name__,) + tuple(_signature(v) for v in x)
-    if isinstance(x, dict):
-        return ("D",) + tuple((k, _signature(v)) for k, v in sorted(x.items()))
-    if isinstance(x, Node):
-        raise CompileError("compile: a Value as an argument: a replay would go on computing "
-                           "with the Value of the trace. Pass numbers, lists or arrays and make "
-                           "the Values inside the step (Value(x))")
-    return ("O", id(x))  # any other object: the same object, by identity
+    return _walk(x, [], [], False)
 
 
 def _arrays_of(args) -> list:
-    """The arrays behind the arguments, in order (Tensors' data and ndarrays)."""
-    out = []
-    for x in args:
-        if isinstance(x, Tensor):
-            out.append(x.data)
-        elif isinstance(x, np.ndarray):
-            out.append(x)
-        elif isinstance(x, (list, tuple)):
-            out.extend(_arrays_of(x))
-        elif isinstance(x, dict):
-            out.extend(_arrays_of([x[k] for k in sorted(x)]))
-    return out
+    """The arrays behind the arguments, in order (Tensors' data, ndarrays, and the arrays
+    among a plain object's attributes)."""
+    arrays = []
+    _walk(list(args), arrays, [], False)
+    return arrays
+
+
+def _describe(args) -> tuple:
+    """(signature, arrays, opaque) of a call's arguments in one walk; `opaque` names the
+    objects that could only be keyed by identity."""
+    arrays, opaque = [], []
+    return _walk(list(args), arrays, opaque, False), arrays, opaque
+
+
+_OBJECT_DEPTH = 4  # how deep a plain object's attributes are followed
+
+
+def _walk(x, arrays, opaque, inside, depth=0):
+    """The signature of `x`, appending its arrays to `arrays`. Inside a plain object
+    (`inside`), a Tensor or Value is keyed by identity, as a parameter is: its data is read
+    afresh at every replay."""
+    if isinstance(x, Tensor):
+        if inside:
+            return ("P", id(x))
+        arrays.append(x.data)
+        return ("T", x.data.shape, x.data.dtype.str, x.requires_grad)
+    if isinstance(x, np.ndarray):
+        arrays.append(x)
+        return ("A", x.shape, x.dtype.str)
+    if isinstance(x, (float, np.floating)):  # (-0.0 == 0.0, yet 1 / x differs)
+        return ("N", type(x).__name__, x, math.copysign(1.0, x))
+    if isinstance(x, (bool, int, float, complex, str, bytes, type(None), np.generic,
+                      enum.Enum)):
+        return ("N", type(x).__name__, x)
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__,) + tuple(_walk(v, arrays, opaque, inside, depth) for v in x)
+    if isinstance(x, dict):
+        return ("D",) + tuple((k, _walk(v, arrays, opaque, inside, depth))
+                              for k, v in sorted(x.items()))
+    if isinstance(x, Node):
+        if inside:
+            return ("P", id(x))
+        raise CompileError("compile: a Value as an argument: a replay would go on computing "
+                           "with the Value of the trace. Pass numbers, lists or arrays and make "
+                           "the Values inside the step (Value(x))")
+    if _library_object(x) or callable(x):  # (parameters guarded, calls recorded; code frozen)
+        return ("O", id(x))
+    fields = getattr(x, "__dict__", None)
+    if isinstance(fields, dict) and depth < _OBJECT_DEPTH:  # a batch, a config: its fields
+        return ("obj", type(x)) + _walk(fields, arrays, opaque, True, depth + 1)
+    opaque.append(type(x).__name__)
+    return ("O", id(x))
+
+
+def _library_object(x) -> bool:
+    from nn.module import Module
+    from nn.optim.lr_scheduler import LRScheduler
+    from nn.optim.optimizer import Optimizer
+    from nn.scalar import ScalarModule
+
+    return isinstance(x, (Module, ScalarModule, Optimizer, LRScheduler))
+
+
+def _aliases(arrays) -> tuple | None:
+    """Which argument arrays are one and the same (a trace of `f(a, a)` reads one array
+    for both): per array, the index of its first occurrence; None when all differ."""
+    first = {}
+    pattern = tuple(first.setdefault(id(a), k) for k, a in enumerate(arrays))
+    return pattern if len(first) < len(arrays) else None
 
 
 def _modules_of(fn, args) -> list:
@@ -144,6 +195,8 @@ class _Recorder:
         self.derived = {}      # id(array) -> (derivation, index): made by a replayable call
         self.made_from = {}    # id(array) -> ("a", k) | ("d", n, i): a Tensor(x) copy's source
         self.derivations = []  # the arrays behind `derived` (so ids stay unique)
+        self.numbers_read = False  # a numpy number entered the graph (see note_operand)
+        self.held = []         # what keeps the ids in made_from unique
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -165,8 +218,15 @@ class _Recorder:
         result) its copy holds, when it holds it unchanged."""
         if isinstance(source, Tensor):
             source = source.data
-        if not isinstance(source, np.ndarray) or source.dtype != t.data.dtype \
-                or source.shape != t.data.shape:
+        self.note_operand(source)
+        self.copied(source, t.data, t)
+
+    def copied(self, source, copy, owner) -> None:
+        """`copy` holds the array `source` unchanged (a Tensor's data, an index array):
+        remember the argument or replayable result it stands for. (`owner` keeps the copy
+        alive, so its id stays unique.)"""
+        if not isinstance(source, np.ndarray) or source.dtype != copy.dtype \
+                or source.shape != copy.shape:
             return
         derived = self._derived_ref(source)
         if derived is not None:
@@ -176,8 +236,17 @@ class _Recorder:
             if k is None:
                 return
             ref = ("a", k)
-        self.made_from[id(t.data)] = ref
-        self.keep.append(t)
+        self.made_from[id(copy)] = ref
+        self.held.append(owner)
+
+    def note_operand(self, x) -> None:
+        """A number or small array that enters the graph as a constant: a numpy scalar
+        (`x.std()`) or a small array that is no argument may come from the arguments'
+        values, so the plan is then keyed to their contents."""
+        if isinstance(x, (np.floating, np.complexfloating)) or (
+                isinstance(x, np.ndarray) and x.size <= 1 and x.dtype.kind in "fc"
+                and self._arg_index(x) is None and self._derived_ref(x) is None):
+            self.numbers_read = True
 
     def slot(self, t) -> int:
         s = self.slot_of.get(id(t))
@@ -223,8 +292,8 @@ class _Recorder:
         return ref
 
     def derive(self, fn, args, kwargs, out) -> None:
-        """A replayable call: recorded when its arrays are the step's arguments or earlier
-        replayable results (else its result stays a constant of the trace)."""
+        """A replayable call: recorded when its arrays are the step's arguments, earlier
+        replayable results or read-only (else its result stays a constant of the trace)."""
         def spec(a):
             if isinstance(a, Tensor):
                 a = a.data
@@ -233,7 +302,10 @@ class _Recorder:
                 if ref is not None:
                     return ("d",) + ref
                 k = self._arg_index(a)
-                return None if k is None else ("a", k)
+                if k is not None:
+                    return ("a", k)
+                # (a read-only array, such as a loss's class weights, is a constant)
+                return None if a.flags.writeable else ("v", a)
             if isinstance(a, (list, dict, set)) or _unexplained(a):
                 return None
             return ("v", a)
@@ -264,13 +336,15 @@ class _Recorder:
 
 
 def _unexplained(v) -> bool:
+    """Whether an option may come from the arguments' values: an array, a numpy number."""
     if isinstance(v, tuple):
         return any(_unexplained(x) for x in v)
-    return isinstance(v, np.ndarray) and v.size > 1
+    return isinstance(v, np.ndarray) and v.size > 1 or isinstance(
+        v, (np.floating, np.complexfloating))
 
 
-def _contents(args, kwargs) -> tuple:
-    return tuple(a.tobytes() for a in _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]))
+def _contents(arrays) -> tuple:
+    return tuple(a.tobytes() for a in arrays)
 
 
 class _ArgRef:
@@ -346,6 +420,9 @@ def _recording(fn):
         elif fn.__name__ == "binary":
             a, b = rest
             if type(b) is not Tensor:
+                rec = _recorder()
+                if rec is not None and not rec.quiet:
+                    rec.note_operand(b)
                 b = _tensor._constant(b, a, op.name)
             inputs, kw, rest = (a, b), None, (a, b)
         else:
@@ -373,7 +450,7 @@ def _recorded_call(name, fn):
                 raise CompileError(f"compile: {name} on a tensor made inside the step is not "
                                    "supported; write it out of place")
             target = rec.slot(self)
-            spec = [("slot", rec.slot(a)) if isinstance(a, Tensor) else ("value", a)
+            spec = [("slot", rec.slot(a)) if isinstance(a, Tensor) else ("value", rec.option(a))
                     for a in args]
             rec.events.append(("inplace", name, target, spec, kwargs))
         else:
@@ -404,6 +481,19 @@ def _recording_init(init):
         rec = _recorder()
         if rec is not None and not rec.quiet:
             rec.made(self, data)
+
+    return wrapper
+
+
+def _recording_copy(copy_fn):
+    """An index or condition copied during a trace: note what the copy holds."""
+    @functools.wraps(copy_fn)
+    def wrapper(array):
+        out = copy_fn(array)
+        rec = _recorder()
+        if rec is not None and not rec.quiet:
+            rec.copied(array, out, out)
+        return out
 
     return wrapper
 
@@ -466,6 +556,7 @@ def _patches():
     for n in _IN_PLACE:
         out.append((Tensor, n, _recorded_call(n, getattr(Tensor, n))))
     out.append((Tensor, "__init__", _recording_init(Tensor.__init__)))
+    out.append((_tensor, "_kept_copy", _recording_copy(_tensor._kept_copy)))
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
     out.append((Optimizer, "step", _recorded_call("step", Optimizer.step)))
@@ -577,8 +668,11 @@ class _Plan:
         # Arrays the step made with numpy during the trace (a one-hot matrix of labels, a
         # mask) that are not an argument: they may depend on the arguments' values, so
         # this plan replays only for arguments with the very same contents.
-        self.baked = any(src[0] == "const" and np.size(src[1]) > 1 for src in rec.sources) \
+        self.baked = rec.numbers_read \
+            or any(src[0] == "const" and np.size(src[1]) > 1 for src in rec.sources) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values()) \
+            or any(_unexplained(v) for ev in rec.events if ev[0] == "inplace"  # (an array)
+                   for how, v in ev[3] if how == "value") \
             or any(np.size(g) > 1 and not (g == 1).all()  # backward(seed) with a seed
                    for ev in rec.events if ev[0] == "backward" for g in ev[2])
         self.replay, self.source = _emit(self)
@@ -628,9 +722,8 @@ def _emit(plan):
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
     ns = {"_fit": _fit, "_wrap": _wrap, "_stale": _stale, "_resolve": _resolve,
-          "_structure": _structure, "_Retrace": _Retrace, "_changed": _changed}
+          "_structure": _structure, "_Retrace": _Retrace}
     lines = ["def replay(A):", "    DV = {}  # the replayable calls' results"]
-    effects = False  # whether a line before has changed something outside the replay
 
     def const(v, name):
         ns[name] = v
@@ -645,6 +738,20 @@ def _emit(plan):
             lines.append(f"    s{s} = {const(src[1], f'E{s}')}.data")
         else:
             lines.append(f"    s{s} = {const(src[1], f'C{s}')}")
+    # The replayable calls first: they depend only on the arguments, and a result of
+    # another structure must send the call to a new trace before anything has changed.
+    for i, step in enumerate(plan.steps):
+        if step[0] != "derive":
+            continue
+        _, n, fn, specs, kwspecs, structure = step
+        xs = [_derive_arg(sp, f"DA{i}_{j}", const) for j, sp in enumerate(specs)] + [
+            f"{k}={_derive_arg(sp, f'DA{i}_k{k}', const)}" for k, sp in kwspecs.items()]
+        lines.append(f"    DV[{n}] = {const(fn, f'DF{i}')}({', '.join(xs)})")
+        lines.append(f"    if _structure(DV[{n}]) != {const(structure, f'DS{i}')}: "
+                     "raise _Retrace()")
+        for s, src in enumerate(plan.sources):
+            if src[0] == "derived" and src[1] == n:
+                lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
     info = {}  # op output slot -> (arguments of its vjp after g and out, options)
     for i, step in enumerate(plan.steps):
         kind = step[0]
@@ -669,47 +776,36 @@ def _emit(plan):
                 saved = xs if op.reads_inputs else ""
             info[out] = (saved, kw)
         elif kind == "derive":
-            _, n, fn, specs, kwspecs, structure = step
-
-            def ref(sp, j):
-                if sp[0] == "a":
-                    return f"A[{sp[1]}]"
-                if sp[0] == "d":
-                    return f"DV[{sp[1]}]" + ("" if sp[2] is None else f"[{sp[2]}]")
-                return const(sp[1], f"DA{i}_{j}")
-
-            xs = [ref(sp, j) for j, sp in enumerate(specs)] + [
-                f"{k}={ref(sp, f'k{k}')}" for k, sp in kwspecs.items()]
-            lines.append(f"    DV[{n}] = {const(fn, f'DF{i}')}({', '.join(xs)})")
-            # (before anything changed outside the replay, a trace can start afresh)
-            fail = "_changed()" if effects else "_Retrace()"
-            lines.append(f"    if _structure(DV[{n}]) != {const(structure, f'DS{i}')}: "
-                         f"raise {fail}")
-            for s, src in enumerate(plan.sources):
-                if src[0] == "derived" and src[1] == n:
-                    lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
+            continue  # (emitted above)
         elif kind == "backward":
-            effects = True
             _emit_backward(lines, ns, const, info, step, i)
         elif kind == "inplace":
-            effects = True
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
-            vals = [f"s{v}" if how == "slot" else const(v, f"I{i}_{j}")
-                    for j, (how, v) in enumerate(spec)]
+            vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV)"
+                    if _has_ref(v) else const(v, f"I{i}_{j}") for j, (how, v) in enumerate(spec)]
             lines.append(f"    {t}.{name}({', '.join(vals)}, **{const(kw, f'IK{i}')})")
         elif kind == "setgrad":
             lines.append(f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
-            effects = effects or fn.__name__ != "zero_grad"  # (doing it twice is harmless)
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
     lines.append(f"    return {_emit_output(plan.out)}")
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
+
+
+def _derive_arg(spec, name, const) -> str:
+    """A replayable call's argument in the replay: an argument's array, an earlier
+    replayable result, or a constant."""
+    if spec[0] == "a":
+        return f"A[{spec[1]}]"
+    if spec[0] == "d":
+        return f"DV[{spec[1]}]" + ("" if spec[2] is None else f"[{spec[2]}]")
+    return const(spec[1], name)
 
 
 def _emit_backward(lines, ns, const, info, step, i):
@@ -774,14 +870,6 @@ def _has_ref(v) -> bool:
     return type(v) in (_ArgRef, _DerivedRef) or type(v) is tuple and any(_has_ref(x) for x in v)
 
 
-def _changed():
-    raise CompileError(
-        "compile: a replayable call of the step (labels, a mask) gave a result of another "
-        "structure than when the step was traced, after the replay had already changed "
-        "parameters or gradients; compile the step again, or keep such calls before the "
-        "first backward")
-
-
 def _stale(t):
     raise CompileError(
         f"compile: a parameter of shape {t.data.shape} had no .grad when the step was traced "
@@ -832,11 +920,12 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if _recorder() is not None:  # inside another step's trace: recorded there, as written
             return self.fn(*args, **kwargs)
-        key = (_signature(args), _signature(kwargs))
-        loose = _loose_signature(args, kwargs) if self.value_steps else None
+        sig, arrays, opaque = _describe(list(args) + [kwargs])
+        alias = _aliases(arrays)
+        key = (sig, alias)
+        loose = (_loose_signature(args, kwargs), alias) if self.value_steps else None
         family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
-        arrays = None
-        for plan in family.candidates(args, kwargs) if family else ():
+        for plan in family.candidates(arrays) if family else ():
             for module, ids in plan.guards:
                 if tuple(map(id, module.parameters())) != ids:
                     raise CompileError(
@@ -846,27 +935,31 @@ class Compiled:
             if plan.values:
                 with no_grad():
                     return plan.replay(_floats(args, kwargs))
-            if arrays is None:
-                arrays = _arrays_of(list(args) + [kwargs[k] for k in sorted(kwargs)]) if (
-                    args or kwargs) else ()
             try:
                 with no_grad():  # (the recorded in-place updates ran under no_grad)
                     return plan.replay(arrays)
             except _Retrace:  # (nothing has changed yet: the next plan, or a new trace)
                 continue
-        return self._trace(key, loose, args, kwargs)
+        return self._trace(key, loose, args, kwargs, arrays, opaque)
 
-    def _trace(self, key, loose, args, kwargs):
+    def _trace(self, key, loose, args, kwargs, arrays, opaque):
         """Run the step eagerly while recording, and keep its plan under `key`."""
-        symbolic = loose in self.value_steps
+        symbolic = loose is not None and loose[0] in self.value_steps
         modules = _modules_of(self.fn, args)
         rec, result = _trace(self.fn, args, kwargs, symbolic)
         plan = _Plan(rec, result, modules, len(_floats(args, kwargs)) if symbolic else 0)
+        if plan.baked and opaque:
+            # (the plan is keyed to its arguments' arrays; such an object's state is unseen)
+            raise CompileError(
+                f"compile: the step takes a {opaque[0]} argument, which a trace can key only "
+                "by identity, and its trace holds arrays made during the step (numpy work, "
+                "random draws) that may come from that object's state; a replay would reuse "
+                "them. Pass arrays, numbers, lists, dicts or plain objects with attributes")
         if plan.values:
             self.value_steps.add(_loose_signature(args, kwargs))
             if symbolic and plan.floats_free:
                 key = loose
-        self.plans.setdefault(key, _Family()).add(plan, args, kwargs, self.max_baked)
+        self.plans.setdefault(key, _Family()).add(plan, arrays, self.max_baked)
         self.graph = result
         return _values.plain(result)
 
@@ -883,20 +976,20 @@ class _Family:
     def __len__(self) -> int:
         return len(self.baked) + len(self.general)
 
-    def candidates(self, args, kwargs) -> list:
+    def candidates(self, arrays) -> list:
         if self.baked:
-            plan = self.baked.get(_contents(args, kwargs))
+            plan = self.baked.get(_contents(arrays))
             if plan is not None:
                 return [plan]
         return self.general
 
-    def add(self, plan, args, kwargs, max_baked: int) -> None:
+    def add(self, plan, arrays, max_baked: int) -> None:
         if not plan.baked:
             self.general.insert(0, plan)  # (the newest first: the structure just met)
             return
         if len(self.baked) >= max_baked:
             self.baked.clear()
-        self.baked[_contents(args, kwargs)] = plan
+        self.baked[_contents(arrays)] = plan
 
 
 def _loose_signature(args, kwargs) -> tuple:

@@ -215,11 +215,17 @@ def _check_axes(x: "Tensor", axis, where: str) -> None:
                              f"{x.shape}")
 
 
+def _kept_copy(array) -> np.ndarray:
+    """A copy of an index or condition array, kept with its node so that changing the
+    original later cannot move the gradient. (A compiled step's trace notes what each
+    copy holds.)"""
+    return np.array(array)
+
+
 def _index(index):
-    """Tensor indices become arrays (integer, or boolean masks), kept with the node: a
-    copy, so that changing the index tensor later cannot move the gradient."""
+    """Tensor indices become arrays (integer, or boolean masks), kept with the node."""
     if isinstance(index, (Tensor, np.ndarray)):
-        return np.array(index.data if isinstance(index, Tensor) else index)
+        return _kept_copy(index.data if isinstance(index, Tensor) else index)
     if isinstance(index, list):
         return np.asarray(index)
     if isinstance(index, tuple):
@@ -1004,8 +1010,7 @@ def minimum(a, b) -> Tensor:
 
 def where(cond, a, b) -> Tensor:
     """`a` where `cond` is true, else `b`; the gradient follows the same choice."""
-    # (a copy: changing the condition later must not change the gradient)
-    cond = np.array(cond.data if isinstance(cond, Tensor) else cond)
+    cond = _kept_copy(cond.data if isinstance(cond, Tensor) else cond)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: cond must be boolean, got dtype {cond.dtype}")
     a, b = _pair(a, b, "where")

@@ -29,11 +29,13 @@ import warnings
 import numpy as np
 
 from autodiff import OPS, Tensor, where
+from autodiff.compile import replayable
 from autodiff.engine import bump_version
 from autodiff.errors import ShapeError
 from autodiff.ops_pool import channel_shape, channel_sum, max_pool2d_indices, pool_geometry
-from autodiff.rng import generator
 from autodiff.tensor import apply
+
+from .replayed import dropout_mask, row_numbers
 
 LINEAR, WEIGHTED_NLL = OPS["linear"], OPS["weighted_nll"]
 MAX_POOL2D, AVG_POOL2D = OPS["max_pool2d"], OPS["avg_pool2d"]
@@ -148,11 +150,7 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: needs a floating-point tensor, got dtype {x.dtype}")
-    if p == 1:
-        mask = np.zeros(x.shape, x.dtype)
-    else:
-        mask = (generator().random(x.shape) >= p) * x.dtype.type(1 / (1 - p))
-        mask = mask.astype(x.dtype, copy=False)
+    mask = dropout_mask(x.shape, x.dtype, p)
     if inplace:
         return _in_place(x, "dropout", Tensor.mul_, mask)
     return x * mask
@@ -353,6 +351,7 @@ def cross_entropy(input, target, weight=None, *, ignore_index: int = -100,
     return _shaped(loss_fn(rows, t), reduction, shape)
 
 
+@replayable  # (compile checks a batch's labels afresh at each replay)
 def _labels(t: np.ndarray, n: int, c: int, ignore_index: int, where: str):
     """Integer labels of shape (n,) in [0, c) or equal to ignore_index, and the mask of
     the rows that count (ignored rows get label 0, so they can still index)."""
@@ -386,22 +385,30 @@ def nll_loss(input, target, weight=None, *, ignore_index: int = -100,
                          f"got {x.shape}")
     n, c = rows.shape
     y, keep = _labels(t, n, c, int(ignore_index), "nll_loss")
-    w = np.ones(c) if weight is None else np.asarray(
+    w = None if weight is None else np.asarray(
         weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
-    if w.shape != (c,):
+    if w is not None and w.shape != (c,):
         raise ShapeError(f"nll_loss: weight has shape {w.shape} but there are C={c} classes")
-    row_weight = (w[y] * keep).astype(rows.dtype)
-    picked = rows[np.arange(n), y]
+    minus_weight, total = _row_weights(y, keep, w, rows.dtype)
+    picked = rows[row_numbers(n), y]
     if not keep.all():
         # An ignored row counts for nothing even where its input is -inf (0 * inf is nan).
         picked = where(keep, picked, 0.0)
-    picked = picked * -row_weight
+    picked = picked * minus_weight
     if reduction == "none":
         return _shaped(picked, reduction, shape)
     if reduction == "sum":
         return picked.sum()
     with np.errstate(divide="ignore", invalid="ignore"):  # every label ignored: nan
-        return picked.sum() / rows.dtype.type(row_weight.sum())
+        return picked.sum() / total
+
+
+@replayable
+def _row_weights(y: np.ndarray, keep: np.ndarray, weight, dtype) -> tuple:
+    """Minus each row's class weight (0 where ignored), and the weights' total as a 0-d
+    array."""
+    row_weight = (keep if weight is None else weight[y] * keep).astype(dtype)
+    return -row_weight, np.asarray(row_weight.sum(), dtype=dtype)
 
 
 def _weighted(loss: Tensor, weight, reduction: str, where: str) -> Tensor:

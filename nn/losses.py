@@ -25,6 +25,7 @@ from autodiff.tensor import binary
 from .functional import weighted_nll
 from .layers import as_tensor
 from .module import Module
+from .replayed import row_numbers, zeros
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -131,8 +132,7 @@ class BCELoss(_Loss):
 def softplus(x: Tensor) -> Tensor:
     """log(1 + e^x) = logsumexp(0, x): stable at any magnitude, derivative sigmoid(x)
     (exact at x = 0, where relu(x) + log(1 + e^-|x|) would hit two kinks)."""
-    zeros = np.zeros(x.shape, dtype=x.dtype)
-    return autodiff.stack([zeros, x], axis=-1).logsumexp(axis=-1)
+    return autodiff.stack([zeros(x.shape, x.dtype), x], axis=-1).logsumexp(axis=-1)
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -205,6 +205,17 @@ def _one_hot(y: np.ndarray, c: int, dtype, scale: float = 1.0) -> np.ndarray:
 
 
 @replayable
+def _weighted_one_hot(y: np.ndarray, weight: np.ndarray, dtype, mean: bool) -> np.ndarray:
+    """Each label's one-hot row times its class weight; for 'mean' divided by the labels'
+    total weight, as PyTorch does."""
+    w = weight[y]
+    coef = _one_hot(y, len(weight), dtype) * w[:, None].astype(dtype)
+    if mean:
+        coef *= 1.0 / float(w.sum())
+    return coef
+
+
+@replayable
 def _general_coef(y, keep, weight, eps: float, c: int, dtype, reduction: str) -> np.ndarray:
     """coef[i, c], the weight of log_softmax(x)[i, c] in the loss, for labels with ignored
     samples (`keep` False) and/or label smoothing `eps`; for 'mean' divided by the kept
@@ -219,6 +230,12 @@ def _general_coef(y, keep, weight, eps: float, c: int, dtype, reduction: str) ->
         with np.errstate(divide="ignore", invalid="ignore"):  # all ignored: nan
             coef = coef / coef.dtype.type(rows.sum())
     return coef
+
+
+@replayable
+def _counts_and_minus(coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where coef is nonzero, and -coef."""
+    return coef != 0, -coef
 
 
 class CrossEntropyLoss(_Loss):
@@ -238,6 +255,8 @@ class CrossEntropyLoss(_Loss):
         super().__init__(reduction=reduction)
         self.weight = None if weight is None else _numeric(
             weight, "CrossEntropyLoss", "weight").astype(np.float64)
+        if self.weight is not None:  # (read-only: a compiled step may use it as a constant)
+            self.weight.setflags(write=False)
         if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
             raise TypeError(f"CrossEntropyLoss: ignore_index must be an int, got "
                             f"{ignore_index!r}")
@@ -278,7 +297,7 @@ class CrossEntropyLoss(_Loss):
         if self.reduction == "none":
             # Pick each row's label rather than weigh every class: a masked logit (-inf)
             # elsewhere in the row would otherwise turn 0 * -inf into nan.
-            picked = x.log_softmax(axis=1)[np.arange(n), y]
+            picked = x.log_softmax(axis=1)[row_numbers(n), y]
             if self.weight is None:
                 return -picked
             return picked * -self.weight[y].astype(x.dtype)
@@ -286,11 +305,7 @@ class CrossEntropyLoss(_Loss):
             # The mean's divisor folds into the one-hot rows, each of which sums to it.
             scale = 1.0 / n if mean else 1.0
             return weighted_nll(x, _one_hot(y, c, x.dtype, scale), rowsum=scale)
-        w = self.weight[y]
-        coef = _one_hot(y, c, x.dtype) * w[:, None]  # (a new array: a replayable result
-        if mean:                                      # is never changed in place)
-            coef *= 1.0 / float(w.sum())  # PyTorch: divided by the labels' total weight
-        return weighted_nll(x, coef)
+        return weighted_nll(x, _weighted_one_hot(y, self.weight, x.dtype, mean))
 
     def _general(self, x: Tensor, y: np.ndarray, keep, eps: float) -> Tensor:
         """Labels with ignored samples and/or label smoothing: PyTorch's
@@ -300,8 +315,9 @@ class CrossEntropyLoss(_Loss):
         if self.reduction == "none":
             # Rows and classes that count for nothing are left out, not multiplied by 0:
             # a masked logit (-inf) there would otherwise make the loss nan.
-            log_p = autodiff.where(coef != 0, x.log_softmax(axis=1), 0.0)
-            return (log_p * -coef).sum(axis=1)
+            counts, minus_coef = _counts_and_minus(coef)
+            log_p = autodiff.where(counts, x.log_softmax(axis=1), 0.0)
+            return (log_p * minus_coef).sum(axis=1)
         return weighted_nll(x, coef)
 
     def extra_repr(self) -> str:

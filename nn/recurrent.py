@@ -34,10 +34,10 @@ from autodiff.engine import is_grad_enabled
 from autodiff.ops_rnn import transposed_weights
 from autodiff.rng import generator
 from autodiff.scope import close_scope, open_scope
-from autodiff.compile import replayable
 from autodiff.tensor import _wrap, apply
 
 from .functional import as_tensor, dropout, linear
+from .replayed import zeros
 from .module import Module, Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -115,12 +115,6 @@ def _state(state, expected: tuple, name: str, where: str) -> Tensor:
 
 
 # -- cells ----------------------------------------------------------------------------
-@replayable  # (a compiled step makes it again at each replay, instead of baking it in)
-def _zero_state(shape: tuple, dtype) -> np.ndarray:
-    """The zero initial state of a batch."""
-    return np.zeros(shape, dtype=dtype)
-
-
 class _CellBase(Module):
     def __init__(self, kind, input_size, hidden_size, bias, nonlinearity, device, dtype):
         super().__init__()
@@ -147,7 +141,7 @@ class _CellBase(Module):
         out = []
         for state, name in zip(states, names):
             if state is None:
-                out.append(_wrap(_zero_state(expected, x.dtype)))
+                out.append(_wrap(zeros(expected, x.dtype)))
             else:
                 out.append(_state(state, shown, name, where).reshape(expected))
         return x, out, unbatched
@@ -313,7 +307,7 @@ class _RNNBase(Module):
             for reverse in (False, True)[:directions]:
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, reverse)
                 k = layer * directions + reverse
-                carry = [_wrap(_zero_state((batch, n), x.dtype)) if s is None else s[k]
+                carry = [_wrap(zeros((batch, n), x.dtype)) if s is None else s[k]
                          for s in states]
                 if lstm:  # the cell carries [h | c] as one tensor
                     carry = [concatenate(carry, axis=-1)]

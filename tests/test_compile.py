@@ -289,28 +289,30 @@ def test_a_bad_label_at_a_replay_raises_as_eagerly_and_changes_nothing():
     assert step.traces == 1
 
 
-def test_a_replayable_result_of_new_structure_after_an_update_is_refused():
+def test_a_replayable_call_after_an_update_is_checked_before_the_replay_changes_anything():
     from autodiff.compile import replayable
 
     @replayable
     def positives(x):
         return None if (x > 0).all() else (x > 0).astype(float)
 
-    w = Tensor(np.ones(3), requires_grad=True)
+    def make_step(w):
+        def step(x):
+            w.grad = None
+            (w * Tensor(x)).sum().backward()
+            with autodiff.no_grad():
+                w.sub_(w.grad, alpha=0.1)
+            mask = positives(x)  # after the update: its structure is checked at the top
+            return w * 2.0 if mask is None else w * Tensor(mask)
+        return step
 
-    def step(x):
-        w.grad = None
-        (w * Tensor(x)).sum().backward()
-        with autodiff.no_grad():
-            w.sub_(w.grad, alpha=0.1)
-        mask = positives(x)  # after the update: a new structure cannot start over
-        return w * 2.0 if mask is None else w * Tensor(mask)
-
-    compiled = autodiff.compile(step)
-    compiled(np.array([1.0, 2.0, 3.0]))
-    compiled(np.array([2.0, 2.0, 1.0]))
-    with pytest.raises(CompileError, match="another structure"):
-        compiled(np.array([1.0, -2.0, 3.0]))
+    w_eager, w_compiled = (Tensor(np.ones(3), requires_grad=True) for _ in range(2))
+    eager, compiled = make_step(w_eager), autodiff.compile(make_step(w_compiled))
+    for x in ([1.0, 2.0, 3.0], [2.0, 2.0, 1.0], [1.0, -2.0, 3.0], [3.0, 1.0, 1.0]):
+        x = np.array(x)
+        np.testing.assert_array_equal(compiled(x).data, eager(x).data)
+        np.testing.assert_array_equal(w_compiled.data, w_eager.data)
+    assert compiled.traces == 2
 
 
 def test_a_replayable_call_on_arrays_the_trace_cannot_explain_stays_baked():
@@ -359,3 +361,131 @@ def test_class_weights_and_a_replayable_result_changed_in_place():
 
     with pytest.raises(CompileError, match="changed the result of a replayable call"):
         autodiff.compile(step)(np.arange(3.0))
+
+
+# -- arguments: what a trace keys on ---------------------------------------------------
+
+def _weighted_error_step(w):
+    def step(x, t):
+        w.grad = None
+        loss = ((w * Tensor(x) - Tensor(t)) ** 2).sum()
+        loss.backward()
+        with autodiff.no_grad():
+            w.sub_(w.grad, alpha=0.01)
+        return loss
+    return step
+
+
+def test_one_array_passed_twice_is_its_own_trace():
+    w1, w2 = (Tensor(np.ones(3), requires_grad=True) for _ in range(2))
+    eager, compiled = _weighted_error_step(w1), autodiff.compile(_weighted_error_step(w2))
+    a, b = np.array([1.0, 2.0, 3.0]), np.zeros(3)
+    for x, t in ((a, a), (a, b), (b, a), (a, a)):  # the trace of (a, a) read one array
+        np.testing.assert_array_equal(compiled(x, t).data, eager(x, t).data)
+        np.testing.assert_array_equal(w2.data, w1.data)
+    assert compiled.traces == 2
+
+
+class _Batch:
+    def __init__(self, x, t, scale=2.0):
+        self.x, self.t, self.scale = x, t, scale
+
+
+def test_a_plain_objects_arrays_are_arguments():
+    w1, w2 = (Tensor(np.ones(3), requires_grad=True) for _ in range(2))
+
+    def make(w):
+        inner = _weighted_error_step(w)
+        return lambda batch: inner(batch.x * batch.scale, batch.t)  # numpy work on its fields
+
+    eager, compiled = make(w1), autodiff.compile(make(w2))
+    batch = _Batch(np.array([1.0, 2.0, 3.0]), np.zeros(3))
+    for x, scale in (([1.0, 2.0, 3.0], 2.0), ([10.0, 0.0, 0.0], 2.0), ([10.0, 0.0, 0.0], 3.0)):
+        batch.x, batch.scale = np.array(x), scale  # the same object, rebound fields
+        np.testing.assert_array_equal(compiled(batch).data, eager(batch).data)
+        np.testing.assert_array_equal(w2.data, w1.data)
+
+
+def test_an_object_a_trace_cannot_see_into_is_refused_when_the_trace_bakes_arrays():
+    w = Tensor(np.ones(3), requires_grad=True)
+
+    def step(x, rng):
+        return (w * Tensor(x + rng.standard_normal(3))).sum()
+
+    with pytest.raises(CompileError, match="Generator argument"):
+        autodiff.compile(step)(np.zeros(3), np.random.default_rng(0))
+    # a module as an argument is fine: its parameters are guarded at every call
+    m = nn.Linear(3, 1)
+    compiled = autodiff.compile(lambda model, x: model(Tensor(x)).sum())
+    x = np.ones((2, 3))
+    np.testing.assert_array_equal(compiled(m, x).data, m(Tensor(x)).sum().data)
+
+
+@pytest.mark.parametrize("statistic", [
+    lambda x: x.std(),                     # a numpy scalar
+    lambda x: Tensor(x.max()),             # a tensor of one
+    lambda x: np.asarray(x.max()),         # a 0-d array
+])
+def test_a_numpy_number_from_the_arguments_keys_the_trace_to_their_contents(statistic):
+    w = Tensor(np.ones(3), requires_grad=True)
+
+    def step(x):
+        return (w * Tensor(x)).sum() * statistic(x)
+
+    compiled = autodiff.compile(step)
+    for x in ([1.0, 2.0, 3.0], [1.0, 5.0, 9.0]):
+        x = np.array(x)
+        np.testing.assert_allclose(compiled(x).data, step(x).data, rtol=1e-15)
+
+
+# -- the losses and layers' own numpy work is replayed: one trace for every batch ------
+
+def _loss_steps():
+    F = nn.functional
+    weights = np.array([1.0, 2.0, 0.5])
+    return {
+        "nll_loss": lambda z, y: F.nll_loss(z.log_softmax(axis=1), y, ignore_index=1),
+        "cross_entropy none": lambda z, y: nn.CrossEntropyLoss(reduction="none")(z, y).sum(),
+        "cross_entropy none ignored": lambda z, y: nn.CrossEntropyLoss(
+            reduction="none", ignore_index=1, label_smoothing=0.1)(z, y).sum(),
+        "class weights": lambda z, y: nn.CrossEntropyLoss(weight=weights)(z, y),
+        "bce with logits": lambda z, t: F.binary_cross_entropy_with_logits(z, t)
+        + nn.BCELoss()(z.sigmoid(), t),
+        "dropout": lambda z, y: F.cross_entropy(F.dropout(z, 0.5, training=True), y),
+    }
+
+
+@pytest.mark.parametrize("name", list(_loss_steps()))
+def test_a_losss_numpy_work_is_replayed_for_each_batch(name):
+    loss_of = _loss_steps()[name]
+
+    def make(m, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = loss_of(m(Tensor(x)), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+
+    (m1, o1), (m2, o2) = _model(np.float64, "sgd"), _model(np.float64, "sgd")
+    eager, compiled = make(m1, o1), autodiff.compile(make(m2, o2))
+    rng = np.random.default_rng(3)
+    for k in range(5):
+        x, y = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
+        if "ignored" in name or name == "nll_loss":
+            y[0] = 1  # (the same structure in every batch: some ignored)
+        if name.startswith("bce"):
+            y = np.eye(3)[y]  # (targets as probabilities)
+        autodiff.manual_seed(k)
+        a = eager(x, y)
+        autodiff.manual_seed(k)  # (dropout: the same draws for both)
+        b = compiled(x, y)
+        _compare_models(a, b, m1, m2)
+    assert compiled.traces == 1
+
+
+def _compare_models(a, b, m1, m2):
+    np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-12)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(q.data, p.data, rtol=1e-12, atol=1e-12)

@@ -497,3 +497,20 @@ def test_other_threads_run_eagerly_while_a_step_is_traced():
     for _ in range(2000):
         v -= 0.01 * (2 * v)
     assert results == [pytest.approx(v, rel=1e-12)]
+
+
+def test_a_model_of_ones_own_class_as_an_argument():
+    def make():
+        model = micrograd_mlp(Value, nouts=(4, 1))
+
+        def step(model, X, y, lr):
+            return demo_step(model)(X, y, lr)
+        return (lambda *a: step(model, *a)), model.parameters(), step, model
+
+    X, y = moons(8)
+    (run, ps, _, _), (_, qs, step, model) = make(), make()
+    compiled = autodiff.compile(step)  # the model passed in: its Values keyed by identity
+    for lr in (0.1, 0.05, 0.1):
+        a, b = run(X, y, lr), compiled(model, X, y, lr)
+        assert b.data == a.data
+        assert [(q.data, q.grad) for q in qs] == [(p.data, p.grad) for p in ps]
