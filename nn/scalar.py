@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 import random
+import weakref
 from typing import Sequence
 
 from autodiff import Value
@@ -104,6 +105,7 @@ class MLP(ScalarModule):
         sizes = [nin] + list(nouts)
         self.layers = [Layer(sizes[i], sizes[i + 1], nonlin=i != len(nouts) - 1,
                              activation=activation) for i in range(len(nouts))]
+        _MODELS.add(self)  # (the explorer groups a graph's nodes by the calls of these)
 
     def __call__(self, x: Sequence) -> Value | list[Value]:
         for layer in self.layers:
@@ -115,3 +117,11 @@ class MLP(ScalarModule):
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+
+_MODELS: "weakref.WeakSet[MLP]" = weakref.WeakSet()
+
+
+def live_models() -> list:
+    """The scalar MLPs still alive (a picture finds the one whose weights a graph reads)."""
+    return list(_MODELS)

@@ -151,3 +151,51 @@ def test_a_small_model_starts_with_its_groups_open():
     shown = set(re.findall(r"<title>([ng][0-9]+)</title>", data["views"][data["start"]]["svg"]))
     assert shown == {f"n{k}" for k in range(len(data["nodes"]))}
     assert data["start"] != 0 and "g0" in data["views"][0]["svg"]  # "fold all" still folds
+
+
+def _scalar_batch_loss(n=3):
+    import random
+    random.seed(1)
+    model = nn.MLP(2, [4, 4, 1])
+    X = [(random.uniform(-2, 2), random.uniform(-1, 1)) for _ in range(n)]
+    scores = [model([Value(a), Value(b)]) for a, b in X]
+    return model, sum((1 + -s).relu() for s in scores) * (1.0 / n)
+
+
+def test_a_scalar_mlps_calls_fold_per_sample_and_layer():
+    model, loss = _scalar_batch_loss(3)
+    data = autodiff.explore(loss, collapse="scopes").data
+    names = [g["label"] for g in data["groups"]]
+    assert names == ["MLP call 1", "L0", "L1", "L2"] * 1 + [
+        "MLP call 2", "L0", "L1", "L2", "MLP call 3", "L0", "L1", "L2"]
+    # the first view: three samples folded, none of the 4 * 3 + 4 * 5 + 5 weights drawn
+    first = drawn(data, 0)
+    assert {"MLP call 1", "MLP call 2", "MLP call 3"} <= first
+    weights = {n["label"] for n in data["nodes"] if n["op"] == "leaf" and n["label"][0] == "L"}
+    assert len(model.parameters()) == 37 and len(weights) == 37 and not first & weights
+    # the first sample's layer 0 open: its neurons' ops and their 12 weights, the other
+    # samples still folded and their weights not drawn by them
+    g = data["groups"].index(next(x for x in data["groups"] if x["label"] == "L0"))
+    v = data["groups"][g]["view"]
+    shown = drawn(data, v)
+    assert {"MLP call 2", "MLP call 3", "L1", "L2"} <= shown
+    assert sum(label.startswith("L0.") for label in shown) == 12
+    assert data["full"] is None or len(data["nodes"]) <= explore_view.AUTO_COLLAPSE
+    # the weights go by draw_graph's names, with the gradients backward gives
+    loss.backward()
+    grads = {n["label"]: float(n["grad"]) for n in data["nodes"] if n["label"][0] == "L"}
+    expected = {f"L{i}.N{j}.w{k}": w.grad for i, layer in enumerate(model.layers)
+                for j, neuron in enumerate(layer.neurons) for k, w in enumerate(neuron.w)}
+    assert any(expected.values())
+    assert {k: grads[k] for k in expected} == pytest.approx(expected, rel=1e-3, abs=1e-9)
+
+
+def test_a_scalar_mlp_nested_in_a_users_scope_and_a_tensor_graph_are_left_alone():
+    model, _ = _scalar_batch_loss(1)
+    with autodiff.scope("forward"):
+        out = model([Value(0.5), Value(-0.5)])
+    data = autodiff.explore(out, collapse="scopes").data
+    assert [g["label"] for g in data["groups"]] == ["forward"]  # (a user's scope wins)
+    m = nn.Linear(2, 1)
+    data = autodiff.explore(m(Tensor([[1.0, 2.0]])).sum()).data
+    assert all(not g["label"].startswith("MLP call") for g in data["groups"])

@@ -4,6 +4,7 @@ of a model's layers, and duplicate constant inputs merged into one."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from ..scope import scopes_of
@@ -194,39 +195,85 @@ def merge_constants(order, params: dict) -> dict:
     return replace
 
 
-class _NeuronScope:
-    """A scope for one call of a scalar neuron (scalar modules open none themselves): its
-    affine node and the activation applied to it."""
+class _CallScope:
+    """A scope for one call of a scalar module (scalar modules open none themselves): a
+    neuron's affine node and the activation applied to it, a layer's neurons on one
+    input, a model's layers on one sample."""
 
-    kind, parent, depth = "module", None, 0
+    kind = "module"
 
-    def __init__(self, name: str, neuron) -> None:
-        self.name, self.module = name, neuron
+    def __init__(self, name: str, module, parent=None) -> None:
+        self.name, self.module, self.parent = name, module, parent
+        self.depth = 0 if parent is None else parent.depth + 1
 
     def path(self) -> tuple:
-        return (self,)
+        return (self,) if self.parent is None else self.parent.path() + (self,)
 
 
-def neuron_scopes(order, model) -> dict:
+def scalar_model(order):
+    """The scalar MLP (`nn.MLP`, if nn is loaded) whose weights the graph reads, if one
+    is alive: scalar modules open no scopes, so this is how a graph of Values finds its
+    neurons' calls."""
+    scalar = sys.modules.get("nn.scalar")
+    if scalar is None:
+        return None
+    leaves = {id(n) for n in order if n._prim is None and n.requires_grad}
+    for model in scalar.live_models():
+        if any(id(w) in leaves for layer in model.layers for n in layer.neurons for w in n.w):
+            return model
+    return None
+
+
+def neuron_scopes(order, model, *, nested: bool = False) -> dict:
     """id(node) -> a scope per call of each neuron of a scalar MLP (`model.layers`, each
     with `.neurons` holding `.w`): the op reading the neuron's weights and the
-    activation that follows it."""
+    activation that follows it. With `nested`, a scope per call of each layer instead (its
+    neurons' ops), inside one per call of the model (a sample): a neuron met again after
+    the ones that follow it starts the layer's next call, layer 0 met again the model's
+    next call; a constant leaf read only inside one layer call joins it."""
     if not hasattr(model, "layers") or hasattr(model, "named_modules"):
         return {}
     owner = {}
     for i, layer in enumerate(model.layers):
         for j, neuron in enumerate(getattr(layer, "neurons", ())):
-            s = _NeuronScope(f"L{i}.N{j}", neuron)
             for w in getattr(neuron, "w", ()):
-                owner[id(w)] = s
+                owner[id(w)] = (i, j, layer, neuron)
     found, calls = {}, {}
-    for node in order:
+    model_call, layer_calls, last = None, {}, {}  # (nested) the calls under way
+    samples = 0
+    for node in sorted(order, key=lambda n: -n._seq):  # in creation order
         if node._prim is None:
             continue
-        s = next((owner[id(p)] for p in node._parents if id(p) in owner), None)
-        if s is not None:  # each call gets its own scope object (the same name)
-            call = calls[id(node)] = _NeuronScope(s.name, s.module)
+        o = next((owner[id(p)] for p in node._parents if id(p) in owner), None)
+        if o is not None:  # each call gets its own scope object (the same name)
+            i, j, layer, neuron = o
+            parent = None
+            if nested:
+                if i == 0 and (model_call is None or 0 in last and j <= last[0]):
+                    samples += 1
+                    model_call = _CallScope(f"{type(model).__name__} call {samples}", model)
+                    layer_calls, last = {}, {}
+                if i not in layer_calls or j <= last.get(i, -1):
+                    layer_calls[i] = _CallScope(f"L{i}", layer, model_call)
+                last[i] = j
+                parent = layer_calls[i]
+            # (nested: the layer's call is the finest group; one per neuron would cost
+            # the explorer a layout per neuron and call)
+            call = calls[id(node)] = parent or _CallScope(f"L{i}.N{j}", neuron)
             found[id(node)] = call
         elif len(node._parents) == 1 and id(node._parents[0]) in calls and not node._kw:
             found[id(node)] = calls[id(node._parents[0])]
+    if nested:  # a constant leaf read by one layer call only (a number of the sample)
+        readers: dict = {}
+        for node in order:
+            call = found.get(id(node))
+            for p in node._parents:
+                readers.setdefault(id(p), {})[id(call)] = call
+        for node in order:
+            calls_reading = readers.get(id(node), {})
+            if (node._prim is None and not node.requires_grad and not node.label
+                    and len(calls_reading) == 1):
+                call = next(iter(calls_reading.values()))
+                if call is not None:
+                    found[id(node)] = call
     return found

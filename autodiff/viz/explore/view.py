@@ -4,7 +4,9 @@ each group's local derivatives, and the engine's backward order."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -12,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from .._common import (_array_text, _as_roots, _backprop, _group_jacobians, _jacobian_text,
-                       _names, _op_text, _seed, _topo)
+                       _names, _op_text, _param_names, _seed, _topo)
 from ...value import Value
 from ..chain import chain_rule_in
 from ..draw import Graph, _attr
-from ..groups import caption
+from ..groups import caption, scalar_model
 from ..page import standalone_page
 from ..steps import backward_steps
 from .views import find_groups, make_views, op_summary, parameter_names
@@ -43,6 +45,16 @@ def _text(x, precision=4) -> str:
     return "none" if x is None else _array_text(np.asarray(x), precision)
 
 
+def _layouts(views, order, named, nodes, folds) -> list:
+    """Every view's SVG; graphviz's dot runs as a process per view, so they run side by
+    side, one per core."""
+    workers = min(len(views), os.cpu_count() or 1)
+    if workers <= 1:
+        return [_layout(v, order, named, nodes, folds) for v in views]
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda v: _layout(v, order, named, nodes, folds), views))
+
+
 def _layout(view, order, named, nodes, folds) -> str:
     """graphviz's SVG of one view; node k is DOT node n{k} and folded group j is g{j},
     titled so the page finds them."""
@@ -60,12 +72,13 @@ def _layout(view, order, named, nodes, folds) -> str:
             [view.rep[i] for i in nodes[k]["inputs"]]
         for src in sources:
             edges[src, f"n{k}"] = None
-    for j in sorted({int(r[1:]) for r in view.rep if r[0] == "g"}):
+    for j in sorted({int(r[1:]) for r in view.rep if r and r[0] == "g"}):
         fold = folds[j]
         graph.node(f"g{j}", _attr(f"{caption(fold.name)}\n{len(fold.members)} nodes"),
                    style="filled,rounded,bold", fillcolor="#fef3c7")
-        for i in fold.inputs:
-            edges[view.rep[i], f"g{j}"] = None
+        for i in fold.inputs:  # (not from a scalar MLP's weight: hundreds, read by every
+            if view.rep[i] is not None and i not in view.weights:  # folded sample)
+                edges[view.rep[i], f"g{j}"] = None
     leaves = {f"n{k}" for k, n in enumerate(order) if view.rep[k] == f"n{k}" and not n._parents}
     copies = _far_consumers([e for e in edges if e[0] != e[1]], leaves)
     for a, b in edges:
@@ -190,8 +203,13 @@ class Explorer:
         seed = _seed(root, None, "explore")
         order = _topo([root])
         index = {id(n): k for k, n in enumerate(order)}
-        folds, chains = find_groups(order, index[id(root)])
+        model = scalar_model(order)  # (a scalar MLP's calls are found from its weights)
+        weights = frozenset(index[id(p)] for p in model.parameters() if id(p) in index) \
+            if model is not None else frozenset()
+        folds, chains = find_groups(order, index[id(root)], model)
         given = parameter_names(folds)
+        if model is not None:  # its weights by the names draw_graph gives them (L0.N1.w0)
+            given.update({k: v for k, v in _param_names(model).items() if k not in given})
         named = _names(order, given)
         # the texts (chain rule, steps) call a parameter by the name the graph shows
         names = {n: given[id(n)] for n in order if id(n) in given}
@@ -207,7 +225,10 @@ class Explorer:
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
                  for s in backward_steps(root, names=names, precision=precision)]
-        views = make_views(order, folds, chains, max_size=MAX_LAYOUT)
+        # (a big scalar MLP's graph opened whole draws every weight by each sample's use:
+        # minutes of layout for a view nobody reads)
+        views = make_views(order, folds, chains, max_size=MAX_LAYOUT, weights=weights,
+                           full=len(order) <= AUTO_COLLAPSE or not weights)
         if not views:
             raise ValueError(f"explore: the graph has {len(order):,} nodes, too many to lay out "
                              f"(at most {MAX_LAYOUT:,} per view); group its parts with "
@@ -224,14 +245,15 @@ class Explorer:
                 range(len(views)), key=lambda i: len(views[i].expanded))
         else:  # open a group that is alone in the first view (a model's own call)
             while True:
-                shown = {r for r in views[start].rep if r[0] == "g"}
+                shown = {r for r in views[start].rep if r and r[0] == "g"}
                 j = int(next(iter(shown))[1:]) if len(shown) == 1 else None
                 if j is None or opens.get(j) is None or opens[j] == start:
                     break
                 start = opens[j]
         self.data = {"nodes": nodes, "steps": steps, "groups": groups, "root": index[id(root)],
-                     "views": [{"svg": _layout(v, order, named, nodes, folds), "group": v.group,
-                                "expanded": sorted(v.expanded)} for v in views],
+                     "views": [{"svg": svg, "group": v.group, "expanded": sorted(v.expanded)}
+                               for v, svg in zip(views, _layouts(views, order, named, nodes,
+                                                                 folds))],
                      "full": full, "start": start}
         self._widget = None
 

@@ -5,14 +5,15 @@ folded. Expanding a group in the page switches to its view, collapsing it to its
 
 A group's outputs (members used outside it, or the root) stay drawn in every view, with
 an edge from the group's node, so the values the lecture names (y, h, o) never hide; so do
-leaves made outside the group, except the parameters of a folded module's own call."""
+leaves made outside the group, except the parameters of a folded module's own call and a
+scalar MLP's weights that only folded groups read."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..groups import module_paths, scope_name
+from ..groups import module_paths, neuron_scopes, scope_name
 from ...scope import scopes_of
 
 # views made per graph at most (one graphviz layout each); deeper groups then do not expand
@@ -39,20 +40,24 @@ class View:
     group that makes it."""
 
     expanded: frozenset
-    rep: list
+    rep: list  # (None: not drawn, a scalar weight read only inside folded groups)
     via: dict
     group: int | None = None  # the group this view opens (None: the first or the full view)
+    weights: frozenset = frozenset()  # nodes drawn without edges into folded groups
 
     @property
     def size(self) -> int:
-        return len(set(self.rep))
+        return len(set(self.rep) - {None})
 
 
-def find_groups(order, root: int) -> tuple[list, list]:
+def find_groups(order, root: int, scalar_model=None) -> tuple[list, list]:
     """The groups of `order` (a topological order; `root` the index of its root) and,
     per node index, the chain of group indices that contain it, outermost first. A
-    module's call is named by its path in the outermost module called ('0: Linear')."""
+    module's call is named by its path in the outermost module called ('0: Linear'); the
+    calls of a scalar MLP (`scalar_model`) are found from the weights they read."""
     scopes = scopes_of(order)
+    for k, v in neuron_scopes(order, scalar_model, nested=True).items():
+        scopes[k] = scopes.get(k) or v  # (a user's scope wins)
     folds: list = []
     index: dict = {}
     paths_in: dict = {}
@@ -133,12 +138,22 @@ def foldable(fold, order) -> bool:
     return any(order[k]._prim is not None and k not in outputs for k in fold.members)
 
 
-def make_views(order, folds, chains, *, max_size: int) -> list:
+def make_views(order, folds, chains, *, max_size: int, full: bool = True,
+               weights: frozenset = frozenset()) -> list:
     """The first view (outermost groups folded), one per foldable group in breadth-first
-    order (up to MAX_VIEWS), and the full view (every group open), leaving out views of
-    more than `max_size` nodes (graphviz is slow on them and crashes on huge ones)."""
+    order (up to MAX_VIEWS), and (with `full`) the full view (every group open), leaving
+    out views of more than `max_size` nodes (graphviz is slow on them and crashes on huge
+    ones). `weights` (node indices: a scalar model's hundreds of weights, read by every
+    sample) are drawn only by an open reader."""
     ok = [foldable(f, order) for f in folds]
     outputs = [set(f.outputs) for f in folds]
+    position = {id(n): k for k, n in enumerate(order)}
+    readers: dict = {k: [] for k in weights}  # a weight -> the nodes reading it
+    for k, n in enumerate(order):
+        for p in n._parents:
+            i = position[id(p)]
+            if i in weights:
+                readers[i].append(k)
 
     def view(expanded: frozenset, group) -> View:
         rep, via = [], {}
@@ -147,7 +162,10 @@ def make_views(order, folds, chains, *, max_size: int) -> list:
             if j is not None and k in outputs[j] and order[k]._prim is not None:
                 via[k] = j
             rep.append(f"n{k}" if j is None or k in outputs[j] else f"g{j}")
-        return View(expanded, rep, via, group)
+        for k, reading in readers.items():
+            if rep[k] == f"n{k}" and all(rep[i][0] == "g" or i in via for i in reading):
+                rep[k] = None  # read only inside folded groups (an output is made there)
+        return View(expanded, rep, via, group, weights)
 
     candidates = [view(frozenset(), None)]
     for j in sorted(range(len(folds)), key=lambda j: len(_path(folds, j))):
@@ -155,7 +173,7 @@ def make_views(order, folds, chains, *, max_size: int) -> list:
             break
         if ok[j]:
             candidates.append(view(frozenset(_path(folds, j)), j))
-    if any(ok):
+    if any(ok) and full:
         candidates.append(view(frozenset(range(len(folds))), None))
     views, seen = [], set()
     for v in candidates:
