@@ -199,3 +199,15 @@ def test_a_scalar_mlp_nested_in_a_users_scope_and_a_tensor_graph_are_left_alone(
     m = nn.Linear(2, 1)
     data = autodiff.explore(m(Tensor([[1.0, 2.0]])).sum()).data
     assert all(not g["label"].startswith("MLP call") for g in data["groups"])
+
+
+def test_a_layout_budget_keeps_the_first_samples_views(monkeypatch):
+    _, loss = _scalar_batch_loss(3)
+    first = autodiff.explore(loss, collapse="scopes").data
+    size = len(re.findall(r"<title>[ng]\d+</title>", first["views"][0]["svg"]))
+    monkeypatch.setattr(explore_views, "LAYOUT_BUDGET", 3 * size)  # room for about 2 more
+    data = autodiff.explore(loss, collapse="scopes").data
+    opened = [g["label"] for g in data["groups"] if g["view"] is not None]
+    assert opened[0] == "MLP call 1" and "MLP call 3" not in opened  # a group before its own
+    assert sum(len(re.findall(r"<title>[ng]\d+</title>", v["svg"])) for v in data["views"]) \
+        <= 3 * size

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from ..groups import module_paths, neuron_scopes, scope_name
 from ...scope import scopes_of
 
-# views made per graph at most (one graphviz layout each); deeper groups then do not expand
+# views made per graph at most (one graphviz layout each), and their nodes in all: deeper
+# groups then do not expand (a batch of 100 samples repeats its loss's 600 nodes per view)
 MAX_VIEWS = 200
+LAYOUT_BUDGET = 40_000
 
 
 @dataclass
@@ -140,8 +142,8 @@ def foldable(fold, order) -> bool:
 
 def make_views(order, folds, chains, *, max_size: int, full: bool = True,
                weights: frozenset = frozenset()) -> list:
-    """The first view (outermost groups folded), one per foldable group in breadth-first
-    order (up to MAX_VIEWS), and (with `full`) the full view (every group open), leaving
+    """The first view (outermost groups folded), one per foldable group, each group's
+    before its inner groups' (up to MAX_VIEWS, and LAYOUT_BUDGET nodes in all), and (with `full`) the full view (every group open), leaving
     out views of more than `max_size` nodes (graphviz is slow on them and crashes on huge
     ones). `weights` (node indices: a scalar model's hundreds of weights, read by every
     sample) are drawn only by an open reader."""
@@ -168,19 +170,20 @@ def make_views(order, folds, chains, *, max_size: int, full: bool = True,
         return View(expanded, rep, via, group, weights)
 
     candidates = [view(frozenset(), None)]
-    for j in sorted(range(len(folds)), key=lambda j: len(_path(folds, j))):
+    for j in range(len(folds)):  # (a group before the groups inside it, in graph order)
         if len(candidates) > MAX_VIEWS:
             break
         if ok[j]:
             candidates.append(view(frozenset(_path(folds, j)), j))
     if any(ok) and full:
         candidates.append(view(frozenset(range(len(folds))), None))
-    views, seen = [], set()
+    views, seen, spent = [], set(), 0
     for v in candidates:
         key = tuple(v.rep)
-        if key not in seen and v.size <= max_size:
+        if key not in seen and v.size <= max_size and (not views or spent + v.size <= LAYOUT_BUDGET):
             seen.add(key)
             views.append(v)
+            spent += v.size
     return views
 
 
