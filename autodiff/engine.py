@@ -22,6 +22,8 @@ from heapq import heappop, heappush
 from contextlib import contextmanager
 from typing import Iterator
 
+import numpy as np
+
 
 class _GradMode(threading.local):
     enabled = True
@@ -486,6 +488,11 @@ def _need_options(need: tuple) -> dict:
 def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed,
                record, hooks, observer, released_ok) -> None:
     aliased = set()  # ids of gradients a rule passed through, stored as they are
+    # Arrays this loop made itself (sums of contributions) while their node is pending:
+    # nobody else holds them, so later contributions are added in place. The dict holds
+    # them, so an id cannot be reused by another array meanwhile. (Not with graph nodes,
+    # floats, or an observer, which is shown the total before and after each addition.)
+    owned = {} if sum_to is not None and not create_graph and observer is None else None
     last_change, grad_on = _changes.last, _changes.grad_on
     first_event = min(last_change, grad_on)  # nodes made after it skip both checks
     late = False
@@ -496,6 +503,8 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
         node = heappop(heap)[1]
         g = node._g
         node._g = None
+        if owned:  # popped: its vjp may pass g on, so g is no longer the loop's alone
+            owned.pop(id(g), None)
         if node._hooks and hooks:  # (pictures, store=False, never call the user's hooks)
             g = _run_hooks(node, g)
         if record:  # (as in `_finish`, written out: this runs for every node)
@@ -524,6 +533,13 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                 _check_versions(node, op)
             late = seq > grad_on  # an input may have started requiring grad since
         kw = node._kw
+        if op.scatter_add is not None and owned is not None:
+            _scatter_into(node, g, op, parents[0], leaves, heap, owned, needed, late, seq)
+            if not retain_graph:
+                node._saved = None
+                _drop_buffers(node, op)
+            late = False
+            continue
         if create_graph:
             saved, out = parents, node
         else:
@@ -566,8 +582,12 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
                     # array may end up in another .grad too, so if it is stored as it
                     # is (no other contribution is added to it), store a copy.
                     aliased.add(id(pg))
+            elif owned is not None and id(acc) in owned:
+                np.add(acc, pg, out=acc)
             else:
-                parent._g = acc + pg
+                total = parent._g = acc + pg
+                if owned is not None and type(total) is np.ndarray:
+                    owned[id(total)] = total
             if sends is not None:
                 sends.append((parent, pg, acc, parent._g))
         if observer is not None:
@@ -580,6 +600,28 @@ def _propagate(heap, leaves, retain_graph, create_graph, capture, sum_to, needed
         g = _finish(node, g, record, capture, aliased, hooks)
         if observer is not None:
             observer(node, g, [])
+
+
+def _scatter_into(node, g, op, parent, leaves, heap, owned, needed, late, seq) -> None:
+    """The gradient of node = parent[index] added into parent's pending total at the
+    index (op.scatter_add), instead of first spread into zeros of parent's shape."""
+    if not parent.requires_grad or (needed is not None and id(parent) not in needed) or (
+            late and parent._seq < seq):
+        return
+    acc = parent._g
+    if acc is not None and id(acc) in owned:
+        total = acc
+    else:  # a new array: zeros, or a copy of a first contribution others may hold
+        data = parent.data
+        total = np.zeros(data.shape, data.dtype) if acc is None else np.array(acc, data.dtype)
+        owned[id(total)] = total
+    op.scatter_add(total, g, **node._kw)
+    parent._g = total
+    if acc is None:
+        if parent._prim is None:
+            leaves.append(parent)
+        else:
+            heappush(heap, (parent._seq, parent))
 
 
 def local_vjp(node, g, cast=None) -> tuple:

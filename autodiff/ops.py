@@ -54,6 +54,11 @@ class Op:
     caches        options that only save the forward work, derived from the inputs' values
                   (an LSTM's transposed weights): `compile` drops them from a trace, where
                   they would be frozen while the inputs move
+    scatter_add   for an op whose vjp spreads g into zeros of the input's shape (x[index]):
+                  scatter_add(total, g, **options) adds that gradient into `total`, an
+                  array of the input's shape, in place. The engine uses it to add each
+                  use's gradient where it belongs, so taking x[t] for every t of a loop
+                  costs one input-sized array in backward instead of one per t
     masked        (from the vjp's signature) the engine passes need=, which inputs want
                   a gradient, so the rule can skip the others
     code          the scalar forward and the vjp as Python expressions over {x0}, {x1}...
@@ -65,11 +70,12 @@ class Op:
 
     __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
                  "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
-                 "internal", "buffers", "caches", "masked", "code")
+                 "internal", "buffers", "caches", "scatter_add", "masked", "code")
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
-                 residuals=False, view=False, internal=(), buffers=(), caches=(), code=None):
+                 residuals=False, view=False, internal=(), buffers=(), caches=(), scatter_add=None,
+                 code=None):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
         self.name = name
@@ -88,6 +94,7 @@ class Op:
         self.internal = frozenset(internal)
         self.buffers = tuple(buffers)
         self.caches = frozenset(caches)
+        self.scatter_add = scatter_add
         self.masked = "need" in inspect.signature(vjp).parameters
         self.code = code
 
@@ -744,12 +751,6 @@ def _getitem_forward(x, index):
     return out
 
 
-@primitive("getitem", "x[index]; the gradient is scattered back (repeated indices add up)",
-           _getitem_forward, reads="shapes", view=True, buffers=("index",))
-def GETITEM(g, out, x, index):
-    return (scatter(g, index, raw(x).shape),)
-
-
 def _selects_each_once(index) -> bool:
     """Whether `index` can pick no element twice: basic indexing (ints, slices, None,
     Ellipsis) or one boolean mask. Then assignment scatters; np.add.at, which repeated
@@ -761,12 +762,24 @@ def _selects_each_once(index) -> bool:
                for i in items)
 
 
+def _add_at(total, g, index):
+    """total[index] += g, repeated indices adding up."""
+    if _selects_each_once(index):
+        total[index] += g
+    else:
+        np.add.at(total, index, g)
+
+
+@primitive("getitem", "x[index]; the gradient is scattered back (repeated indices add up)",
+           _getitem_forward, reads="shapes", view=True, buffers=("index",),
+           scatter_add=_add_at)
+def GETITEM(g, out, x, index):
+    return (scatter(g, index, raw(x).shape),)
+
+
 def _scatter_forward(g, index, shape):
     z = np.zeros(shape, dtype=g.dtype)
-    if _selects_each_once(index):
-        z[index] = g
-    else:
-        np.add.at(z, index, g)
+    _add_at(z, g, index)
     return z
 
 
