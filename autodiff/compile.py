@@ -19,7 +19,10 @@ argument. Numpy work on the arguments inside functions marked `replayable` (the 
 label checks and one-hot rows, a recurrent layer's zero state) is done again at each
 replay, all of it first: a result of another structure than at the trace (labels with an
 ignored sample where the trace had none) sends the call to a new trace before anything
-changed; dropout draws its masks afresh from the seeded generator, as eagerly. A trace
+changed; dropout draws its masks afresh from the seeded generator, as eagerly. A tensor
+cut from the graph (`y.detach()`, `Tensor(y.data)`) is its source's array (a copy) at the
+same point of the replay; a leaf made in the step has its gradient in a variable of the
+replay (read by the step, returned with the leaf), not in the traced leaf's .grad. A trace
 holding other arrays or numpy numbers made during the step (numpy code on the arguments,
 `x.std()`, a backward seed) replays only for arguments with the same contents. Frozen:
 other random draws inside the step, arrays computed with numpy from a parameter's values
@@ -197,11 +200,22 @@ class _Recorder:
         self.derivations = []  # the arrays behind `derived` (so ids stay unique)
         self.numbers_read = False  # a numpy number entered the graph (see note_operand)
         self.held = []         # what keeps the ids in made_from unique
+        self.slot_of_array = {}  # id(array) -> slot, for arrays the plan computes or reads
+                                 # (op results, gradients, parameters); kept by `keep`
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
         self.keep.append(t)
         self.sources.append(source)
+        if source[0] in ("op", "grad", "ext"):
+            self.slot_of_array.setdefault(id(t.data), s)
+        return s
+
+    def _alias(self, t, of: int, copy: bool) -> int:
+        """A slot for `t`, whose data is (copy: a copy made now of) slot `of`'s array:
+        `y.detach()`, `Tensor(y.data)`. The replay assigns it at this point of the step."""
+        s = self._new_slot(t, ("alias", of))
+        self.events.append(("alias", s, of, copy))
         return s
 
     def _arg_index(self, arr, by_value=True):
@@ -218,6 +232,10 @@ class _Recorder:
         result) its copy holds, when it holds it unchanged."""
         if isinstance(source, Tensor):
             source = source.data
+        of = self.slot_of_array.get(id(source)) if isinstance(source, np.ndarray) else None
+        if of is not None and source.shape == t.data.shape and source.dtype == t.data.dtype:
+            self._alias(t, of, copy=True)
+            return
         self.note_operand(source)
         self.copied(source, t.data, t)
 
@@ -262,6 +280,9 @@ class _Recorder:
         if t._seq > self.start:  # made before the call: a parameter, a buffer
             self.rebound[id(t)] = (t, t.data)
             return self._new_slot(t, ("ext", t))
+        of = self.slot_of_array.get(id(t.data))
+        if of is not None:  # y.detach(): the same array as a slot's, made in the step
+            return self._alias(t, of, copy=False)
         derived = self._derived_ref(t.data)
         if derived is not None:
             return self._new_slot(t, ("derived",) + derived)
@@ -616,6 +637,8 @@ def _output_spec(rec, result):
         s = rec.slot_of.get(id(result))
         if s is None:
             s = rec.slot(result)
+        if result._prim is None and result.requires_grad and result._seq <= rec.start:
+            return ("leaf", s)  # made in the step: returned with its gradient, as eagerly
         return ("slot", s)
     if isinstance(result, (list, tuple)):
         return (type(result),) + tuple(_output_spec(rec, r) for r in result)
@@ -709,19 +732,23 @@ class _Plan:
             plan.append((slot[id(t)], op, need if op.masked and False in need else None,
                          [slot[id(p)] if p.requires_grad else None for p in parents], same))
         leaves = [slot[id(t)] for t in nodes if t._prim is None]
+        # Leaves made in the step (`Tensor(xb, requires_grad=True)`) are new at every call:
+        # their gradient is a variable of the replay, not the traced tensor's .grad.
+        inside = {slot[id(t)] for t in nodes if t._prim is None and t._seq <= rec.start}
         # Leaves whose .grad was None when the traced backward ran: if one is set at a
         # replay, something outside the library reset it during the trace.
-        unset = [t for t in nodes if t._prim is None and id(t) in fresh]
+        unset = [t for t in nodes if t._prim is None and id(t) in fresh
+                 and slot[id(t)] not in inside]
         return ("backward", [slot[id(r)] for r in roots], seeds, plan, leaves, unset,
                 {slot[id(t)]: t for t in nodes if t._prim is None},
-                {slot[id(t._grad)]: slot[id(t)] for t in owners})
+                {slot[id(t._grad)]: slot[id(t)] for t in owners}, inside)
 
 
 def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_stale": _stale, "_resolve": _resolve,
+    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_stale": _stale, "_resolve": _resolve,
           "_structure": _structure, "_Retrace": _Retrace}
     lines = ["def replay(A):", "    DV = {}  # the replayable calls' results"]
 
@@ -753,6 +780,7 @@ def _emit(plan):
             if src[0] == "derived" and src[1] == n:
                 lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
     info = {}  # op output slot -> (arguments of its vjp after g and out, options)
+    inside = {}  # slot of a leaf made in the step -> its gradient has a variable GL{slot}
     for i, step in enumerate(plan.steps):
         kind = step[0]
         if kind == "op":
@@ -778,7 +806,7 @@ def _emit(plan):
         elif kind == "derive":
             continue  # (emitted above)
         elif kind == "backward":
-            _emit_backward(lines, ns, const, info, step, i)
+            _emit_backward(lines, ns, const, info, step, i, inside)
         elif kind == "inplace":
             _, name, target, spec, kw = step
             src = plan.sources[target]
@@ -786,13 +814,18 @@ def _emit(plan):
             vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV)"
                     if _has_ref(v) else const(v, f"I{i}_{j}") for j, (how, v) in enumerate(spec)]
             lines.append(f"    {t}.{name}({', '.join(vals)}, **{const(kw, f'IK{i}')})")
+        elif kind == "alias":
+            _, s, of, copy = step
+            lines.append(f"    s{s} = s{of}{'.copy()' if copy else ''}")
         elif kind == "setgrad":
-            lines.append(f"    {const(step[1], f'T{i}')}._grad = None")
+            s = next((k for k, t in inside.items() if t is step[1]), None)
+            lines.append(f"    GL{s} = None" if s is not None
+                         else f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
-    lines.append(f"    return {_emit_output(plan.out)}")
+    lines.append(f"    return {_emit_output(plan.out, inside)}")
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
@@ -808,8 +841,8 @@ def _derive_arg(spec, name, const) -> str:
     return const(spec[1], name)
 
 
-def _emit_backward(lines, ns, const, info, step, i):
-    _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots = step
+def _emit_backward(lines, ns, const, info, step, i, inside):
+    _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots, made_inside = step
     for j, t in enumerate(unset):
         lines.append(f"    if {const(t, f'U{i}_{j}')}._grad is not None: _stale(U{i}_{j})")
     count, origin = {}, {}  # slot -> contributions so far; the g a first one may alias
@@ -851,19 +884,36 @@ def _emit_backward(lines, ns, const, info, step, i):
         leaf = const(leaf_tensor[s], f"L{s}")
         g = origin.get(s)
         value = f"g{s}" if g is None else f"(g{s}.copy() if g{s} is {g} else g{s})"
-        lines.append(f"    {leaf}._store_grad({value})")
+        if s not in made_inside:
+            lines.append(f"    {leaf}._store_grad({value})")
+        elif s in inside:  # a second backward in the step (the gradient may be reset)
+            lines.append(f"    GL{s} = {value} if GL{s} is None else GL{s} + g{s}")
+        else:
+            inside[s] = leaf_tensor[s]
+            lines.append(f"    GL{s} = {value}")
     for gs, owner in grad_slots.items():
-        lines.append(f"    s{gs} = L{owner}._grad.data")
+        lines.append(f"    s{gs} = GL{owner}" if owner in inside
+                     else f"    s{gs} = L{owner}._grad.data")
 
 
-def _emit_output(spec) -> str:
+def _emit_output(spec, inside) -> str:
     head = spec[0]
     if head == "slot":
         return f"_wrap(s{spec[1]}.copy())"
+    if head == "leaf":
+        return f"_leaf(s{spec[1]}, {f'GL{spec[1]}' if spec[1] in inside else 'None'})"
     if head == "value":
         return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
-    items = ", ".join(_emit_output(x) for x in spec[1:])
+    items = ", ".join(_emit_output(x, inside) for x in spec[1:])
     return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
+
+
+def _leaf(data, grad):
+    """A leaf the step made and returned: a new one at every call, with its gradient."""
+    t = Tensor(data.copy(), requires_grad=True)
+    if grad is not None:
+        t._store_grad(grad)
+    return t
 
 
 def _has_ref(v) -> bool:

@@ -489,3 +489,79 @@ def _compare_models(a, b, m1, m2):
     np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-12)
     for p, q in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_allclose(q.data, p.data, rtol=1e-12, atol=1e-12)
+
+
+def _input_gradient_step(m, opt, double=False):
+    """An adversarial-example step: the input's gradient, read inside the step, makes a
+    perturbed batch that is trained on; the perturbed input is returned with its own
+    gradient."""
+    def step(x, y):
+        opt.zero_grad()
+        xt = Tensor(x, requires_grad=True)
+        ((m(xt) - Tensor(y)) ** 2).mean().backward()
+        if double:  # a second backward adds to xt.grad, after a reset and a first one
+            xt.grad = None
+            ((m(xt) - Tensor(y)) ** 2).sum().backward()
+            (m(xt) ** 2).mean().backward()
+        adv = (xt + xt.grad * 0.1).detach().requires_grad_()  # (tensor ops: replayed)
+        opt.zero_grad()
+        loss = ((m(adv) - Tensor(y)) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss, adv
+    return step
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_a_leaf_made_in_the_step_has_a_new_gradient_at_every_call(double):
+    # The traced leaves are not the replay's: their .grad must neither accumulate from
+    # call to call nor be reported stale, and what the step reads of it is this call's.
+    m1, o1 = _model(np.float64, "sgd")
+    m2, o2 = _model(np.float64, "sgd")
+    eager = _input_gradient_step(m1, o1, double)
+    compiled = autodiff.compile(_input_gradient_step(m2, o2, double))
+    xs, ys = _batches(np.float64, n=4)
+    for _ in range(2):
+        for x, y in zip(xs, ys):
+            (l1, a1), (l2, a2) = eager(x, y), compiled(x, y)
+            np.testing.assert_allclose(l2.data, l1.data, **_tol(np.float64))
+            np.testing.assert_allclose(a2.data, a1.data, **_tol(np.float64))
+            assert a2.requires_grad and a2.grad is not a1.grad
+            np.testing.assert_allclose(a2.grad.data, a1.grad.data, **_tol(np.float64))
+            for p, q in zip(m1.parameters(), m2.parameters()):
+                np.testing.assert_allclose(q.data, p.data, **_tol(np.float64))
+    assert compiled.traces == 1
+
+
+def _detached_target_step(m, opt, how):
+    """A step whose target is the model's own output cut from the graph, and whose
+    penalty reads a parameter's values as a constant: both must follow the model."""
+    first = m[0].weight
+
+    def step(x, y):
+        opt.zero_grad()
+        out = m(Tensor(x))
+        target = {"detach": lambda: (out * 0.5).detach(),
+                  "copy": lambda: Tensor((out * 0.5).data)}[how]()
+        frozen = first.detach() if how == "detach" else Tensor(first.data)
+        loss = ((out - target - Tensor(y)) ** 2).mean() + (first * frozen).sum() * 1e-3
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("how", ["detach", "copy"])
+def test_a_detached_or_copied_tensor_follows_its_source_at_every_replay(how):
+    m1, o1 = _model(np.float64, "sgd")
+    m2, o2 = _model(np.float64, "sgd")
+    eager = _detached_target_step(m1, o1, how)
+    compiled = autodiff.compile(_detached_target_step(m2, o2, how))
+    xs, ys = _batches(np.float64, n=3)
+    for _ in range(3):
+        for x, y in zip(xs, ys):
+            np.testing.assert_allclose(compiled(x, y).data, eager(x, y).data,
+                                       **_tol(np.float64))
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(q.data, p.data, **_tol(np.float64))
+    assert compiled.traces == 1
