@@ -347,13 +347,17 @@ class _Recorder:
 
     def op(self, op, inputs, kw, out) -> None:
         ins = tuple(self.slot(t) for t in inputs)
-        opts = {k: self.option(v) for k, v in (kw or {}).items() if k not in op.caches}
+        opts = {k: _CACHED if k in op.caches else self.option(v)
+                for k, v in (kw or {}).items() if v is not None or k not in op.caches}
         step = len(self.events)
         self.events.append(("op", op, ins, opts, None))
         self.events[-1] = ("op", op, ins, opts, self._new_slot(out, ("op", step)))
 
     def backward(self, roots, seeds, kwargs) -> None:
         self.events.append(("backward", tuple(roots), tuple(seeds), kwargs))
+
+
+_CACHED = "<made again from the inputs at a replay: Op.caches>"
 
 
 def _unexplained(v) -> bool:
@@ -546,14 +550,14 @@ def _recording_backward(fn):
 
 def _grad_owners(rec):
     """After a recorded backward, every leaf's `.grad` Tensor stands for that leaf's
-    gradient (a later `p.sub_(p.grad)` reads the replayed one)."""
+    gradient (a later `p.sub_(p.grad)` reads the replayed one): [(leaf, slot of its
+    .grad)], taken now, as the step may reset the gradients before it ends."""
     owners = []
     for t in list(rec.keep):
         if t._prim is None and t.requires_grad and t._grad is not None:
-            owners.append(t)
             g = t._grad
-            if id(g) not in rec.slot_of:
-                rec._new_slot(g, ("grad", t))
+            s = rec.slot_of.get(id(g))
+            owners.append((t, rec._new_slot(g, ("grad", t)) if s is None else s))
     return owners
 
 
@@ -741,14 +745,14 @@ class _Plan:
                  and slot[id(t)] not in inside]
         return ("backward", [slot[id(r)] for r in roots], seeds, plan, leaves, unset,
                 {slot[id(t)]: t for t in nodes if t._prim is None},
-                {slot[id(t._grad)]: slot[id(t)] for t in owners}, inside)
+                {gs: slot[id(t)] for t, gs in owners}, inside)
 
 
 def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_stale": _stale, "_resolve": _resolve,
+    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_zeros": np.zeros, "_stale": _stale, "_resolve": _resolve,
           "_structure": _structure, "_Retrace": _Retrace}
     lines = ["def replay(A):", "    DV = {}  # the replayable calls' results"]
 
@@ -780,6 +784,7 @@ def _emit(plan):
             if src[0] == "derived" and src[1] == n:
                 lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
     info = {}  # op output slot -> (arguments of its vjp after g and out, options)
+    live = {}  # (op, option, input slots) -> the variable holding that cache, while valid
     inside = {}  # slot of a leaf made in the step -> its gradient has a variable GL{slot}
     for i, step in enumerate(plan.steps):
         kind = step[0]
@@ -789,9 +794,14 @@ def _emit(plan):
             xs = ", ".join(f"s{j}" for j in ins)
             kw = ""
             if opts:
-                k = const(opts, f"K{out}")
+                cached = [n for n, v in opts.items() if v is _CACHED]
+                k = const({n: v for n, v in opts.items() if v is not _CACHED}, f"K{out}")
                 if any(_has_ref(v) for v in opts.values()):
                     lines.append(f"    k{out} = {{n: _resolve(v, A, DV) for n, v in {k}.items()}}")
+                    k = f"k{out}"
+                if cached:
+                    lines.append(f"    k{out} = {{**{k}, "
+                                 f"{', '.join(_cache(n, op, ins, out, live, lines, const) for n in cached)}}}")
                     k = f"k{out}"
                 kw = f"**{k}"
             call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
@@ -808,6 +818,7 @@ def _emit(plan):
         elif kind == "backward":
             _emit_backward(lines, ns, const, info, step, i, inside)
         elif kind == "inplace":
+            live.clear()  # (a cache may have read the array changed)
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
@@ -822,6 +833,7 @@ def _emit(plan):
             lines.append(f"    GL{s} = None" if s is not None
                          else f"    {const(step[1], f'T{i}')}._grad = None")
         else:
+            live.clear()  # (an optimizer's step changes the parameters)
             _, fn, obj, a, kw = step
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
@@ -829,6 +841,19 @@ def _emit(plan):
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
+
+
+def _cache(name, op, ins, out, live, lines, const) -> str:
+    """`name': variable` for an op's cache option (Op.caches), made by a line of the
+    replay the first time these inputs need it and reused while they are unchanged."""
+    fn, at = op.caches[name]
+    key = (op.name, name, tuple(ins[i] for i in at))
+    var = live.get(key)
+    if var is None:
+        var = live[key] = f"c{out}_{name}"
+        lines.append(f"    {var} = {const(fn, f'CF{out}_{name}')}("
+                     f"{', '.join(f's{ins[i]}' for i in at)})")
+    return f"{name!r}: {var}"
 
 
 def _derive_arg(spec, name, const) -> str:
@@ -865,6 +890,18 @@ def _emit_backward(lines, ns, const, info, step, i, inside):
         if out not in count:
             continue
         saved, kw = info[out]
+        if op.scatter_add is not None:  # x[index]: added into x's total where it belongs
+            p = parents[0]
+            if p is not None:
+                n = count.get(p, 0)
+                count[p], origin[p] = max(n, 2), None  # (from now on, a sum of its own)
+                sa = const(op.scatter_add, f"SA{out}")
+                if n == 0:
+                    lines.append(f"    g{p} = _zeros(s{p}.shape, s{p}.dtype)")
+                elif n == 1:
+                    lines.append(f"    g{p} = g{p}.astype(s{p}.dtype, copy=True)")
+                lines.append(f"    {sa}(g{p}, g{out}, {kw})")
+            continue
         v = const(op.vjp, f"V{out}")
         extra = ", ".join(x for x in (saved, f"need={const(need, f'N{out}')}" if need else "",
                                       kw) if x)

@@ -51,9 +51,11 @@ class Op:
     view          the output may share memory with the first input (reshape, x[i]...)
     internal      options that are not shown in pictures
     buffers       options kept only for backward: a releasing backward drops their arrays
-    caches        options that only save the forward work, derived from the inputs' values
-                  (an LSTM's transposed weights): `compile` drops them from a trace, where
-                  they would be frozen while the inputs move
+    caches        {option: (function, input positions)}: options that only save the
+                  forward work, function(those inputs' arrays) (an LSTM's transposed
+                  weights, made once for all its steps); `compile` does not freeze them
+                  but calls the function at a replay, once while those inputs stay as
+                  they are
     scatter_add   for an op whose vjp spreads g into zeros of the input's shape (x[index]):
                   scatter_add(total, g, **options) adds that gradient into `total`, an
                   array of the input's shape, in place. The engine uses it to add each
@@ -74,7 +76,7 @@ class Op:
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
-                 residuals=False, view=False, internal=(), buffers=(), caches=(), scatter_add=None,
+                 residuals=False, view=False, internal=(), buffers=(), caches={}, scatter_add=None,
                  code=None):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
@@ -93,7 +95,7 @@ class Op:
         self.view = view
         self.internal = frozenset(internal)
         self.buffers = tuple(buffers)
-        self.caches = frozenset(caches)
+        self.caches = dict(caches)
         self.scatter_add = scatter_add
         self.masked = "need" in inspect.signature(vjp).parameters
         self.code = code

@@ -76,7 +76,7 @@ def _lstm_cell_forward(x, hc, w_ih, w_hh, *biases, bias, weights_t=None):
            "dc i (1-g^2), g_h tanh(c') o(1-o)] = D, d/dx = D w_ih, d/dh = D w_hh, "
            "d/dc = dc f, d/dw_ih = D^T x, d/dw_hh = D^T h, d/db = sum of D over rows",
            _lstm_cell_forward, symbol="lstm_cell", residuals=True, internal=("bias", "weights_t"),
-           caches=("weights_t",))
+           caches={"weights_t": (transposed_weights, (2, 3))})
 def LSTM_CELL(g, out, x, hc, w_ih, w_hh, *rest, bias, weights_t=None, need=(True,) * 6):
     n = w_hh.shape[1]
     biases, residuals = rest[:2 * bias], rest[2 * bias:]

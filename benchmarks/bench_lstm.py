@@ -8,7 +8,8 @@ carry gradient), then clears the weights' gradients. Both models hold the same w
 interleaved round by round (benchmarks/_common.measure); the table gives medians of
 process CPU time and the ratio to torch. Ours is the unrolled graph (nn/recurrent.py):
 for the LSTM one fused `lstm_cell` node per step and layer (autodiff/ops_rnn.py), for the
-GRU its dozen primitives per step; torch runs a fused ATen cell.
+GRU its dozen primitives per step; torch runs a fused ATen cell. "ours compiled" is the
+same step through `autodiff.compile` (traced once, then replayed without graph nodes).
 
 `--before REV` also times "ours" at git revision REV (its autodiff/ and nn/, exported with
 `git archive`, run by this same script in a child process), once before and once after
@@ -40,6 +41,7 @@ import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import autodiff  # noqa: E402
 import nn  # noqa: E402
 from autodiff import Tensor  # noqa: E402
 
@@ -56,15 +58,16 @@ def contestants(kind: str, layers: int, torch) -> dict:
     def final(state):
         return state[0] if kind == "LSTM" else state
 
-    def run_ours():
-        xt = Tensor(x, requires_grad=True)
+    def step(xa):
+        xt = Tensor(xa, requires_grad=True)
         out, state = ours(xt)
         assert out.dtype == np.float32  # (the default dtype is float64: compare like with like)
         ((out * cot).sum() + final(state).sum()).backward()
         ours.zero_grad()
         return out, xt
 
-    fns = {"ours": run_ours}
+    compiled = autodiff.compile(step)
+    fns = {"ours": lambda: step(x), "ours compiled": lambda: compiled(x)}
     if torch is not None:
         torch.manual_seed(0)
         ref = getattr(torch.nn, kind)(INPUT, HIDDEN, num_layers=layers)
@@ -78,10 +81,13 @@ def contestants(kind: str, layers: int, torch) -> dict:
             ref.zero_grad()
             return out, xt
 
-        # Same weights, same computation: outputs and input gradients agree before timing.
-        (o1, x1), (o2, x2) = run_ours(), run_torch()
-        np.testing.assert_allclose(o1.data, o2.detach().numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(x1.grad), x2.grad.numpy(), rtol=1e-3, atol=1e-5)
+        # Same weights, same computation: outputs and input gradients agree before timing
+        # (the compiled step's second call is its first replay).
+        o2, x2 = run_torch()
+        for o1, x1 in (step(x), compiled(x), compiled(x)):
+            np.testing.assert_allclose(o1.data, o2.detach().numpy(), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(np.asarray(x1.grad), x2.grad.numpy(), rtol=1e-3,
+                                       atol=1e-5)
         fns["torch"] = run_torch
     return fns
 

@@ -209,11 +209,15 @@ def test_arrays_computed_from_arguments_are_not_replayed_stale():
     assert compiled.traces == 2
 
 
+@pytest.mark.parametrize("twice", [False, True])
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
-def test_recurrent_training_step_matches_eager(kind):
+def test_recurrent_training_step_matches_eager(kind, twice):
     """An unrolled recurrent layer (fused lstm_cell nodes, or the GRU's primitives) with
     Adam: the replayed step trains exactly as the eager one, also on a batch seen again
-    after the weights moved (the LSTM's transposed-weight copies once went stale there)."""
+    after the weights moved (the LSTM's transposed-weight copies once went stale there).
+    `twice`: two updates in one call, so the replay must make the LSTM's transposed
+    weights again after the first; the input requires grad (its per-step slices' gradients
+    are summed in the replay) and the gradients are reset after the last backward."""
     rng = np.random.default_rng(0)
     models = []
     for _ in range(2):
@@ -224,25 +228,40 @@ def test_recurrent_training_step_matches_eager(kind):
 
     def make_step(rnn, head, params, opt):
         def step(x, y):
-            opt.zero_grad()
-            out, _ = rnn(Tensor(x))
-            loss = ((head(out[-1]) - Tensor(y)) ** 2).mean()
-            loss.backward()
-            opt.step()
+            for _ in range(2 if twice else 1):
+                opt.zero_grad()
+                xt = Tensor(x, requires_grad=twice)
+                out, _ = rnn(xt)
+                loss = ((head(out[-1]) - Tensor(y)) ** 2).mean() + (xt * xt).mean() * twice
+                loss.backward()
+                opt.step()
+            if twice:
+                grads = [p.grad.detach() * 1.0 for p in params]  # (kept: zero_grad drops them)
+                opt.zero_grad()
+                return loss, xt, grads
             return loss
         return step
 
     eager, compiled = make_step(*models[0]), autodiff.compile(make_step(*models[1]))
     batches = [(rng.standard_normal((7, 4, 3)), rng.standard_normal((4, 1))) for _ in range(2)]
+    close = dict(rtol=1e-12, atol=1e-12)
     for x, y in batches * 3:  # a batch seen again after the weights moved
         a, b = eager(x, y), compiled(x, y)
-        np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-12)
+        if twice:
+            (a, xa, ga), (b, xb, gb) = a, b
+            np.testing.assert_allclose(xb.grad.data, xa.grad.data, **close)
+            for p, q, g, h in zip(models[0][2], models[1][2], ga, gb):
+                np.testing.assert_allclose(h.data, g.data, **close)
+                assert p.grad is None and q.grad is None
+        np.testing.assert_allclose(b.data, a.data, **close)
         for p, q in zip(models[0][2], models[1][2]):
-            np.testing.assert_allclose(q.grad.data, p.grad.data, rtol=1e-12, atol=1e-12)
-            np.testing.assert_allclose(q.data, p.data, rtol=1e-12, atol=1e-12)
+            if not twice:
+                np.testing.assert_allclose(q.grad.data, p.grad.data, **close)
+            np.testing.assert_allclose(q.data, p.data, **close)
     assert compiled.traces == 1  # the zero initial state is a replayable call, made again
     # at each replay: one trace serves every batch
-    assert float(a.data) != float(eager(x, y).data)  # the weights did move
+    again = eager(x, y)
+    assert float(a.data) != float((again[0] if twice else again).data)  # the weights moved
 
 
 # -- replayable calls: numpy work on the arguments, made again at each replay -----------
