@@ -347,17 +347,13 @@ class _Recorder:
 
     def op(self, op, inputs, kw, out) -> None:
         ins = tuple(self.slot(t) for t in inputs)
-        opts = {k: _CACHED if k in op.caches else self.option(v)
-                for k, v in (kw or {}).items() if v is not None or k not in op.caches}
+        opts = {k: self.option(v) for k, v in (kw or {}).items()}
         step = len(self.events)
         self.events.append(("op", op, ins, opts, None))
         self.events[-1] = ("op", op, ins, opts, self._new_slot(out, ("op", step)))
 
     def backward(self, roots, seeds, kwargs) -> None:
         self.events.append(("backward", tuple(roots), tuple(seeds), kwargs))
-
-
-_CACHED = "<made again from the inputs at a replay: Op.caches>"
 
 
 def _unexplained(v) -> bool:
@@ -784,7 +780,6 @@ def _emit(plan):
             if src[0] == "derived" and src[1] == n:
                 lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
     info = {}  # op output slot -> (arguments of its vjp after g and out, options)
-    live = {}  # (op, option, input slots) -> the variable holding that cache, while valid
     inside = {}  # slot of a leaf made in the step -> its gradient has a variable GL{slot}
     for i, step in enumerate(plan.steps):
         kind = step[0]
@@ -794,14 +789,9 @@ def _emit(plan):
             xs = ", ".join(f"s{j}" for j in ins)
             kw = ""
             if opts:
-                cached = [n for n, v in opts.items() if v is _CACHED]
-                k = const({n: v for n, v in opts.items() if v is not _CACHED}, f"K{out}")
+                k = const(opts, f"K{out}")
                 if any(_has_ref(v) for v in opts.values()):
                     lines.append(f"    k{out} = {{n: _resolve(v, A, DV) for n, v in {k}.items()}}")
-                    k = f"k{out}"
-                if cached:
-                    lines.append(f"    k{out} = {{**{k}, "
-                                 f"{', '.join(_cache(n, op, ins, out, live, lines, const) for n in cached)}}}")
                     k = f"k{out}"
                 kw = f"**{k}"
             call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
@@ -818,7 +808,6 @@ def _emit(plan):
         elif kind == "backward":
             _emit_backward(lines, ns, const, info, step, i, inside)
         elif kind == "inplace":
-            live.clear()  # (a cache may have read the array changed)
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
@@ -833,7 +822,6 @@ def _emit(plan):
             lines.append(f"    GL{s} = None" if s is not None
                          else f"    {const(step[1], f'T{i}')}._grad = None")
         else:
-            live.clear()  # (an optimizer's step changes the parameters)
             _, fn, obj, a, kw = step
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
@@ -841,19 +829,6 @@ def _emit(plan):
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
-
-
-def _cache(name, op, ins, out, live, lines, const) -> str:
-    """`name': variable` for an op's cache option (Op.caches), made by a line of the
-    replay the first time these inputs need it and reused while they are unchanged."""
-    fn, at = op.caches[name]
-    key = (op.name, name, tuple(ins[i] for i in at))
-    var = live.get(key)
-    if var is None:
-        var = live[key] = f"c{out}_{name}"
-        lines.append(f"    {var} = {const(fn, f'CF{out}_{name}')}("
-                     f"{', '.join(f's{ins[i]}' for i in at)})")
-    return f"{name!r}: {var}"
 
 
 def _derive_arg(spec, name, const) -> str:

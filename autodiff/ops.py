@@ -51,11 +51,6 @@ class Op:
     view          the output may share memory with the first input (reshape, x[i]...)
     internal      options that are not shown in pictures
     buffers       options kept only for backward: a releasing backward drops their arrays
-    caches        {option: (function, input positions)}: options that only save the
-                  forward work, function(those inputs' arrays) (an LSTM's transposed
-                  weights, made once for all its steps); `compile` does not freeze them
-                  but calls the function at a replay, once while those inputs stay as
-                  they are
     scatter_add   for an op whose vjp spreads g into zeros of the input's shape (x[index]):
                   scatter_add(total, g, **options) adds that gradient into `total`, an
                   array of the input's shape, in place. The engine uses it to add each
@@ -72,11 +67,11 @@ class Op:
 
     __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
                  "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
-                 "internal", "buffers", "caches", "scatter_add", "masked", "code")
+                 "internal", "buffers", "scatter_add", "masked", "code")
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
-                 residuals=False, view=False, internal=(), buffers=(), caches={}, scatter_add=None,
+                 residuals=False, view=False, internal=(), buffers=(), scatter_add=None,
                  code=None):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
@@ -95,7 +90,6 @@ class Op:
         self.view = view
         self.internal = frozenset(internal)
         self.buffers = tuple(buffers)
-        self.caches = dict(caches)
         self.scatter_add = scatter_add
         self.masked = "need" in inspect.signature(vjp).parameters
         self.code = code

@@ -14,7 +14,8 @@ Step math (x W^T written xW; gate blocks in PyTorch's order):
 - LSTM: [i, f, g, o] = x W_ih^T + b_ih + h W_hh^T + b_hh;
         c' = sigmoid(f) c + sigmoid(i) tanh(g);  h' = sigmoid(o) tanh(c')
         (one fused `lstm_cell` node per step, faster than its dozen primitives; the state
-        passed from step to step is hc = [h | c], one tensor)
+        passed from step to step is one tensor, hc = [h^T; c^T] of shape (2, hidden, N):
+        see autodiff/ops_rnn.py for why transposed)
 - GRU:  [r, z] = sigmoid of the first two blocks of x W_ih^T + b_ih + h W_hh^T + b_hh;
         n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn));  h' = (1 - z) n + z h
 """
@@ -31,7 +32,6 @@ from autodiff import OPS, Tensor, concatenate, stack
 from autodiff.dtypes import as_dtype, check_device, get_default_dtype
 from autodiff.errors import ShapeError
 from autodiff.engine import is_grad_enabled
-from autodiff.ops_rnn import transposed_weights
 from autodiff.rng import generator
 from autodiff.scope import close_scope, open_scope
 from autodiff.tensor import _wrap, apply
@@ -53,11 +53,10 @@ def rnn_step(xw: Tensor, h: Tensor, w_hh, b_hh, relu: bool) -> Tensor:
     return pre.relu() if relu else pre.tanh()
 
 
-def lstm_cell(x: Tensor, hc: Tensor, w_ih, w_hh, b_ih, b_hh, weights_t=None) -> Tensor:
-    """hc' = [h' | c'] (N, 2 hidden) from x and hc = [h | c]: one `lstm_cell` node
-    (autodiff/ops_rnn.py), with i, f, g, o as in the module docstring. `weights_t`:
-    `transposed_weights(w_ih.data, w_hh.data)`, when one caller runs many steps."""
-    options = {"bias": b_ih is not None, "weights_t": weights_t}
+def lstm_cell(x: Tensor, hc: Tensor, w_ih, w_hh, b_ih, b_hh) -> Tensor:
+    """hc' = [h'^T; c'^T] (2, hidden, N) from x (N, H_in) and hc = [h^T; c^T]: one
+    `lstm_cell` node (autodiff/ops_rnn.py), with i, f, g, o as in the module docstring."""
+    options = {"bias": b_ih is not None}
     if b_ih is None:
         return apply(LSTM_CELL, (x, hc, w_ih, w_hh), options)
     return apply(LSTM_CELL, (x, hc, w_ih, w_hh, b_ih, b_hh), options)
@@ -192,10 +191,9 @@ class LSTMCell(_CellBase):
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"LSTMCell: hx must be a pair (h_0, c_0), got {type(hx).__name__}")
         x, (h, c), unbatched = self._prepare(input, hx or (None, None), ("h_0", "c_0"))
-        hc = lstm_cell(x, concatenate((h, c), axis=-1), self.weight_ih, self.weight_hh,
+        hc = lstm_cell(x, stack((h.T, c.T), 0), self.weight_ih, self.weight_hh,
                        self.bias_ih, self.bias_hh)
-        n = self.hidden_size
-        h, c = hc[:, :n], hc[:, n:]
+        h, c = hc[0].T, hc[1].T
         if unbatched:
             return h.reshape(self.hidden_size), c.reshape(self.hidden_size)
         return h, c
@@ -290,7 +288,7 @@ class _RNNBase(Module):
         directions = 2 if self.bidirectional else 1
         lstm, n = self._mode == "LSTM", self.hidden_size
         # A one-directional LSTM's output is sliced once from the last layer's stacked
-        # [h | c] steps: one scatter in backward instead of one per step.
+        # [h^T; c^T] steps: one scatter in backward instead of one per step.
         hc_output = lstm and directions == 1
         finals = [[] for _ in states]
         # Each layer reads its input one step at a time: x[t] for the first, the previous
@@ -307,38 +305,41 @@ class _RNNBase(Module):
             for reverse in (False, True)[:directions]:
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, reverse)
                 k = layer * directions + reverse
-                carry = [_wrap(zeros((batch, n), x.dtype)) if s is None else s[k]
-                         for s in states]
-                if lstm:  # the cell carries [h | c] as one tensor
-                    carry = [concatenate(carry, axis=-1)]
-                    w_t = transposed_weights(w_ih.data, w_hh.data)
+                if lstm and states[0] is None and states[1] is None:
+                    carry = [_wrap(zeros((2, n, batch), x.dtype))]  # [h^T; c^T]
+                else:
+                    carry = [_wrap(zeros((batch, n), x.dtype)) if s is None else s[k]
+                             for s in states]
+                    if lstm:  # the cell carries [h^T; c^T] as one tensor
+                        carry = [stack([s.T for s in carry], 0)]
                 seq = [None] * steps
                 recording = is_grad_enabled()
                 for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
                     # One scope per step, so pictures can collapse the unrolled graph.
                     opened = open_scope(f"t = {t}") if recording else None
                     try:
-                        carry, seq[t] = self._step(inputs[t], carry, w_ih, w_hh, b_ih, b_hh,
-                                                   w_t if lstm else None)
+                        carry, seq[t] = self._step(inputs[t], carry, w_ih, w_hh, b_ih, b_hh)
                     finally:
                         if opened is not None:
                             close_scope(opened)
-                if lstm:  # seq holds [h | c] per step: the output is the h half
-                    carry = [carry[0][:, :n], carry[0][:, n:]]
+                if lstm:  # seq holds [h^T; c^T] per step: the output is h
+                    carry = [carry[0][0].T, carry[0][1].T]
                     if not whole_hc:
-                        seq = [s[:, :n] for s in seq]
+                        seq = [s[0].T for s in seq]
                 outputs.append(seq)
                 for final, state in zip(finals, carry):
                     final.append(state)
             inputs = outputs[0] if directions == 1 else [
                 concatenate(pair, axis=-1) for pair in zip(*outputs)]
         output = stack(inputs, 0)
-        return (output[..., :n] if whole_hc else output), [stack(f, 0) for f in finals]
+        if whole_hc:  # (L, 2, hidden, N) -> h as (L, N, hidden)
+            output = output[:, 0].swapaxes(1, 2)
+        return output, [stack(f, 0) for f in finals]
 
-    def _step(self, x, carry, w_ih, w_hh, b_ih, b_hh, weights_t) -> tuple[list, Tensor]:
-        """One step: the next carry and the step's output (h; [h | c] for the LSTM)."""
+    def _step(self, x, carry, w_ih, w_hh, b_ih, b_hh) -> tuple[list, Tensor]:
+        """One step: the next carry and the step's output (h; [h^T; c^T] for the LSTM)."""
         if self._mode == "LSTM":
-            hc = lstm_cell(x, carry[0], w_ih, w_hh, b_ih, b_hh, weights_t)
+            hc = lstm_cell(x, carry[0], w_ih, w_hh, b_ih, b_hh)
             return [hc], hc
         xw = linear(x, w_ih, b_ih)
         if self._mode == "GRU":

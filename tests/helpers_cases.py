@@ -473,37 +473,34 @@ def _layer_norm_cases(table: dict) -> None:
 
 
 def _torch_lstm_cell(x, hc, w_ih, w_hh, b_ih=None, b_hh=None):
-    """PyTorch's LSTMCell step (its gate order i, f, g, o), returning [h' | c']."""
-    n = w_hh.shape[1]
+    """PyTorch's LSTMCell step (its gate order i, f, g, o) on the state [h^T; c^T]."""
     bias = None if b_ih is None else b_ih + b_hh
-    h, c = hc[:, :n], hc[:, n:]
+    h, c = hc[0].T, hc[1].T
     gates = x @ w_ih.T + h @ w_hh.T + (0 if bias is None else bias)
     i, f, g, o = gates.chunk(4, dim=1)
     c_next = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return T.cat((o.sigmoid() * c_next.tanh(), c_next), dim=1)
+    return T.stack(((o.sigmoid() * c_next.tanh()).T, c_next.T))
 
 
 def _lstm_cell_cases(table: dict) -> None:
     """The fused LSTM step (autodiff/ops_rnn.py), through nn.recurrent.lstm_cell: with and
-    without biases, with the layers' transposed-weight copies, a batch of one."""
-    from autodiff.ops_rnn import transposed_weights
+    without biases, a batch of one."""
     from nn.recurrent import lstm_cell
 
     def add(name, make, fn, torch_fn):
         table.setdefault("lstm_cell", []).append(Case("lstm_cell", name, make, fn, torch_fn))
 
-    add("(3,4),H=2,bias", ins(normal(3, 4), normal(3, 4), normal(8, 4), normal(8, 2),
+    add("(3,4),H=2,bias", ins(normal(3, 4), normal(2, 2, 3), normal(8, 4), normal(8, 2),
                               normal(8), normal(8)),
         lambda x, hc, wi, wh, bi, bh: lstm_cell(x, hc, wi, wh, bi, bh),
         _torch_lstm_cell)
-    add("(2,3),H=3,no-bias", ins(normal(2, 3), normal(2, 6, scale=2.0), normal(12, 3),
+    add("(2,3),H=3,no-bias", ins(normal(2, 3), normal(2, 3, 2, scale=2.0), normal(12, 3),
                                  normal(12, 3)),
         lambda x, hc, wi, wh: lstm_cell(x, hc, wi, wh, None, None),
         _torch_lstm_cell)
-    add("(1,2),H=2,weights_t", ins(normal(1, 2), normal(1, 4), normal(8, 2), normal(8, 2),
-                                   normal(8), normal(8)),
-        lambda x, hc, wi, wh, bi, bh: lstm_cell(x, hc, wi, wh, bi, bh,
-                                                transposed_weights(wi.data, wh.data)),
+    add("(1,2),H=2,bias", ins(normal(1, 2), normal(2, 2, 1), normal(8, 2), normal(8, 2),
+                              normal(8), normal(8)),
+        lambda x, hc, wi, wh, bi, bh: lstm_cell(x, hc, wi, wh, bi, bh),
         _torch_lstm_cell)
 
 

@@ -302,20 +302,20 @@ def test_the_fused_cell_matches_the_composite_of_primitives_to_the_last_digits()
     from nn.recurrent import lstm_cell
 
     n = 3
-    arrays = [rng.standard_normal(s) for s in ((4, 2), (4, 2 * n), (4 * n, 2), (4 * n, n),
+    arrays = [rng.standard_normal(s) for s in ((4, 2), (2, n, 4), (4 * n, 2), (4 * n, n),
                                                 (4 * n,), (4 * n,))]
     fused = [Tensor(a, requires_grad=True) for a in arrays]
     plain = [Tensor(a, requires_grad=True) for a in arrays]
-    x, hc, wi, wh, bi, bh = plain
-    gates = x @ wi.T + bi + hc[:, :n] @ wh.T + bh
+    x, hc, wi, wh, bi, bh = plain  # the state is [h^T; c^T]
+    gates = x @ wi.T + bi + hc[0].T @ wh.T + bh
     s = gates.sigmoid()
-    c = s[:, n:2 * n] * hc[:, n:] + s[:, :n] * gates[:, 2 * n:3 * n].tanh()
+    c = s[:, n:2 * n] * hc[1].T + s[:, :n] * gates[:, 2 * n:3 * n].tanh()
     h = s[:, 3 * n:] * c.tanh()
-    cot = rng.standard_normal((4, 2 * n))
+    cot = rng.standard_normal((2, n, 4))
     out = lstm_cell(*fused)
-    np.testing.assert_allclose(out.data, np.concatenate([h.data, c.data], 1), rtol=1e-12)
+    np.testing.assert_allclose(out.data, np.stack([h.data.T, c.data.T]), rtol=1e-12)
     (out * cot).sum().backward()
-    ((h * cot[:, :n]).sum() + (c * cot[:, n:]).sum()).backward()
+    ((h * cot[0].T).sum() + (c * cot[1].T).sum()).backward()
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(np.asarray(a.grad), np.asarray(b.grad), rtol=1e-10,
                                    atol=1e-12)
