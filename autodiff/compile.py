@@ -5,7 +5,7 @@ of them are one and the same array; the values of plain Python numbers; a plain 
 attributes as if they were arguments) runs `fn` eagerly while recording, in order, every
 primitive it ran (`Op.forward`, with its inputs and options), every backward, the in-place
 updates made through the library (`add_`, `sub_`, `mul_`, `div_`, `copy_`, `fill_`,
-`zero_`) and the optimizer and module calls (`step`, `zero_grad`). From that record it
+`zero_`, `clamp_`, `t[i] = v`, and `normal_`/`uniform_`, which draw afresh) and the optimizer and module calls (`step`, `zero_grad`). From that record it
 emits one straight-line Python function over plain arrays: a line per `Op.forward`, a line
 per `Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
 engine does, gradient sums decided at trace time), the `.grad` stores, and the recorded
@@ -20,9 +20,12 @@ label checks and one-hot rows, a recurrent layer's zero state) is done again at 
 replay, all of it first: a result of another structure than at the trace (labels with an
 ignored sample where the trace had none) sends the call to a new trace before anything
 changed; dropout draws its masks afresh from the seeded generator, as eagerly. A tensor
-cut from the graph (`y.detach()`, `Tensor(y.data)`) is its source's array (a copy) at the
-same point of the replay; a leaf made in the step has its gradient in a variable of the
-replay (read by the step, returned with the leaf), not in the traced leaf's .grad. A trace
+cut from the graph (`y.detach()`, `Tensor(y)`, `Tensor(y.data)` for y of the step or a
+parameter of a module the step reaches) is its source's array (a copy) at the same point
+of the replay, and so is a backward's seed taken from the step (`h.backward(z.grad)`); a
+leaf made in the step has its gradient in a variable of the replay (read by the step,
+returned with the leaf), a Tensor argument that requires grad gets it on the call's own
+tensor. A trace
 holding other arrays or numpy numbers made during the step (numpy code on the arguments,
 `x.std()`, a backward seed) replays only for arguments with the same contents. Frozen:
 other random draws inside the step, arrays computed with numpy from a parameter's values
@@ -65,7 +68,10 @@ __all__ = ["compile", "CompileError", "replayable"]
 builtins_compile = builtins.compile  # (this module's `compile` is ours)
 
 
-_IN_PLACE = ("add_", "sub_", "mul_", "div_", "copy_", "fill_", "zero_")
+# Every Tensor method that changes values in place (a replay must do each again; the
+# random fills draw afresh from the seeded generator, as eagerly).
+_IN_PLACE = ("add_", "sub_", "mul_", "div_", "copy_", "fill_", "zero_", "clamp_",
+             "normal_", "uniform_", "__setitem__")
 
 
 def _signature(x):
@@ -82,16 +88,17 @@ def _arrays_of(args) -> list:
 
 
 def _describe(args) -> tuple:
-    """(signature, arrays, opaque) of a call's arguments in one walk; `opaque` names the
-    objects that could only be keyed by identity."""
-    arrays, opaque = [], []
-    return _walk(list(args), arrays, opaque, False), arrays, opaque
+    """(signature, arrays, opaque, owners) of a call's arguments in one walk; `opaque`
+    names the objects that could only be keyed by identity; owners[k] is the Tensor
+    argument whose data arrays[k] is (None for an ndarray)."""
+    arrays, opaque, owners = [], [], []
+    return _walk(list(args), arrays, opaque, False, 0, owners), arrays, opaque, owners
 
 
 _OBJECT_DEPTH = 4  # how deep a plain object's attributes are followed
 
 
-def _walk(x, arrays, opaque, inside, depth=0):
+def _walk(x, arrays, opaque, inside, depth=0, owners=None):
     """The signature of `x`, appending its arrays to `arrays`. Inside a plain object
     (`inside`), a Tensor or Value is keyed by identity, as a parameter is: its data is read
     afresh at every replay."""
@@ -99,9 +106,13 @@ def _walk(x, arrays, opaque, inside, depth=0):
         if inside:
             return ("P", id(x))
         arrays.append(x.data)
+        if owners is not None:
+            owners.append(x)
         return ("T", x.data.shape, x.data.dtype.str, x.requires_grad)
     if isinstance(x, np.ndarray):
         arrays.append(x)
+        if owners is not None:
+            owners.append(None)
         return ("A", x.shape, x.dtype.str)
     if isinstance(x, (float, np.floating)):  # (-0.0 == 0.0, yet 1 / x differs)
         return ("N", type(x).__name__, x, math.copysign(1.0, x))
@@ -109,9 +120,10 @@ def _walk(x, arrays, opaque, inside, depth=0):
                       enum.Enum)):
         return ("N", type(x).__name__, x)
     if isinstance(x, (list, tuple)):
-        return (type(x).__name__,) + tuple(_walk(v, arrays, opaque, inside, depth) for v in x)
+        return (type(x).__name__,) + tuple(_walk(v, arrays, opaque, inside, depth, owners)
+                                           for v in x)
     if isinstance(x, dict):
-        return ("D",) + tuple((k, _walk(v, arrays, opaque, inside, depth))
+        return ("D",) + tuple((k, _walk(v, arrays, opaque, inside, depth, owners))
                               for k, v in sorted(x.items()))
     if isinstance(x, Node):
         if inside:
@@ -123,7 +135,7 @@ def _walk(x, arrays, opaque, inside, depth=0):
         return ("O", id(x))
     fields = getattr(x, "__dict__", None)
     if isinstance(fields, dict) and depth < _OBJECT_DEPTH:  # a batch, a config: its fields
-        return ("obj", type(x)) + _walk(fields, arrays, opaque, True, depth + 1)
+        return ("obj", type(x)) + _walk(fields, arrays, opaque, True, depth + 1, owners)
     opaque.append(type(x).__name__)
     return ("O", id(x))
 
@@ -202,6 +214,7 @@ class _Recorder:
         self.held = []         # what keeps the ids in made_from unique
         self.slot_of_array = {}  # id(array) -> slot, for arrays the plan computes or reads
                                  # (op results, gradients, parameters); kept by `keep`
+        self.known = {}        # id(array) -> the module parameter or buffer holding it
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -230,8 +243,11 @@ class _Recorder:
     def made(self, t, source) -> None:
         """`Tensor(source)` was made in the step: remember which argument (or replayable
         result) its copy holds, when it holds it unchanged."""
-        if isinstance(source, Tensor):
+        if isinstance(source, Tensor):  # (a parameter not used yet gets its slot now)
+            self.slot(source)
             source = source.data
+        if isinstance(source, np.ndarray) and id(source) in self.known:
+            self.slot(self.known[id(source)])  # Tensor(p.data): p's slot, then a copy of it
         of = self.slot_of_array.get(id(source)) if isinstance(source, np.ndarray) else None
         if of is not None and source.shape == t.data.shape and source.dtype == t.data.dtype:
             self._alias(t, of, copy=True)
@@ -251,11 +267,23 @@ class _Recorder:
             ref = ("d",) + derived
         else:
             k = self._arg_index(source)
-            if k is None:
+            if k is not None:
+                ref = ("a", k)
+            elif id(source) in self.slot_of_array:  # (a backward's seed: z.grad)
+                ref = ("s", self.slot_of_array[id(source)])
+            else:
                 return
-            ref = ("a", k)
         self.made_from[id(copy)] = ref
         self.held.append(owner)
+
+    def seed(self, g):
+        """A backward's seed as the plan keeps it: a slot's array of this step
+        (`h.backward(z.grad)`) by reference, anything else as a copy."""
+        ref = self.made_from.get(id(g))
+        if ref is not None and ref[0] == "s":
+            return _SlotRef(ref[1])
+        s = self.slot_of_array.get(id(g))
+        return _SlotRef(s) if s is not None else np.array(g, copy=True)
 
     def note_operand(self, x) -> None:
         """A number or small array that enters the graph as a constant: a numpy scalar
@@ -295,7 +323,7 @@ class _Recorder:
         """An op's option as the plan keeps it: an argument's array by reference."""
         if isinstance(v, tuple):
             return tuple(self.option(x) for x in v)
-        if isinstance(v, np.ndarray) and v.size > 1:
+        if isinstance(v, np.ndarray) and v.size:  # (a one-element index array too)
             ref = self._derived_ref(v)
             if ref is not None:
                 return _DerivedRef(*ref)
@@ -360,7 +388,7 @@ def _unexplained(v) -> bool:
     """Whether an option may come from the arguments' values: an array, a numpy number."""
     if isinstance(v, tuple):
         return any(_unexplained(x) for x in v)
-    return isinstance(v, np.ndarray) and v.size > 1 or isinstance(
+    return isinstance(v, np.ndarray) and v.size > 0 or isinstance(
         v, (np.floating, np.complexfloating))
 
 
@@ -373,6 +401,15 @@ class _ArgRef:
 
     def __init__(self, k):
         self.k = k
+
+
+class _SlotRef:
+    """A backward's seed that is an array of the step (a slot of the plan)."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s):
+        self.s = s
 
 
 class _DerivedRef:
@@ -506,6 +543,19 @@ def _recording_init(init):
     return wrapper
 
 
+def _recording_detach(detach):
+    """t.detach() during a trace: t gets its slot first, so the detached tensor, which
+    shares t's array, can follow it (a parameter not used in the step yet)."""
+    @functools.wraps(detach)
+    def wrapper(self):
+        rec = _recorder()
+        if rec is not None and not rec.quiet:
+            rec.slot(self)
+        return detach(self)
+
+    return wrapper
+
+
 def _recording_copy(copy_fn):
     """An index or condition copied during a trace: note what the copy holds."""
     @functools.wraps(copy_fn)
@@ -536,7 +586,7 @@ def _recording_backward(fn):
             return fn(roots, seeds, **kwargs)
         for r in roots:
             rec.slot(r)
-        rec.backward(roots, [np.array(s, copy=True) for s in seeds], kwargs)
+        rec.backward(roots, [rec.seed(s) for s in seeds], kwargs)
         rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None}
         fn(roots, seeds, **kwargs)
         rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh)
@@ -577,6 +627,7 @@ def _patches():
     for n in _IN_PLACE:
         out.append((Tensor, n, _recorded_call(n, getattr(Tensor, n))))
     out.append((Tensor, "__init__", _recording_init(Tensor.__init__)))
+    out.append((Tensor, "detach", _recording_detach(Tensor.detach)))
     out.append((_tensor, "_kept_copy", _recording_copy(_tensor._kept_copy)))
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
@@ -600,8 +651,12 @@ def _recording_grad_setter(self, value):
 _GRAD_SETTER = Tensor.grad.fset
 
 
-def _trace(fn, args, kwargs, symbolic_floats=False):
+def _trace(fn, args, kwargs, symbolic_floats=False, modules=()):
     rec = _Recorder(list(args) + [kwargs[k] for k in sorted(kwargs)])
+    for m in modules:  # (so that Tensor(p.data) in the step can follow p)
+        if hasattr(m, "buffers"):
+            for t in itertools.chain(m.parameters(), m.buffers()):
+                rec.known[id(t.data)] = t
     if symbolic_floats:  # (a Value step: its float arguments become replay variables)
         k = itertools.count()
         args = [rec.values.argument(next(k), x) if type(x) is float else x for x in args]
@@ -696,8 +751,13 @@ class _Plan:
             or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values()) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "inplace"  # (an array)
                    for how, v in ev[3] if how == "value") \
-            or any(np.size(g) > 1 and not (g == 1).all()  # backward(seed) with a seed
-                   for ev in rec.events if ev[0] == "backward" for g in ev[2])
+            or any(type(g) is not _SlotRef and np.size(g) > 1 and not (g == 1).all()
+                   for ev in rec.events if ev[0] == "backward" for g in ev[2])  # (a seed)
+        # Tensor arguments (made before the call) by slot and by identity: as leaves, their
+        # gradients go to the call's tensors (TA[k] in the replay).
+        self.arg_leaves = {s: src[1] for s, src in enumerate(rec.sources)
+                           if src[0] == "arg" and rec.keep[s]._seq > rec.start}
+        self.arg_tensors = {id(rec.keep[s]): k for s, k in self.arg_leaves.items()}
         self.replay, self.source = _emit(self)
 
     def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh):
@@ -737,8 +797,9 @@ class _Plan:
         inside = {slot[id(t)] for t in nodes if t._prim is None and t._seq <= rec.start}
         # Leaves whose .grad was None when the traced backward ran: if one is set at a
         # replay, something outside the library reset it during the trace.
+        # (Not for an argument's tensor, whose .grad the replay adds to as eagerly.)
         unset = [t for t in nodes if t._prim is None and id(t) in fresh
-                 and slot[id(t)] not in inside]
+                 and slot[id(t)] not in inside and rec.sources[slot[id(t)]][0] != "arg"]
         return ("backward", [slot[id(r)] for r in roots], seeds, plan, leaves, unset,
                 {slot[id(t)]: t for t in nodes if t._prim is None},
                 {gs: slot[id(t)] for t, gs in owners}, inside)
@@ -748,9 +809,11 @@ def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_zeros": np.zeros, "_stale": _stale, "_resolve": _resolve,
+    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_own": _own, "_zeros": np.zeros, "_stale": _stale, "_resolve": _resolve,
           "_structure": _structure, "_Retrace": _Retrace}
-    lines = ["def replay(A):", "    DV = {}  # the replayable calls' results"]
+    # A: the call's arrays; TA: the Tensor arguments they belong to (a leaf that is an
+    # argument gets its gradient on the call's tensor, not on the traced one)
+    lines = ["def replay(A, TA):", "    DV = {}  # the replayable calls' results"]
 
     def const(v, name):
         ns[name] = v
@@ -806,21 +869,23 @@ def _emit(plan):
         elif kind == "derive":
             continue  # (emitted above)
         elif kind == "backward":
-            _emit_backward(lines, ns, const, info, step, i, inside)
+            _emit_backward(lines, ns, const, info, step, i, inside, plan.arg_leaves)
         elif kind == "inplace":
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
             vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV)"
                     if _has_ref(v) else const(v, f"I{i}_{j}") for j, (how, v) in enumerate(spec)]
-            lines.append(f"    {t}.{name}({', '.join(vals)}, **{const(kw, f'IK{i}')})")
+            vals.append(f"**{const(kw, f'IK{i}')}")
+            lines.append(f"    {t}.{name}({', '.join(vals)})")
         elif kind == "alias":
             _, s, of, copy = step
             lines.append(f"    s{s} = s{of}{'.copy()' if copy else ''}")
         elif kind == "setgrad":
             s = next((k for k, t in inside.items() if t is step[1]), None)
-            lines.append(f"    GL{s} = None" if s is not None
-                         else f"    {const(step[1], f'T{i}')}._grad = None")
+            k = plan.arg_tensors.get(id(step[1]))
+            lines.append(f"    GL{s} = None" if s is not None else f"    TA[{k}]._grad = None"
+                         if k is not None else f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
@@ -841,7 +906,7 @@ def _derive_arg(spec, name, const) -> str:
     return const(spec[1], name)
 
 
-def _emit_backward(lines, ns, const, info, step, i, inside):
+def _emit_backward(lines, ns, const, info, step, i, inside, arg_leaves):
     _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots, made_inside = step
     for j, t in enumerate(unset):
         lines.append(f"    if {const(t, f'U{i}_{j}')}._grad is not None: _stale(U{i}_{j})")
@@ -860,7 +925,10 @@ def _emit_backward(lines, ns, const, info, step, i, inside):
             lines.append(f"    g{p} += {expr}")
 
     for j, (r, seed) in enumerate(zip(roots, seeds)):
-        add(r, const(seed, f"G{i}_{j}"), None)
+        if type(seed) is _SlotRef:  # (the array may be passed on as it is: stored, copied)
+            add(r, f"s{seed.s}", f"s{seed.s}")
+        else:
+            add(r, const(seed, f"G{i}_{j}"), None)
     for out, op, need, parents, same in nodes:
         if out not in count:
             continue
@@ -890,22 +958,26 @@ def _emit_backward(lines, ns, const, info, step, i, inside):
             lines.append(f"    t = q[{k}]")
             lines.append(f"    if t.shape != s{p}.shape or t.dtype != s{p}.dtype: t = _fit(t, s{p})")
             add(p, "t", f"g{out}")
+    def leaf_of(s):
+        return f"TA[{arg_leaves[s]}]" if s in arg_leaves else const(leaf_tensor[s], f"L{s}")
+
     for s in leaves:
         if s not in count:
             continue
-        leaf = const(leaf_tensor[s], f"L{s}")
+        leaf = leaf_of(s)
         g = origin.get(s)
         value = f"g{s}" if g is None else f"(g{s}.copy() if g{s} is {g} else g{s})"
         if s not in made_inside:
             lines.append(f"    {leaf}._store_grad({value})")
         elif s in inside:  # a second backward in the step (the gradient may be reset)
-            lines.append(f"    GL{s} = {value} if GL{s} is None else GL{s} + g{s}")
+            lines.append(f"    if GL{s} is None: GL{s} = _own({value})")
+            lines.append(f"    else: GL{s} += g{s}  # (in place, as .grad is eagerly)")
         else:
             inside[s] = leaf_tensor[s]
-            lines.append(f"    GL{s} = {value}")
+            lines.append(f"    GL{s} = _own({value})")
     for gs, owner in grad_slots.items():
         lines.append(f"    s{gs} = GL{owner}" if owner in inside
-                     else f"    s{gs} = L{owner}._grad.data")
+                     else f"    s{gs} = {leaf_of(owner)}._grad.data")
 
 
 def _emit_output(spec, inside) -> str:
@@ -918,6 +990,14 @@ def _emit_output(spec, inside) -> str:
         return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
     items = ", ".join(_emit_output(x, inside) for x in spec[1:])
     return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
+
+
+def _own(g):
+    """A first gradient as `.grad` keeps it: a view or a read-only array is copied (a
+    second backward adds into it in place)."""
+    if type(g) is np.ndarray and g.base is None and g.flags.writeable:
+        return g
+    return np.array(g)
 
 
 def _leaf(data, grad):
@@ -982,7 +1062,7 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if _recorder() is not None:  # inside another step's trace: recorded there, as written
             return self.fn(*args, **kwargs)
-        sig, arrays, opaque = _describe(list(args) + [kwargs])
+        sig, arrays, opaque, owners = _describe(list(args) + [kwargs])
         alias = _aliases(arrays)
         key = (sig, alias)
         loose = (_loose_signature(args, kwargs), alias) if self.value_steps else None
@@ -999,7 +1079,7 @@ class Compiled:
                     return plan.replay(_floats(args, kwargs))
             try:
                 with no_grad():  # (the recorded in-place updates ran under no_grad)
-                    return plan.replay(arrays)
+                    return plan.replay(arrays, owners)
             except _Retrace:  # (nothing has changed yet: the next plan, or a new trace)
                 continue
         return self._trace(key, loose, args, kwargs, arrays, opaque)
@@ -1008,7 +1088,7 @@ class Compiled:
         """Run the step eagerly while recording, and keep its plan under `key`."""
         symbolic = loose is not None and loose[0] in self.value_steps
         modules = _modules_of(self.fn, args)
-        rec, result = _trace(self.fn, args, kwargs, symbolic)
+        rec, result = _trace(self.fn, args, kwargs, symbolic, modules)
         plan = _Plan(rec, result, modules, len(_floats(args, kwargs)) if symbolic else 0)
         if plan.baked and opaque:
             # (the plan is keyed to its arguments' arrays; such an object's state is unseen)

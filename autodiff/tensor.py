@@ -479,7 +479,8 @@ class Tensor(TorchMethods, Node):
             if seed.shape != self.shape:
                 raise ShapeError(f"backward: gradient has shape {seed.shape} but the tensor "
                                  f"has shape {self.shape}")
-            seed = np.array(seed, dtype=self.data.dtype)  # ours: .grad may keep it
+            # ours (.grad may keep it); a compiled step's trace notes what it copies
+            seed = _kept_copy(np.asarray(seed, dtype=self.data.dtype))
         if inputs is None and not create_graph:
             run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
             return

@@ -559,10 +559,11 @@ def _detached_target_step(m, opt, how):
 
     def step(x, y):
         opt.zero_grad()
+        # (before the parameter's first use in the step)
+        frozen = first.detach() if how == "detach" else Tensor(first.data)
         out = m(Tensor(x))
         target = {"detach": lambda: (out * 0.5).detach(),
                   "copy": lambda: Tensor((out * 0.5).data)}[how]()
-        frozen = first.detach() if how == "detach" else Tensor(first.data)
         loss = ((out - target - Tensor(y)) ** 2).mean() + (first * frozen).sum() * 1e-3
         loss.backward()
         opt.step()
@@ -584,3 +585,138 @@ def test_a_detached_or_copied_tensor_follows_its_source_at_every_replay(how):
     for p, q in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_allclose(q.data, p.data, **_tol(np.float64))
     assert compiled.traces == 1
+
+
+@pytest.mark.parametrize("change", ["clamp_", "setitem", "normal_", "uniform_"])
+def test_every_in_place_method_is_replayed(change):
+    # Weight clipping, a pinned entry, a re-drawn row: each changes a parameter in place
+    # under no_grad, after the update; a replay must do it again (the random fills draw
+    # from the seeded generator, as the eager step does).
+    def run():
+        autodiff.manual_seed(3)
+        w = Tensor(np.array([0.5, -0.5, 0.2, 0.1]), requires_grad=True)
+        opt = nn.optim.SGD([w], lr=0.5)
+
+        def step(x):
+            opt.zero_grad()
+            loss = (w * Tensor(x)).sum()
+            loss.backward()
+            opt.step()
+            with autodiff.no_grad():
+                if change == "clamp_":
+                    w.clamp_(-0.6, 0.6)
+                elif change == "setitem":
+                    w[0] = 0.0
+                else:
+                    w[2:].__getattribute__(change)()  # (a view: changes w)
+            return loss
+        return w, step
+    (w1, eager), (w2, step) = run(), run()
+    compiled = autodiff.compile(step)
+    for k in range(4):
+        x = np.array([1.0, -1.0, 2.0, 0.5]) * (k + 1)
+        autodiff.manual_seed(k)  # (one generator for both: the same draws for each)
+        expected = eager(x).data
+        autodiff.manual_seed(k)
+        np.testing.assert_allclose(compiled(x).data, expected, rtol=1e-12)
+        np.testing.assert_allclose(w2.data, w1.data, rtol=1e-12)
+    assert compiled.traces == 1
+
+
+def test_a_one_element_index_array_is_an_argument():
+    w = Tensor(np.arange(5.0), requires_grad=True)
+
+    def step(idx):
+        w.grad = None
+        loss = (w[idx] * 10.0).sum()
+        loss.backward()
+        return loss
+    compiled = autodiff.compile(step)
+    for idx in (np.array([0]), np.array([3]), np.array([4])):
+        assert float(compiled(idx).data) == 10.0 * idx[0]
+        np.testing.assert_array_equal(w.grad.data, 10.0 * (np.arange(5) == idx[0]))
+    assert compiled.traces == 1
+
+
+def test_a_detached_gradient_of_a_leaf_made_in_the_step_follows_a_second_backward():
+    def step(xb):
+        xt = Tensor(xb, requires_grad=True)
+        (xt * xt).sum().backward()
+        d = xt.grad.detach()
+        first = (d * 1.0).sum()
+        (xt * 3.0).sum().backward()  # adds into xt.grad in place: d sees it
+        return first, (d * 1.0).sum()
+    compiled = autodiff.compile(step)
+    for k in range(3):
+        xb = np.arange(3.0) + k
+        expected = [float(t.data) for t in step(xb)]
+        assert [float(t.data) for t in compiled(xb)] == expected
+    assert compiled.traces == 1
+
+
+@pytest.mark.parametrize("how", ["detach", "copy"])
+def test_a_seed_computed_in_the_step_is_the_replays_own(how):
+    # Backprop in two stages: the second backward's seed is the first's gradient of a
+    # cut-off copy of h. A repeated batch must not replay the first call's seed.
+    def make():
+        w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+
+        def step(x):
+            w.grad = None
+            h = w * Tensor(x)
+            z = h.detach().requires_grad_() if how == "detach" else Tensor(
+                h.data, requires_grad=True)
+            loss = (z ** 2).sum()
+            loss.backward()
+            h.backward(z.grad)  # d loss / d w = 2 h x
+            with autodiff.no_grad():
+                w.sub_(w.grad, alpha=0.1)
+            return loss
+        return w, step
+    (w1, eager), (w2, step) = make(), make()
+    compiled = autodiff.compile(step)
+    x = np.ones(3)
+    for _ in range(3):
+        np.testing.assert_allclose(compiled(x).data, eager(x).data, rtol=1e-12)
+        np.testing.assert_allclose(w2.data, w1.data, rtol=1e-12)
+    assert compiled.traces == 1
+
+
+def test_a_tensor_argument_that_requires_grad_gets_its_own_gradient():
+    def step(x):
+        x.grad = None
+        loss = (x * x).sum()
+        loss.backward()
+        return loss
+    compiled = autodiff.compile(step)
+    xs = [Tensor(np.arange(3.0) + k, requires_grad=True) for k in range(3)]
+    for x in xs:
+        compiled(x)
+    for x in xs:
+        np.testing.assert_array_equal(x.grad.data, 2 * x.data)
+    # without the reset inside the step, each call adds to the argument's .grad, as eagerly
+    accumulate = autodiff.compile(lambda x: (x * x).sum().backward())
+    y = Tensor(np.ones(2), requires_grad=True)
+    for _ in range(3):
+        accumulate(y)
+    np.testing.assert_array_equal(y.grad.data, [6.0, 6.0])
+    assert compiled.traces == 1 and accumulate.traces == 1
+
+
+@pytest.mark.parametrize("root", ["reshape", "sum"])
+def test_a_leaf_gradient_changed_in_place_changes_nothing_else(root):
+    # The gradient of a leaf made in the step is a view of the seed (reshape) or a
+    # read-only broadcast (sum) when it arrives: halving it in place must neither fail
+    # nor halve the seed of later replays.
+    def step(xb):
+        xt = Tensor(xb, requires_grad=True)
+        if root == "reshape":
+            xt.reshape(-1).backward(np.ones(6))
+        else:
+            xt.sum().backward()
+        xt.grad.mul_(0.5)
+        return xt.grad * 1.0
+    compiled = autodiff.compile(step)
+    for k in range(4):
+        np.testing.assert_array_equal(compiled(np.full((2, 3), float(k))).data,
+                                      np.full((2, 3), 0.5))
