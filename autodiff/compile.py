@@ -25,7 +25,10 @@ parameter of a module the step reaches) is its source's array (a copy) at the sa
 of the replay, and so is a backward's seed taken from the step (`h.backward(z.grad)`); a
 leaf made in the step has its gradient in a variable of the replay (read by the step,
 returned with the leaf), a Tensor argument that requires grad gets it on the call's own
-tensor. A trace
+tensor. A comparison (`h > 0`) is computed again at a replay, and a boolean mask, of the
+arguments or computed in the step, must select as many elements as at the trace (shapes
+after it follow): another count traces afresh, or, once the replay has changed gradients
+or parameters, raises CompileError. A trace
 holding other arrays or numpy numbers made during the step (numpy code on the arguments,
 `x.std()`, a backward seed) replays only for arguments with the same contents. Frozen:
 other random draws inside the step, arrays computed with numpy from a parameter's values
@@ -61,6 +64,7 @@ from . import compile_value as _values
 from . import tensor as _tensor
 from .engine import Node, no_grad
 from .errors import CompileError
+from .ops import Op
 from .tensor import Tensor, _wrap, fit_array
 
 __all__ = ["compile", "CompileError", "replayable"]
@@ -320,7 +324,8 @@ class _Recorder:
         return self._new_slot(t, ("const", t.data))
 
     def option(self, v):
-        """An op's option as the plan keeps it: an argument's array by reference."""
+        """An op's option as the plan keeps it: an argument's array, or one the step
+        computed (`x[h > 0]`'s mask), by reference."""
         if isinstance(v, tuple):
             return tuple(self.option(x) for x in v)
         if isinstance(v, np.ndarray) and v.size:  # (a one-element index array too)
@@ -329,8 +334,18 @@ class _Recorder:
                 return _DerivedRef(*ref)
             k = self._arg_index(v)
             if k is not None:
-                return _ArgRef(k)
+                return self._counted(_ArgRef(k), v)
+            made = self.made_from.get(id(v))
+            s = made[1] if made is not None and made[0] == "s" else self.slot_of_array.get(id(v))
+            if s is not None:
+                return self._counted(_SlotRef(s), v)
         return v
+
+    def _counted(self, ref, v):
+        """A boolean mask decides the shapes after it: its count at the trace is kept."""
+        if v.dtype == np.bool_:
+            ref.count = int(np.count_nonzero(v))
+        return ref
 
     def _derived_ref(self, arr):
         """(derivation, index) of a replayable result, or of a Tensor's copy of one."""
@@ -397,19 +412,21 @@ def _contents(arrays) -> tuple:
 
 
 class _ArgRef:
-    __slots__ = ("k",)
+    """An argument's array (count: a boolean mask's number of True at the trace)."""
+
+    __slots__ = ("k", "count")
 
     def __init__(self, k):
-        self.k = k
+        self.k, self.count = k, None
 
 
 class _SlotRef:
-    """A backward's seed that is an array of the step (a slot of the plan)."""
+    """An array the step computes (a slot of the plan): a backward's seed, an index."""
 
-    __slots__ = ("s",)
+    __slots__ = ("s", "count")
 
     def __init__(self, s):
-        self.s = s
+        self.s, self.count = s, None
 
 
 class _DerivedRef:
@@ -556,6 +573,29 @@ def _recording_detach(detach):
     return wrapper
 
 
+def _compare_forward(x, y, fn):
+    return fn(x, y)
+
+
+# Comparisons give constants (no node, no gradient); a trace records them as this op, so
+# that a mask computed in the step (x[h > 0]) is computed again at a replay.
+_COMPARE = Op("compare", "fn(x, y), a boolean constant", _compare_forward,
+              lambda g, out, *xs, fn: (None, None), reads="nothing")
+
+
+def _recording_compare(compare):
+    @functools.wraps(compare)
+    def wrapper(self, other, fn):
+        out = compare(self, other, fn)
+        rec = _recorder()
+        if rec is not None and not rec.quiet and isinstance(out, Tensor):
+            rec.op(_COMPARE, (self, other if isinstance(other, Tensor) else _wrap(
+                np.asarray(other))), {"fn": fn}, out)
+        return out
+
+    return wrapper
+
+
 def _recording_copy(copy_fn):
     """An index or condition copied during a trace: note what the copy holds."""
     @functools.wraps(copy_fn)
@@ -628,6 +668,7 @@ def _patches():
         out.append((Tensor, n, _recorded_call(n, getattr(Tensor, n))))
     out.append((Tensor, "__init__", _recording_init(Tensor.__init__)))
     out.append((Tensor, "detach", _recording_detach(Tensor.detach)))
+    out.append((Tensor, "_compare", _recording_compare(Tensor._compare)))
     out.append((_tensor, "_kept_copy", _recording_copy(_tensor._kept_copy)))
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
@@ -809,8 +850,9 @@ def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_own": _own, "_zeros": np.zeros, "_stale": _stale, "_resolve": _resolve,
-          "_structure": _structure, "_Retrace": _Retrace}
+    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_own": _own, "_zeros": np.zeros,
+          "_count": np.count_nonzero, "_mask_count_changed": _mask_count_changed,
+          "_stale": _stale, "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace}
     # A: the call's arrays; TA: the Tensor arguments they belong to (a leaf that is an
     # argument gets its gradient on the call's tensor, not on the traced one)
     lines = ["def replay(A, TA):", "    DV = {}  # the replayable calls' results"]
@@ -843,6 +885,8 @@ def _emit(plan):
             if src[0] == "derived" and src[1] == n:
                 lines.append(f"    s{s} = DV[{n}]" + ("" if src[2] is None else f"[{src[2]}]"))
     info = {}  # op output slot -> (arguments of its vjp after g and out, options)
+    changed = [False]  # whether the replay has changed state (.grad, parameters) so far
+    # in a way that running the step again (a new trace) would not repeat exactly
     inside = {}  # slot of a leaf made in the step -> its gradient has a variable GL{slot}
     for i, step in enumerate(plan.steps):
         kind = step[0]
@@ -854,7 +898,13 @@ def _emit(plan):
             if opts:
                 k = const(opts, f"K{out}")
                 if any(_has_ref(v) for v in opts.values()):
-                    lines.append(f"    k{out} = {{n: _resolve(v, A, DV) for n, v in {k}.items()}}")
+                    refs = [r for v in opts.values() for r in _refs(v)]
+                    _emit_mask_checks(lines, refs, changed)
+                    slots = any(type(r) is _SlotRef for r in refs)
+                    if slots:
+                        lines.append("    LS = locals()")
+                    lines.append(f"    k{out} = {{n: _resolve(v, A, DV{', LS' if slots else ''}) "
+                                 f"for n, v in {k}.items()}}")
                     k = f"k{out}"
                 kw = f"**{k}"
             call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
@@ -870,14 +920,21 @@ def _emit(plan):
             continue  # (emitted above)
         elif kind == "backward":
             _emit_backward(lines, ns, const, info, step, i, inside, plan.arg_leaves)
+            changed[0] = True
         elif kind == "inplace":
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
-            vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV)"
-                    if _has_ref(v) else const(v, f"I{i}_{j}") for j, (how, v) in enumerate(spec)]
+            refs = [r for how, v in spec if how != "slot" for r in _refs(v)]
+            _emit_mask_checks(lines, refs, changed)
+            if any(type(r) is _SlotRef for r in refs):
+                lines.append("    LS = locals()")
+            vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV, "
+                    "LS)" if _has_ref(v) else const(v, f"I{i}_{j}")
+                    for j, (how, v) in enumerate(spec)]
             vals.append(f"**{const(kw, f'IK{i}')}")
             lines.append(f"    {t}.{name}({', '.join(vals)})")
+            changed[0] = True
         elif kind == "alias":
             _, s, of, copy = step
             lines.append(f"    s{s} = s{of}{'.copy()' if copy else ''}")
@@ -888,6 +945,8 @@ def _emit(plan):
                          if k is not None else f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
+            # (zero_grad, like p.grad = None, may run twice: a new trace after it is safe)
+            changed[0] = changed[0] or fn.__name__ != "zero_grad"
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
     lines.append(f"    return {_emit_output(plan.out, inside)}")
@@ -1009,7 +1068,15 @@ def _leaf(data, grad):
 
 
 def _has_ref(v) -> bool:
-    return type(v) in (_ArgRef, _DerivedRef) or type(v) is tuple and any(_has_ref(x) for x in v)
+    return type(v) in (_ArgRef, _DerivedRef, _SlotRef) or type(v) is tuple and any(
+        _has_ref(x) for x in v)
+
+
+def _refs(v):
+    """The references inside an option."""
+    if type(v) is tuple:
+        return [r for x in v for r in _refs(x)]
+    return [v] if type(v) in (_ArgRef, _DerivedRef, _SlotRef) else []
 
 
 def _stale(t):
@@ -1020,15 +1087,44 @@ def _stale(t):
         "optimizer.zero_grad(), module.zero_grad() or p.grad = None")
 
 
-def _resolve(v, arrays, derived):
-    """An option with its references replaced by this call's arrays."""
+def _resolve(v, arrays, derived, slots=None):
+    """An option with its references replaced by this call's arrays (`slots`: the
+    replay's variables)."""
     if type(v) is _ArgRef:
         return arrays[v.k]
     if type(v) is _DerivedRef:
         return derived[v.n] if v.i is None else derived[v.n][v.i]
+    if type(v) is _SlotRef:
+        return slots[f"s{v.s}"]
     if type(v) is tuple:
-        return tuple(_resolve(x, arrays, derived) for x in v)
+        return tuple(_resolve(x, arrays, derived, slots) for x in v)
     return v
+
+
+def _emit_mask_checks(lines, refs, changed) -> None:
+    """A boolean mask's count must be the trace's: a new trace when nothing has changed
+    yet (an argument's mask, checked first; a computed one before any state change),
+    else a CompileError."""
+    for r in refs:
+        if getattr(r, "count", None) is None:
+            continue
+        array = f"A[{r.k}]" if type(r) is _ArgRef else f"s{r.s}"
+        now = f"_count({array})"
+        action = (f"_mask_count_changed({r.count}, {now})" if changed[0] and type(r) is _SlotRef
+                  else "raise _Retrace()")
+        line = f"    if {now} != {r.count}: {action}"
+        if type(r) is _ArgRef:
+            lines.insert(2, line)  # (an argument's: before anything is done)
+        else:
+            lines.append(line)
+
+
+def _mask_count_changed(traced, now):
+    raise CompileError(
+        f"compile: a boolean mask computed in the step selects {now} elements where the "
+        f"trace's selected {traced}, after the replay had changed gradients or parameters; "
+        "shapes after it would differ. Compute the mask from the arguments (it then keys "
+        "a new trace) or run the step eagerly")
 
 
 class _Shape:
