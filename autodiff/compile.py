@@ -65,6 +65,7 @@ from . import tensor as _tensor
 from .engine import Node, no_grad
 from .errors import CompileError
 from .ops import Op
+from .rng import generator
 from .tensor import Tensor, _wrap, fit_array
 
 __all__ = ["compile", "CompileError", "replayable"]
@@ -321,13 +322,16 @@ class _Recorder:
         k = self._arg_index(t.data)
         if k is not None:
             return self._new_slot(t, ("arg", k, t.data.dtype))
-        return self._new_slot(t, ("const", t.data))
+        # (a copy: the step may change the tensor in place after this point)
+        return self._new_slot(t, ("const", np.array(t.data, copy=True)))
 
     def option(self, v):
         """An op's option as the plan keeps it: an argument's array, or one the step
         computed (`x[h > 0]`'s mask), by reference."""
         if isinstance(v, tuple):
             return tuple(self.option(x) for x in v)
+        if isinstance(v, Tensor):  # (an index of t[i] = v: its array)
+            v = v.data
         if isinstance(v, np.ndarray) and v.size:  # (a one-element index array too)
             ref = self._derived_ref(v)
             if ref is not None:
@@ -521,10 +525,7 @@ def _recorded_call(name, fn):
         if rec is None or rec.quiet:
             return fn(self, *args, **kwargs)
         if isinstance(self, Tensor):
-            if self._seq <= rec.start and id(self) not in rec.slot_of:
-                raise CompileError(f"compile: {name} on a tensor made inside the step is not "
-                                   "supported; write it out of place")
-            target = rec.slot(self)
+            target = rec.slot(self)  # (made in the step: a copy of an argument, a constant)
             spec = [("slot", rec.slot(a)) if isinstance(a, Tensor) else ("value", rec.option(a))
                     for a in args]
             rec.events.append(("inplace", name, target, spec, kwargs))
@@ -573,27 +574,22 @@ def _recording_detach(detach):
     return wrapper
 
 
-def _compare_forward(x, y, fn):
-    return fn(x, y)
+def _constant_forward(*operands, fn, **options):
+    return np.asarray(fn(*operands, **options))
 
 
-# Comparisons give constants (no node, no gradient); a trace records them as this op, so
-# that a mask computed in the step (x[h > 0]) is computed again at a replay.
-_COMPARE = Op("compare", "fn(x, y), a boolean constant", _compare_forward,
-              lambda g, out, *xs, fn: (None, None), reads="nothing")
+# Constants computed from tensors (comparisons, argmax, any/all, nonzero: no node, no
+# gradient) are recorded as this op, so that a mask or an index computed in the step
+# (x[h > 0], logits.argmax(1) == y) is computed again at a replay.
+_CONSTANT = Op("constant", "fn(operands), a constant without gradient", _constant_forward,
+               lambda g, out, *xs, fn, **options: (None,) * len(xs), reads="nothing")
 
 
-def _recording_compare(compare):
-    @functools.wraps(compare)
-    def wrapper(self, other, fn):
-        out = compare(self, other, fn)
-        rec = _recorder()
-        if rec is not None and not rec.quiet and isinstance(out, Tensor):
-            rec.op(_COMPARE, (self, other if isinstance(other, Tensor) else _wrap(
-                np.asarray(other))), {"fn": fn}, out)
-        return out
-
-    return wrapper
+def _record_constant(fn, operands, options, out):
+    rec = _recorder()
+    if rec is not None and not rec.quiet:
+        rec.op(_CONSTANT, tuple(x if isinstance(x, Tensor) else _wrap(np.asarray(x))
+                                for x in operands), dict(options, fn=fn), out)
 
 
 def _recording_copy(copy_fn):
@@ -668,7 +664,7 @@ def _patches():
         out.append((Tensor, n, _recorded_call(n, getattr(Tensor, n))))
     out.append((Tensor, "__init__", _recording_init(Tensor.__init__)))
     out.append((Tensor, "detach", _recording_detach(Tensor.detach)))
-    out.append((Tensor, "_compare", _recording_compare(Tensor._compare)))
+    out.append((_tensor, "_constant_recorder", _record_constant))
     out.append((_tensor, "_kept_copy", _recording_copy(_tensor._kept_copy)))
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
@@ -799,7 +795,10 @@ class _Plan:
         self.arg_leaves = {s: src[1] for s, src in enumerate(rec.sources)
                            if src[0] == "arg" and rec.keep[s]._seq > rec.start}
         self.arg_tensors = {id(rec.keep[s]): k for s, k in self.arg_leaves.items()}
+        self.tensors = rec.keep  # slot -> its tensor at the trace
+        self.own_copy = _changed_copies(rec)
         self.replay, self.source = _emit(self)
+        self.may_retrace = "raise _Retrace()" in self.source
 
     def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh):
         """The engine's backward, precomputed: the nodes in its order with their vjps."""
@@ -846,6 +845,23 @@ class _Plan:
                 {gs: slot[id(t)] for t, gs in owners}, inside)
 
 
+def _changed_copies(rec) -> set:
+    """The slots of tensors the step made from an argument (`Tensor(x)`, a copy) or a
+    constant (`Tensor(np.zeros(3))`) that it changes in place, directly or through a
+    view: the replay must copy the argument or constant too, at every call."""
+    out = set()
+    for ev in rec.events:
+        if ev[0] != "inplace":
+            continue
+        s = ev[2]
+        while rec.sources[s][0] == "op" and rec.events[rec.sources[s][1]][1].view:
+            s = rec.events[rec.sources[s][1]][2][0]  # (a view: its first input's array)
+        if rec.sources[s][0] == "const" or (
+                rec.sources[s][0] == "arg" and rec.keep[s]._seq <= rec.start):
+            out.add(s)
+    return out
+
+
 def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
@@ -863,13 +879,15 @@ def _emit(plan):
 
     for s, src in plan.inputs:
         if src[0] == "arg":
-            lines.append(f"    s{s} = A[{src[1]}]")
+            # (a copy where the step changes its Tensor(x) in place: x stays as it was)
+            lines.append(f"    s{s} = A[{src[1]}]{'.copy()' if s in plan.own_copy else ''}")
             lines.append(f"    if s{s}.dtype != {const(src[2], f'D{s}')}: "
                          f"s{s} = s{s}.astype(D{s})")
         elif src[0] == "ext":
             lines.append(f"    s{s} = {const(src[1], f'E{s}')}.data")
         else:
-            lines.append(f"    s{s} = {const(src[1], f'C{s}')}")
+            lines.append(f"    s{s} = {const(src[1], f'C{s}')}"
+                         f"{'.copy()' if s in plan.own_copy else ''}")
     # The replayable calls first: they depend only on the arguments, and a result of
     # another structure must send the call to a new trace before anything has changed.
     for i, step in enumerate(plan.steps):
@@ -919,14 +937,15 @@ def _emit(plan):
         elif kind == "derive":
             continue  # (emitted above)
         elif kind == "backward":
-            _emit_backward(lines, ns, const, info, step, i, inside, plan.arg_leaves)
+            _emit_backward(lines, ns, const, info, step, i, inside, plan)
             changed[0] = True
         elif kind == "inplace":
             _, name, target, spec, kw = step
             src = plan.sources[target]
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
+            # (no count check: t[mask] = v makes no shape; a value of another length
+            # fails in numpy as eagerly)
             refs = [r for how, v in spec if how != "slot" for r in _refs(v)]
-            _emit_mask_checks(lines, refs, changed)
             if any(type(r) is _SlotRef for r in refs):
                 lines.append("    LS = locals()")
             vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV, "
@@ -965,7 +984,7 @@ def _derive_arg(spec, name, const) -> str:
     return const(spec[1], name)
 
 
-def _emit_backward(lines, ns, const, info, step, i, inside, arg_leaves):
+def _emit_backward(lines, ns, const, info, step, i, inside, plan):
     _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots, made_inside = step
     for j, t in enumerate(unset):
         lines.append(f"    if {const(t, f'U{i}_{j}')}._grad is not None: _stale(U{i}_{j})")
@@ -1017,8 +1036,10 @@ def _emit_backward(lines, ns, const, info, step, i, inside, arg_leaves):
             lines.append(f"    t = q[{k}]")
             lines.append(f"    if t.shape != s{p}.shape or t.dtype != s{p}.dtype: t = _fit(t, s{p})")
             add(p, "t", f"g{out}")
-    def leaf_of(s):
-        return f"TA[{arg_leaves[s]}]" if s in arg_leaves else const(leaf_tensor[s], f"L{s}")
+    def leaf_of(s):  # (a leaf of this backward, or of an earlier one: its .grad is read)
+        if s in plan.arg_leaves:
+            return f"TA[{plan.arg_leaves[s]}]"
+        return const(leaf_tensor[s] if s in leaf_tensor else plan.tensors[s], f"L{s}")
 
     for s in leaves:
         if s not in count:
@@ -1173,10 +1194,14 @@ class Compiled:
             if plan.values:
                 with no_grad():
                     return plan.replay(_floats(args, kwargs))
+            # A replay that may turn back (a new trace) before it changes anything must
+            # leave the random stream as it found it (dropout draws its masks first).
+            drawn = generator().bit_generator.state if plan.may_retrace else None
             try:
                 with no_grad():  # (the recorded in-place updates ran under no_grad)
                     return plan.replay(arrays, owners)
             except _Retrace:  # (nothing has changed yet: the next plan, or a new trace)
+                generator().bit_generator.state = drawn
                 continue
         return self._trace(key, loose, args, kwargs, arrays, opaque)
 

@@ -10,7 +10,7 @@ import numpy as np
 from .engine import is_grad_enabled
 from .errors import ShapeError
 from .tensor import Tensor, _wrap, concatenate, maximum, minimum  # noqa: F401 (re-exported)
-from .tensor import stack as _stack, where as _where
+from .tensor import _derived_constant, stack as _stack, where as _where
 
 
 def _as_tensor(x, where: str) -> Tensor:
@@ -76,13 +76,19 @@ def stack(tensors, dim: int = 0, *, axis=_UNSET, out=None) -> Tensor:
     return _into(out, _stack(tensors, dim if axis is _UNSET else axis), "stack")
 
 
+def _nonzero(cond, axis):
+    """The indices of cond's true elements along one axis (a 0-d condition as one element,
+    as PyTorch's), int64."""
+    return np.nonzero(np.atleast_1d(cond))[axis].astype(np.int64, copy=False)
+
+
 def where(condition, input=_UNSET, other=_UNSET):
     """`input` where `condition` is true, else `other`; with the condition alone, the
     indices of its true elements, one int64 Tensor per dimension (PyTorch's)."""
     if input is _UNSET and other is _UNSET:
-        cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
-        found = np.nonzero(np.atleast_1d(cond))  # (a 0-d condition as one element, as torch)
-        return tuple(_wrap(i.astype(np.int64, copy=False)) for i in found)
+        cond = condition if isinstance(condition, Tensor) else np.asarray(condition)
+        ndim = np.ndim(cond.data if isinstance(cond, Tensor) else cond) or 1  # (0-d: one)
+        return tuple(_derived_constant(_nonzero, cond, axis=d) for d in range(ndim))
     if input is _UNSET or other is _UNSET:
         raise TypeError("where: give the condition alone, or the condition, input and other")
     return _where(condition, input, other)

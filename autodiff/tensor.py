@@ -82,6 +82,20 @@ def _node(t, data, parents, op, saved, kw, requires_grad: bool, label=None) -> "
     return t
 
 
+_constant_recorder = None  # autodiff.compile's, while it traces a step
+
+
+def _derived_constant(fn, *operands, **options) -> "Tensor":
+    """fn(operands' values, **options) as a constant Tensor (no gradient): comparisons,
+    argmax, any/all, nonzero. The one place such a constant is made from tensors, so a
+    compiled step's trace can record it and a replay compute it again."""
+    out = _wrap(np.asarray(fn(*[x.data if isinstance(x, Tensor) else x for x in operands],
+                              **options)))
+    if _constant_recorder is not None:
+        _constant_recorder(fn, operands, options, out)
+    return out
+
+
 def _share_version(t: "Tensor", source: "Tensor") -> None:
     """`t` shares memory with `source`: in-place changes of either count for both."""
     vc = source._vc
@@ -220,6 +234,20 @@ def _kept_copy(array) -> np.ndarray:
     original later cannot move the gradient. (A compiled step's trace notes what each
     copy holds.)"""
     return np.array(array)
+
+
+def _arg_index(x, find, dim, keepdim):
+    """argmax/argmin as int64, over the flattened array when dim is None."""
+    if dim is None:
+        return np.asarray(find(x), dtype=np.int64).reshape((1,) * x.ndim if keepdim else ())
+    return find(x, axis=dim, keepdims=keepdim).astype(np.int64, copy=False)
+
+
+def _axis_positions(a, axis):
+    """0, 1, ... along `axis` of an array shaped to broadcast against `a` (np.ogrid's)."""
+    shape = [1] * a.ndim
+    shape[axis] = a.shape[axis]
+    return np.arange(a.shape[axis]).reshape(shape)
 
 
 def _index(index):
@@ -681,7 +709,7 @@ class Tensor(TorchMethods, Node):
             other = other.data
         elif not isinstance(other, _comparable):
             return NotImplemented  # (lets the other object answer, e.g. pytest.approx)
-        return _wrap(fn(self.data, other))
+        return _derived_constant(fn, self, other)
 
     def __lt__(self, other): return self._compare(other, np.less)
     def __le__(self, other): return self._compare(other, np.less_equal)
@@ -804,9 +832,9 @@ class Tensor(TorchMethods, Node):
         # The values are gathered at the indices, so the gradient goes to that one
         # element (the first among ties), as PyTorch's max(dim) does; max() and
         # max(axis=...) share it among ties instead.
-        at = indices.data if keep else np.expand_dims(indices.data, d)
-        grid = list(np.ogrid[tuple(slice(n) for n in at.shape)])
-        grid[d] = at
+        at = indices if keep else _derived_constant(np.expand_dims, indices, axis=d)
+        grid = [at if k == d else _derived_constant(_axis_positions, at, axis=k)
+                for k in range(at.ndim)]
         values = self[tuple(grid)]
         return ValuesIndices(values if keep else values.reshape(indices.shape), indices)
 
@@ -815,15 +843,10 @@ class Tensor(TorchMethods, Node):
             over = "all its dims" if dim is None else f"dim {dim}"
             raise ShapeError(f"arg{name}: cannot reduce an empty tensor of shape "
                              f"{self.shape} over {over}")
-        find = np.argmax if name == "max" else np.argmin
-        if dim is None:
-            index = find(self.data)
-            return _wrap(np.asarray(index, dtype=np.int64).reshape((1,) * self.ndim
-                                                                   if keepdim else ()))
         if self.ndim == 0:
             return _wrap(np.zeros((), np.int64))
-        index = find(self.data, axis=dim, keepdims=keepdim)
-        return _wrap(index.astype(np.int64, copy=False))
+        return _derived_constant(_arg_index, self, find=np.argmax if name == "max"
+                                 else np.argmin, dim=dim, keepdim=keepdim)
 
     def argmax(self, dim=None, keepdim: bool = False, *, axis=None) -> "Tensor":
         """The index of the largest value (of the flattened tensor when dim is None), an

@@ -317,12 +317,12 @@ class TorchMethods:
         return self._truth("any", np.any, dim, keepdim)
 
     def _truth(self, name, reduce, dim, keepdim):
-        from .tensor import _wrap
+        from .tensor import _derived_constant
         ndim = self.data.ndim
         if dim is not None:
             dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
             dim = tuple(dim_index(d, ndim, name) for d in dims) if ndim else None
-        return _wrap(np.asarray(reduce(self.data, axis=dim, keepdims=bool(keepdim))))
+        return _derived_constant(reduce, self, axis=dim, keepdims=bool(keepdim))
 
     def eq(self, other): return self == other
     def ne(self, other): return self != other
