@@ -28,12 +28,12 @@ import warnings
 
 import numpy as np
 
-from autodiff import OPS, Tensor, where
+from autodiff import OPS, Tensor, no_grad, where
 from autodiff.compile import replayable
 from autodiff.engine import bump_version
 from autodiff.errors import ShapeError
 from autodiff.ops_pool import channel_shape, channel_sum, max_pool2d_indices, pool_geometry
-from autodiff.tensor import apply
+from autodiff.tensor import _derived_constant, apply
 
 from .replayed import dropout_mask, row_numbers
 
@@ -245,14 +245,33 @@ def _per_channel(t, name: str, c: int, x: Tensor, where: str):
     return t
 
 
-def _update_running(stat, batch_value: np.ndarray, momentum: float) -> None:
-    """stat <- (1 - momentum) stat + momentum batch_value, in place (a Tensor's version
-    moves on, as any in-place change)."""
-    arr = stat.data if isinstance(stat, Tensor) else stat
-    arr *= 1 - momentum
-    arr += momentum * batch_value.astype(arr.dtype, copy=False)
+def _update_running(stat, batch_value: Tensor, momentum: float) -> None:
+    """stat <- (1 - momentum) stat + momentum batch_value, in place: a Tensor through its
+    in-place methods (its version moves on, and a compiled step replays the update), an
+    ndarray directly."""
     if isinstance(stat, Tensor):
-        bump_version(stat)
+        stat.mul_(1 - momentum)
+        stat.add_(batch_value, alpha=momentum)
+    else:
+        stat *= 1 - momentum
+        stat += momentum * batch_value.data.astype(stat.dtype, copy=False)
+
+
+def _channel_mean(x: np.ndarray) -> np.ndarray:
+    """The mean over every axis but 1, shape (C,)."""
+    return channel_sum(x) / (x.size // x.shape[1])
+
+
+def _channel_var(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The biased variance over every axis but 1, shape (C,): centred first, so a channel
+    whose mean is large against its spread keeps its digits."""
+    centred = x - mean.reshape(channel_shape(x.ndim, x.shape[1]))
+    centred *= centred
+    return channel_sum(centred) / (x.size // x.shape[1])
+
+
+def _copy_as(stat, dtype) -> np.ndarray:
+    return np.array(stat, dtype=dtype)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -281,32 +300,31 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     params = [_per_channel(p, name, c, x, where)
               for p, name in ((weight, "weight"), (bias, "bias"))]
     params = [p if p is None or isinstance(p, Tensor) else Tensor(p) for p in params]
-    data = x.data
+    # The statistics are constants made from tensors' values (_derived_constant), so a
+    # compiled step computes them again at every replay.
     if training:
-        count = data.size // c if c else 0
+        count = x.data.size // c if c else 0
         if count <= 1:
             raise ValueError(f"{where}: expected more than 1 value per channel when "
                              f"training, got input of shape {x.shape}")
-        mean = channel_sum(data) / count
-        centred = data - mean.reshape(channel_shape(x.ndim, c))
-        centred *= centred
-        var = channel_sum(centred) / count  # centred first: no cancellation
-        if running_mean is not None:
-            _update_running(running_mean, mean, momentum)
-        if running_var is not None:
-            _update_running(running_var, var * (count / (count - 1)), momentum)
+        mean = _derived_constant(_channel_mean, x)
+        var = _derived_constant(_channel_var, x, mean)
+        with no_grad():
+            if running_mean is not None:
+                _update_running(running_mean, mean, momentum)
+            if running_var is not None:
+                _update_running(running_var, var * (count / (count - 1)), momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{where}: running_mean and running_var are needed when not "
                              "training (training=False)")
         # copies: a later training step changes the running statistics in place
-        mean = np.array(np.asarray(running_mean), dtype=x.dtype)
-        var = np.array(np.asarray(running_var), dtype=x.dtype)
+        mean = _derived_constant(_copy_as, running_mean, dtype=x.dtype)
+        var = _derived_constant(_copy_as, running_var, dtype=x.dtype)
     inputs = (x,) + tuple(p for p in params if p is not None)
     return apply(BATCH_NORM, inputs, dict(
-        mean=mean.astype(x.dtype, copy=False), var=var.astype(x.dtype, copy=False),
-        eps=float(eps), affine=(params[0] is not None, params[1] is not None),
-        training=bool(training)))
+        mean=mean.data, var=var.data, eps=float(eps),
+        affine=(params[0] is not None, params[1] is not None), training=bool(training)))
 
 
 # -- losses --------------------------------------------------------------------------

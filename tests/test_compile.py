@@ -879,3 +879,40 @@ def test_a_buffer_made_in_the_step_and_changed_in_place_starts_afresh_at_every_c
         x = np.arange(3.0) + k
         assert float(compiled(x).data) == float(step(x).data)
         assert float(compiled(x).data) == float(step(x).data)  # (a replay: same contents)
+
+
+def test_batch_norm_trains_as_eagerly_with_its_running_statistics():
+    # The batch's statistics come from the replay's own input (repeated batches: the
+    # trace's were once replayed), the running ones move at every replay, and a compiled
+    # eval step reads them as they are now.
+    def run(compiled):
+        autodiff.manual_seed(0)
+        m = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 1))
+        opt = nn.optim.Adam(m.parameters(), lr=0.05)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((m(Tensor(x)) - Tensor(y)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        def evaluate(x):
+            return m(Tensor(x)).sum()
+        train = autodiff.compile(step) if compiled else step
+        test = autodiff.compile(evaluate) if compiled else evaluate
+        r = np.random.default_rng(2)
+        batches = [(r.normal(size=(8, 4)), r.normal(size=(8, 1))) for _ in range(2)]
+        out = []
+        for _ in range(3):
+            m.train()
+            out += [float(train(x, y).data) for x, y in batches]
+            m.eval()
+            out.append(float(test(batches[0][0]).data))
+        return out, m[1].running_mean.data.copy(), m[1].running_var.data.copy(), getattr(
+            train, "traces", 1)
+    (eager, mean1, var1, _), (compiled, mean2, var2, traces) = run(False), run(True)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-12)
+    np.testing.assert_allclose(mean2, mean1, rtol=1e-12)
+    np.testing.assert_allclose(var2, var1, rtol=1e-12)
+    assert traces == 1
