@@ -889,13 +889,7 @@ def test_batch_norm_trains_as_eagerly_with_its_running_statistics():
         autodiff.manual_seed(0)
         m = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 1))
         opt = nn.optim.Adam(m.parameters(), lr=0.05)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = ((m(Tensor(x)) - Tensor(y)) ** 2).mean()
-            loss.backward()
-            opt.step()
-            return loss
+        step = _mse_step(m, opt)
 
         def evaluate(x):
             return m(Tensor(x)).sum()
