@@ -5,8 +5,8 @@ of them are one and the same array; the values of plain Python numbers; a plain 
 attributes as if they were arguments) runs `fn` eagerly while recording, in order, every
 primitive it ran (`Op.forward`, with its inputs and options), every backward, the in-place
 updates made through the library (`add_`, `sub_`, `mul_`, `div_`, `copy_`, `fill_`,
-`zero_`, `clamp_`, `t[i] = v`, and `normal_`/`uniform_`, which draw afresh) and the optimizer and module calls (`step`, `zero_grad`). From that record it
-emits one straight-line Python function over plain arrays: a line per `Op.forward`, a line
+`zero_`, `clamp_`, `t[i] = v`, and `normal_`/`uniform_`, which draw afresh) and the
+optimizer and module calls (`step`, `zero_grad`). From that record it emits one straight-line Python function over plain arrays: a line per `Op.forward`, a line
 per `Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
 engine does, gradient sums decided at trace time), the `.grad` stores, and the recorded
 calls. Later calls run it: no graph node, no heap, no tape. (While a trace runs, the
@@ -220,6 +220,8 @@ class _Recorder:
         self.slot_of_array = {}  # id(array) -> slot, for arrays the plan computes or reads
                                  # (op results, gradients, parameters); kept by `keep`
         self.known = {}        # id(array) -> the module parameter or buffer holding it
+        self.had_grad = set()  # ids of tensors made before the call that had a .grad when
+                               # the trace first met them
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -227,6 +229,8 @@ class _Recorder:
         self.sources.append(source)
         if source[0] in ("op", "grad", "ext"):
             self.slot_of_array.setdefault(id(t.data), s)
+        if source[0] == "ext" and t._grad is not None:
+            self.had_grad.add(id(t))
         return s
 
     def _alias(self, t, of: int, copy: bool) -> int:
@@ -623,7 +627,10 @@ def _recording_backward(fn):
         for r in roots:
             rec.slot(r)
         rec.backward(roots, [rec.seed(s) for s in seeds], kwargs)
-        rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None}
+        # (Leaves without .grad now that had one when first met: reset by something the
+        # trace does not see. Those without one from the start accumulate, as eagerly.)
+        rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None
+                     and id(t) in rec.had_grad}
         fn(roots, seeds, **kwargs)
         rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh)
 
@@ -1102,9 +1109,9 @@ def _refs(v):
 
 def _stale(t):
     raise CompileError(
-        f"compile: a parameter of shape {t.data.shape} had no .grad when the step was traced "
-        "but has one now: its gradient was reset outside what a trace records, so the replay "
-        "would add to a stale one. Reset gradients inside the step with "
+        f"compile: a parameter of shape {t.data.shape} had its .grad reset during the traced "
+        "step by something the trace does not record (not zero_grad() or p.grad = None), "
+        "and a replay would add to the gradient it has now. Reset gradients with "
         "optimizer.zero_grad(), module.zero_grad() or p.grad = None")
 
 
