@@ -924,7 +924,8 @@ def _emit(plan):
                 k = const(opts, f"K{out}")
                 if any(_has_ref(v) for v in opts.values()):
                     refs = [r for v in opts.values() for r in _refs(v)]
-                    _emit_mask_checks(lines, refs, changed)
+                    if op.name == "getitem":  # (x[mask]'s shape is the mask's count; a
+                        _emit_mask_checks(lines, refs, changed)  # where()'s is not)
                     slots = any(type(r) is _SlotRef for r in refs)
                     if slots:
                         lines.append("    LS = locals()")
