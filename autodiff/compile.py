@@ -268,8 +268,13 @@ class _Recorder:
         """`copy` holds the array `source` unchanged (a Tensor's data, an index array):
         remember the argument or replayable result it stands for. (`owner` keeps the copy
         alive, so its id stays unique.)"""
-        if not isinstance(source, np.ndarray) or source.dtype != copy.dtype \
-                or source.shape != copy.shape:
+        if not isinstance(source, np.ndarray) or source.shape != copy.shape:
+            return
+        if source.dtype != copy.dtype:  # (a seed cast to its root's dtype: z.grad)
+            s = self.slot_of_array.get(id(source))
+            if s is not None:
+                self.made_from[id(copy)] = ("s", s, copy.dtype)
+                self.held.append(owner)
             return
         derived = self._derived_ref(source)
         if derived is not None:
@@ -290,7 +295,9 @@ class _Recorder:
         (`h.backward(z.grad)`) by reference, anything else as a copy."""
         ref = self.made_from.get(id(g))
         if ref is not None and ref[0] == "s":
-            return _SlotRef(ref[1])
+            out = _SlotRef(ref[1])
+            out.cast = ref[2] if len(ref) > 2 else None
+            return out
         s = self.slot_of_array.get(id(g))
         return _SlotRef(s) if s is not None else np.array(g, copy=True)
 
@@ -431,10 +438,10 @@ class _ArgRef:
 class _SlotRef:
     """An array the step computes (a slot of the plan): a backward's seed, an index."""
 
-    __slots__ = ("s", "count")
+    __slots__ = ("s", "count", "cast")
 
     def __init__(self, s):
-        self.s, self.count = s, None
+        self.s, self.count, self.cast = s, None, None
 
 
 class _DerivedRef:
@@ -599,8 +606,8 @@ def _record_constant(fn, operands, options, out):
 def _recording_copy(copy_fn):
     """An index or condition copied during a trace: note what the copy holds."""
     @functools.wraps(copy_fn)
-    def wrapper(array):
-        out = copy_fn(array)
+    def wrapper(array, dtype=None):
+        out = copy_fn(array, dtype)
         rec = _recorder()
         if rec is not None and not rec.quiet:
             rec.copied(array, out, out)
@@ -1012,7 +1019,8 @@ def _emit_backward(lines, ns, const, info, step, i, inside, plan):
 
     for j, (r, seed) in enumerate(zip(roots, seeds)):
         if type(seed) is _SlotRef:  # (the array may be passed on as it is: stored, copied)
-            add(r, f"s{seed.s}", f"s{seed.s}")
+            cast = "" if seed.cast is None else f".astype({const(seed.cast, f'GD{i}_{j}')})"
+            add(r, f"s{seed.s}{cast}", f"s{seed.s}")
         else:
             add(r, const(seed, f"G{i}_{j}"), None)
     for out, op, need, parents, same in nodes:

@@ -229,11 +229,11 @@ def _check_axes(x: "Tensor", axis, where: str) -> None:
                              f"{x.shape}")
 
 
-def _kept_copy(array) -> np.ndarray:
+def _kept_copy(array, dtype=None) -> np.ndarray:
     """A copy of an index or condition array, kept with its node so that changing the
     original later cannot move the gradient. (A compiled step's trace notes what each
     copy holds.)"""
-    return np.array(array)
+    return np.array(array, dtype=dtype)
 
 
 def _arg_index(x, find, dim, keepdim):
@@ -508,7 +508,7 @@ class Tensor(TorchMethods, Node):
                 raise ShapeError(f"backward: gradient has shape {seed.shape} but the tensor "
                                  f"has shape {self.shape}")
             # ours (.grad may keep it); a compiled step's trace notes what it copies
-            seed = _kept_copy(np.asarray(seed, dtype=self.data.dtype))
+            seed = _kept_copy(seed, self.data.dtype)
         if inputs is None and not create_graph:
             run_backward((self,), (seed,), retain_graph=retain_graph, sum_to=fit_array)
             return

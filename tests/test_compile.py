@@ -934,3 +934,25 @@ def test_batch_norm_trains_as_eagerly_with_its_running_statistics():
     np.testing.assert_allclose(mean2, mean1, rtol=1e-12)
     np.testing.assert_allclose(var2, var1, rtol=1e-12)
     assert traces == 1
+
+
+def test_a_seed_of_another_dtype_taken_from_the_step_follows_it():
+    X = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+
+    def run(compiled):
+        w = Tensor(np.random.default_rng(5).normal(size=(4, 3)).astype(np.float32),
+                   requires_grad=True)
+
+        def step(x):
+            w.grad = None
+            h = Tensor(x) @ w
+            z = h.detach().astype(np.float64).detach().requires_grad_()
+            loss = (z ** 3).sum()
+            loss.backward()
+            h.backward(z.grad)  # (float64 into float32: cast by backward)
+            with autodiff.no_grad():
+                w.sub_(w.grad, alpha=0.01)
+            return loss
+        f = autodiff.compile(step) if compiled else step
+        return [float(f(X).data) for _ in range(4)]
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-6)
