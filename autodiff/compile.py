@@ -37,9 +37,13 @@ other random draws inside the step, arrays computed with numpy from a parameter'
 are keyed by identity, the globals and closure a step reads not at all: attributes
 rebound on them go unseen (replaced parameters are caught).
 
+A plan serves the train/eval modes of the modules it was traced in (`model.eval()`
+between calls makes or picks another); gradient clipping (`nn.utils.clip_grad_norm_`)
+and batch norm's statistics are replayed.
+
 What it refuses, with `CompileError`: a step that returns a Python number computed from
-tensors (`loss.item()`), hooks, `retain_grad`, a parameter's `.data` rebound inside the
-step, an argument it cannot see into (a random generator) when the trace holds arrays
+tensors (`loss.item()`), a loss given labels the step computed (`y = logits.argmax(1)`),
+hooks, `retain_grad`, a parameter's `.data` rebound inside the step, an argument it cannot see into (a random generator) when the trace holds arrays
 made during the step, and (at call time) a module whose parameters were replaced since
 the trace.
 
@@ -333,8 +337,10 @@ class _Recorder:
         k = self._arg_index(t.data)
         if k is not None:
             return self._new_slot(t, ("arg", k, t.data.dtype))
-        # (a copy: the step may change the tensor in place after this point)
-        return self._new_slot(t, ("const", np.array(t.data, copy=True)))
+        # (a copy: the step may change the tensor in place after this point; whether the
+        # array was writeable: a read-only one, a loss's class weights, is no value of the
+        # arguments, so it does not key the plan to their contents)
+        return self._new_slot(t, ("const", np.array(t.data, copy=True), t.data.flags.writeable))
 
     def option(self, v):
         """An op's option as the plan keeps it: an argument's array, or one the step
@@ -383,6 +389,13 @@ class _Recorder:
                 k = self._arg_index(a)
                 if k is not None:
                     return ("a", k)
+                made = self.made_from.get(id(a))
+                if id(a) in self.slot_of_array or made is not None and made[0] == "s":
+                    raise CompileError(
+                        f"compile: {getattr(fn, '__name__', 'a replayable call')} got an array "
+                        f"of shape {a.shape} that the step computed (labels from argmax, "
+                        "targets from the model's output); a replay would keep the trace's. "
+                        "Pass such labels or targets as an argument, or run the step eagerly")
                 # (a read-only array, such as a loss's class weights, is a constant)
                 return None if a.flags.writeable else ("v", a)
             if isinstance(a, (list, dict, set)) or _unexplained(a):
@@ -764,6 +777,10 @@ class _Plan:
         self.out = _output_spec(rec, result)  # (may give the result a slot: first)
         self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
         self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
+        # train() / eval() changes what a module's forward does (dropout, batch norm): a
+        # plan serves only the modes it was traced in
+        self.modes = [(sub, sub.training) for m in modules if hasattr(m, "modules")
+                      for sub in m.modules()]
         self.values = rec.values.used
         if self.values:  # a Value step: straight-line Python over floats
             self.floats_free = rec.values.check(result)
@@ -798,7 +815,8 @@ class _Plan:
         # mask) that are not an argument: they may depend on the arguments' values, so
         # this plan replays only for arguments with the very same contents.
         self.baked = rec.numbers_read \
-            or any(src[0] == "const" and np.size(src[1]) > 1 for src in rec.sources) \
+            or any(src[0] == "const" and np.size(src[1]) > 1 and src[2]
+                   for src in rec.sources) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values()) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "inplace"  # (an array)
                    for how, v in ev[3] if how == "value") \
@@ -1207,6 +1225,8 @@ class Compiled:
                         f"compile: the parameters of {type(module).__name__} changed since "
                         "the step was traced (a parameter was replaced); the trace would "
                         "update the old ones. Compile the step again (autodiff.compile(fn))")
+            if any(sub.training is not mode for sub, mode in plan.modes):
+                continue  # (another plan, or a new trace, for the modules' present modes)
             if plan.values:
                 with no_grad():
                     return plan.replay(_floats(args, kwargs))

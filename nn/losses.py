@@ -20,7 +20,7 @@ import autodiff
 from autodiff import OPS, Tensor
 from autodiff.compile import replayable
 from autodiff.errors import ShapeError
-from autodiff.tensor import binary
+from autodiff.tensor import _derived_constant, binary
 
 from .functional import weighted_nll
 from .layers import as_tensor
@@ -146,6 +146,19 @@ class BCEWithLogitsLoss(_Loss):
         x = as_tensor(input, "BCEWithLogitsLoss")
         y = _target_like(target, x, "BCEWithLogitsLoss")
         return _reduce(softplus(x) - x * y, self.reduction)
+
+
+def _probability_coef(target, *weight, dtype, eps, classes, scale):
+    """coef[i, c], the weight of log_softmax(x)[i, c] in sample i's loss, for class
+    probabilities: the target, smoothed by eps, times the class weights and `scale`."""
+    coef = target.astype(dtype)
+    if eps:
+        coef = coef * (1 - eps) + eps / classes
+    if weight:
+        coef = coef * weight[0].astype(dtype)
+    if scale != 1.0:
+        coef *= scale
+    return coef
 
 
 @replayable  # (compile recomputes a batch's labels and one-hot rows at each replay)
@@ -281,16 +294,15 @@ class CrossEntropyLoss(_Loss):
         mean, eps = self.reduction == "mean", self.label_smoothing
         # coef[i, c] is the weight of log_softmax(x)[i, c] in sample i's loss.
         if t.shape == x.shape and t.dtype.kind == "f":
-            coef = t.astype(x.dtype)
-            if eps:
-                coef = coef * (1 - eps) + eps / c
-            if self.weight is not None:
-                coef = coef * self.weight.astype(x.dtype)
+            # (a constant made from the target's values: a target the step computes, such
+            # as a teacher's softmax, is computed again when a compiled step replays)
+            weight = () if self.weight is None else (self.weight,)
+            coef = _derived_constant(_probability_coef, target if isinstance(target, Tensor)
+                                     else t, *weight, dtype=x.dtype, eps=eps, classes=c,
+                                     scale=1.0 / n if mean else 1.0)
             if self.reduction == "none":
                 return (x.log_softmax(axis=1) * -coef).sum(axis=1)
-            if mean:
-                coef *= 1.0 / n
-            return weighted_nll(x, coef)  # one fused node (see functional.py)
+            return weighted_nll(x, coef.data)  # one fused node (see functional.py)
         y, keep = _labels(t, n, c, self.ignore_index)
         if keep is not None or eps:
             return self._general(x, y, keep, eps)

@@ -4,8 +4,10 @@
                        g_i <- g_i * min(1, max_norm / (n + 1e-6))
     clip_grad_value_:  g_i <- clamp(g_i, -clip_value, clip_value)
 
-Both change the gradients in place, in the array `.grad` holds (or wraps, when `.grad` is a
-Tensor), so every other holder of that array sees the clipped values.
+Both change the gradients in place, in the array `.grad` holds, so every other holder of
+that array sees the clipped values. They work through tensor operations (the norm is a
+constant made from the gradients' values, the scaling and clamping in-place methods), so
+a compiled step (`autodiff.compile`) replays them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from autodiff import Tensor
-from autodiff.engine import bump_version
+from autodiff.tensor import _derived_constant
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -44,21 +46,20 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
         raise ValueError(f"{where}: norm_type must be a number > 0 or inf, got {norm_type!r}")
     if not grads:
         return Tensor(0.0)
-    # PyTorch's two stages: each gradient's norm, then the norm of those norms.
-    norms = np.array([_norm(g.reshape(-1), p) for _, g in grads])
-    total = _norm(norms, p)
-    if error_if_nonfinite and not np.isfinite(total):
+    total = _derived_constant(_total_norm, *[grad for grad, _ in grads], p=p)
+    if error_if_nonfinite and not np.isfinite(total.data):
         raise RuntimeError(f"{where}: the total norm of order {norm_type} of the gradients "
-                           f"is {total}, so they cannot be clipped; pass "
+                           f"is {total.item()}, so they cannot be clipped; pass "
                            "error_if_nonfinite=False to scale them by it anyway")
     # (a factor of 1 multiplies too, as in PyTorch: a NaN norm makes every grad NaN)
-    with np.errstate(invalid="ignore", divide="ignore"):  # (inf * 0 is NaN, as in torch)
-        coef = np.minimum(max_norm / (total + total.dtype.type(1e-6)), 1)
+    coefs = {}
+    with np.errstate(invalid="ignore"):  # (an inf gradient times a NaN factor, as torch)
         for grad, g in grads:
-            g *= coef.astype(g.dtype)
-            if isinstance(grad, Tensor):
-                bump_version(grad)
-    return Tensor(total)
+            if g.dtype not in coefs:  # (the factor in each gradient's own dtype, as torch)
+                coefs[g.dtype] = _derived_constant(_clip_factor, total, max_norm=max_norm,
+                                                   dtype=g.dtype)
+            grad.mul_(coefs[g.dtype])
+    return total
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
@@ -74,10 +75,8 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     c = _real(where, "clip_value", clip_value)
     if not c >= 0:
         raise ValueError(f"{where}: clip_value must be >= 0, got {clip_value!r}")
-    for grad, g in grads:
-        np.clip(g, -c, c, out=g)
-        if isinstance(grad, Tensor):
-            bump_version(grad)
+    for grad, _ in grads:
+        grad.clamp_(-c, c)
 
 
 def _grads(where: str, parameters) -> list[tuple]:
@@ -107,6 +106,17 @@ def _real(where: str, name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {name} must be a number, got {value!r}")
     return float(value)
+
+
+def _total_norm(*grads: np.ndarray, p: float) -> np.ndarray:
+    """PyTorch's two stages: each gradient's p-norm, then the p-norm of those norms."""
+    return np.asarray(_norm(np.array([_norm(g.reshape(-1), p) for g in grads]), p))
+
+
+def _clip_factor(total: np.ndarray, max_norm: float, dtype) -> np.ndarray:
+    """min(1, max_norm / (total + 1e-6)) in `dtype` (inf * 0 gives NaN, as in torch)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.minimum(max_norm / (total + total.dtype.type(1e-6)), 1).astype(dtype)
 
 
 def _norm(x: np.ndarray, p: float):

@@ -956,3 +956,83 @@ def test_a_seed_of_another_dtype_taken_from_the_step_follows_it():
         f = autodiff.compile(step) if compiled else step
         return [float(f(X).data) for _ in range(4)]
     np.testing.assert_allclose(run(True), run(False), rtol=1e-6)
+
+
+@pytest.mark.parametrize("clip", ["norm", "value"])
+def test_gradient_clipping_inside_the_step_is_replayed(clip):
+    def run(compiled):
+        m, opt = _model(np.float64, "sgd")
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((m(Tensor(x)) - Tensor(y)) ** 2).sum() * 50.0
+            loss.backward()
+            if clip == "norm":
+                norm = nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            else:
+                nn.utils.clip_grad_value_(m.parameters(), 0.01)
+                norm = loss * 0.0
+            opt.step()
+            return loss, norm
+        f = autodiff.compile(step) if compiled else step
+        xs, ys = _batches(np.float64)
+        out = [float(t.data) for _ in range(2) for x, y in zip(xs, ys) for t in f(x, y)]
+        return out, [p.data.copy() for p in m.parameters()]
+    (a, pa), (b, pb) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    for p, q in zip(pa, pb):
+        np.testing.assert_allclose(q, p, rtol=1e-12)
+
+
+def test_switching_train_and_eval_between_calls_of_one_step():
+    # Dropout and batch norm act differently in eval mode: each mode gets its own trace.
+    def run(compiled):
+        autodiff.manual_seed(0)
+        m = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Dropout(0.5), nn.Linear(6, 1))
+
+        def forward(x):
+            return m(Tensor(x)).sum()
+        f = autodiff.compile(forward) if compiled else forward
+        x = np.random.default_rng(3).normal(size=(4, 5))
+        out = []
+        for mode in (True, False, True, False):
+            m.train(mode)
+            autodiff.manual_seed(1)
+            out.append(float(f(x).data))
+        return out, m[1].running_mean.data.copy(), getattr(f, "traces", 2)
+    (a, ma, _), (b, mb, traces) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    np.testing.assert_allclose(mb, ma, rtol=1e-12)
+    assert traces == 2
+
+
+def test_a_soft_target_computed_in_the_step_follows_the_teacher():
+    def run(compiled):
+        autodiff.manual_seed(0)
+        student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
+        opt = nn.optim.SGD(list(student.parameters()) + list(teacher.parameters()), lr=0.5)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+
+        def step(x):
+            opt.zero_grad()
+            target = teacher(Tensor(x)).softmax(axis=1).detach()
+            loss = loss_fn(student(Tensor(x)), target) + (teacher(Tensor(x)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        f = autodiff.compile(step) if compiled else step
+        x = np.random.default_rng(4).normal(size=(5, 4))
+        return [float(f(x).data) for _ in range(4)]
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-12)
+
+
+def test_labels_computed_in_the_step_are_refused():
+    m = nn.Linear(4, 3)
+
+    def step(x):
+        logits = m(Tensor(x))
+        loss = nn.functional.cross_entropy(logits, logits.argmax(1))  # (pseudo-labels)
+        loss.backward()
+        return loss
+    with pytest.raises(CompileError, match="that the step computed"):
+        autodiff.compile(step)(np.ones((5, 4)))
