@@ -186,7 +186,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                                        padding=geo.padding, dilation=geo.dilation,
                                        ceil_mode=bool(ceil_mode)))
     if return_indices:
-        return out, Tensor(max_pool2d_indices(x.data, geo))
+        # (a constant of x's values, so that a compiled step computes it again)
+        return out, _derived_constant(lambda data: max_pool2d_indices(data, geo), x)
     return out
 
 
@@ -251,8 +252,12 @@ def _update_running(stat, batch_value: Tensor, momentum: float) -> None:
     ndarray directly."""
     if isinstance(stat, Tensor):
         stat.mul_(1 - momentum)
-        stat.add_(batch_value, alpha=momentum)
+        if isinstance(momentum, Tensor):  # (a factor that changes from batch to batch)
+            stat.add_(batch_value * momentum)
+        else:
+            stat.add_(batch_value, alpha=momentum)
     else:
+        momentum = momentum.item() if isinstance(momentum, Tensor) else momentum
         stat *= 1 - momentum
         stat += momentum * batch_value.data.astype(stat.dtype, copy=False)
 
@@ -292,7 +297,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ShapeError(f"{where}: expected an input of shape (N, C, ...), got {x.shape}")
     if x.dtype.kind != "f":
         raise TypeError(f"{where}: needs a floating-point input, got dtype {x.dtype}")
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+    if isinstance(momentum, bool) or not isinstance(momentum, (numbers.Real, Tensor)):
         raise TypeError(f"{where}: momentum must be a number, got {momentum!r}")
     c = x.shape[1]
     running_mean = _per_channel(running_mean, "running_mean", c, x, where)
@@ -511,6 +516,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
 
 
 # -- embedding (composed from getitem) and layer normalisation (one fused node) ---------
+@replayable  # (compile checks and copies a batch's indices again at each replay)
 def _indices(input, num_embeddings: int, where: str) -> np.ndarray:
     """`input` as an integer index array, every entry in [0, num_embeddings)."""
     idx = np.asarray(input.data if isinstance(input, Tensor) else input)
@@ -582,10 +588,18 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float =
         _renorm_rows(w, idx, float(max_norm), float(norm_type))
     out = w[idx]  # getitem scatters the gradient back with np.add.at: repeats add up
     if pad is not None and w.requires_grad:
-        at_pad = idx == pad
-        if at_pad.any():  # the padding row's value, cut from the graph
-            out = where(np.broadcast_to(at_pad[..., None], out.shape), w.detach()[idx], out)
+        at_pad = _padding_rows(idx, pad, w.shape[1])
+        if at_pad is not None:  # the padding row's value, cut from the graph
+            out = where(at_pad, w.detach()[idx], out)
     return out
+
+
+@replayable
+def _padding_rows(idx: np.ndarray, pad: int, width: int):
+    """Where the lookup idx hits the padding row, broadcast over the embedding's width;
+    None if it does not."""
+    at_pad = idx == pad
+    return np.broadcast_to(at_pad[..., None], at_pad.shape + (width,)) if at_pad.any() else None
 
 
 def normalized_dims(normalized_shape, where: str) -> tuple[int, ...]:

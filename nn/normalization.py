@@ -19,6 +19,7 @@ import numpy as np
 from autodiff import Tensor, no_grad
 from autodiff.dtypes import as_dtype, check_device, get_default_dtype
 from autodiff.errors import ShapeError
+from autodiff.tensor import _derived_constant
 
 from .functional import as_tensor, batch_norm
 from .functional import layer_norm, normalized_dims
@@ -97,7 +98,8 @@ class _BatchNorm(Module):
         if tracking:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # the cumulative average of every batch so far
-                factor = 1.0 / float(self.num_batches_tracked.data)
+                # (a constant of the counter's value, so a compiled step follows it)
+                factor = _derived_constant(_cumulative_factor, self.num_batches_tracked)
         # Batch statistics in training, and in evaluation when there are no running ones.
         use_batch = self.training or self.running_mean is None
         stats_given = not self.training or self.track_running_stats
@@ -109,6 +111,11 @@ class _BatchNorm(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+def _cumulative_factor(count: np.ndarray) -> np.ndarray:
+    """1 / (batches counted so far): the weight of the newest in a cumulative average."""
+    return 1.0 / count.astype(np.float64)
 
 
 class BatchNorm1d(_BatchNorm):

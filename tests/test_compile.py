@@ -1036,3 +1036,43 @@ def test_labels_computed_in_the_step_are_refused():
         return loss
     with pytest.raises(CompileError, match="that the step computed"):
         autodiff.compile(step)(np.ones((5, 4)))
+
+
+def test_an_embedding_step_traces_once_for_every_batch_of_indices():
+    # The indices are checked and copied again at each replay (so a bad one raises as
+    # eagerly); whether a batch hits the padding row is part of the plan's structure.
+    def run(compiled):
+        autodiff.manual_seed(0)
+        emb, head = nn.Embedding(7, 3, padding_idx=0), nn.Linear(3, 1)
+        opt = nn.optim.SGD(list(emb.parameters()) + list(head.parameters()), lr=0.3)
+
+        def step(idx):
+            opt.zero_grad()
+            loss = (head(emb(idx)) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        f = autodiff.compile(step) if compiled else step
+        batches = [np.array([1, 2, 3]), np.array([4, 0, 6]), np.array([5, 5, 1]),
+                   np.array([0, 2, 2])]
+        out = [float(f(b).data) for _ in range(2) for b in batches]
+        with pytest.raises(IndexError, match="out of range"):
+            f(np.array([1, 9, 2]))
+        return out, emb.weight.data.copy(), getattr(f, "traces", 2)
+    (a, wa, _), (b, wb, traces) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    np.testing.assert_allclose(wb, wa, rtol=1e-12)
+    assert traces == 2  # with and without a padding index in the batch
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+def test_batch_norm_with_a_cumulative_average_replays_its_factor(momentum):
+    def run(compiled):
+        bn = nn.BatchNorm1d(2, momentum=momentum)
+        f = autodiff.compile(lambda x: bn(Tensor(x)).sum()) if compiled else (
+            lambda x: bn(Tensor(x)).sum())
+        for k in range(4):
+            f(np.arange(8.0).reshape(4, 2) * (k + 1))
+        return bn.running_mean.data.copy(), bn.running_var.data.copy()
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
