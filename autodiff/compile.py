@@ -349,7 +349,7 @@ class _Recorder:
             return tuple(self.option(x) for x in v)
         if isinstance(v, Tensor):  # (an index of t[i] = v: its array)
             v = v.data
-        if isinstance(v, np.ndarray) and v.size:  # (a one-element index array too)
+        if isinstance(v, np.ndarray):  # (of any size: a one-element or an empty index too)
             ref = self._derived_ref(v)
             if ref is not None:
                 return _DerivedRef(*ref)

@@ -547,15 +547,26 @@ def padding_index(padding_idx, num_embeddings: int, where: str):
 
 def _renorm_rows(weight: Tensor, idx: np.ndarray, max_norm: float, norm_type: float) -> None:
     """PyTorch's max_norm: each looked-up row whose norm exceeds max_norm is scaled, in
-    place and outside the graph, to norm max_norm (by max_norm / (norm + 1e-7))."""
+    place and outside the graph, to norm max_norm (by max_norm / (norm + 1e-7)). The rows
+    and factors are constants made from the weight's values and the scaling an item
+    assignment, so that a compiled step does it again."""
+    with no_grad():
+        rows = _derived_constant(_rows_above, weight, idx, max_norm=max_norm,
+                                 norm_type=norm_type)
+        scale = _derived_constant(_row_scales, weight, rows, max_norm=max_norm,
+                                  norm_type=norm_type)
+        weight[rows] = weight[rows] * scale
+
+
+def _rows_above(weight: np.ndarray, idx: np.ndarray, max_norm: float, norm_type: float):
+    """The distinct rows of idx whose norm exceeds max_norm."""
     rows = np.unique(idx)
-    data = weight.data
-    norms = np.linalg.norm(data[rows], ord=norm_type, axis=1)
-    big = norms > max_norm
-    if big.any():
-        scale = (max_norm / (norms[big] + 1e-7)).astype(data.dtype)
-        data[rows[big]] *= scale[:, None]
-        bump_version(weight)
+    return rows[np.linalg.norm(weight[rows], ord=norm_type, axis=1) > max_norm]
+
+
+def _row_scales(weight: np.ndarray, rows: np.ndarray, max_norm: float, norm_type: float):
+    norms = np.linalg.norm(weight[rows], ord=norm_type, axis=1)
+    return (max_norm / (norms + 1e-7)).astype(weight.dtype)[:, None]
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0,

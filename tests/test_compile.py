@@ -1076,3 +1076,24 @@ def test_batch_norm_with_a_cumulative_average_replays_its_factor(momentum):
         return bn.running_mean.data.copy(), bn.running_var.data.copy()
     for a, b in zip(run(False), run(True)):
         np.testing.assert_allclose(b, a, rtol=1e-12)
+
+
+def test_an_embedding_with_max_norm_renormalises_at_every_replay():
+    def run(compiled):
+        autodiff.manual_seed(0)
+        emb = nn.Embedding(4, 2, max_norm=1.0)
+        opt = nn.optim.SGD(emb.parameters(), lr=1.0)
+
+        def step(idx):
+            opt.zero_grad()
+            loss = -emb(idx).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        f = autodiff.compile(step) if compiled else step
+        out = [float(f(np.array([0, 1])).data) for _ in range(3)]
+        out += [float(f(np.array([2, 2])).data) for _ in range(2)]
+        return out, emb.weight.data.copy()
+    (a, wa), (b, wb) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    np.testing.assert_allclose(wb, wa, rtol=1e-12)
