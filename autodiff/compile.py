@@ -37,7 +37,8 @@ other random draws inside the step, arrays computed with numpy from a parameter'
 are keyed by identity, the globals and closure a step reads not at all: attributes
 rebound on them go unseen (replaced parameters are caught).
 
-A plan serves the train/eval modes of the modules it was traced in (`model.eval()`
+A plan serves the train/eval modes of the modules it was traced in and the
+requires_grad flags of the parameters it read (`model.eval()` or `p.requires_grad_(False)`
 between calls makes or picks another); gradient clipping (`nn.utils.clip_grad_norm_`)
 and batch norm's statistics are replayed.
 
@@ -828,6 +829,9 @@ class _Plan:
                            if src[0] == "arg" and rec.keep[s]._seq > rec.start}
         self.arg_tensors = {id(rec.keep[s]): k for s, k in self.arg_leaves.items()}
         self.tensors = rec.keep  # slot -> its tensor at the trace
+        # (a parameter frozen or unfrozen since, p.requires_grad_(False), needs another plan)
+        self.wants_grad = [(t, t.requires_grad) for t, src in zip(rec.keep, rec.sources)
+                           if src[0] == "ext"]
         self.own_copy = _changed_copies(rec)
         self.replay, self.source = _emit(self)
         self.may_retrace = "raise _Retrace()" in self.source
@@ -1225,8 +1229,9 @@ class Compiled:
                         f"compile: the parameters of {type(module).__name__} changed since "
                         "the step was traced (a parameter was replaced); the trace would "
                         "update the old ones. Compile the step again (autodiff.compile(fn))")
-            if any(sub.training is not mode for sub, mode in plan.modes):
-                continue  # (another plan, or a new trace, for the modules' present modes)
+            if any(sub.training is not mode for sub, mode in plan.modes) or any(
+                    t.requires_grad is not flag for t, flag in plan.wants_grad):
+                continue  # (another plan, or a new trace, for the present modes and flags)
             if plan.values:
                 with no_grad():
                     return plan.replay(_floats(args, kwargs))

@@ -1097,3 +1097,22 @@ def test_an_embedding_with_max_norm_renormalises_at_every_replay():
     (a, wa), (b, wb) = run(False), run(True)
     np.testing.assert_allclose(b, a, rtol=1e-12)
     np.testing.assert_allclose(wb, wa, rtol=1e-12)
+
+
+def test_freezing_a_layer_between_calls_picks_another_plan():
+    def run(compiled):
+        m, opt = _model(np.float64, "sgd")
+        step = _mse_step(m, opt)
+        f = autodiff.compile(step) if compiled else step
+        xs, ys = _batches(np.float64)
+        out = []
+        for k in range(6):
+            for p in m[0].parameters():
+                p.requires_grad_(k % 3 != 1)  # (frozen at calls 1 and 4)
+            out.append(float(f(xs[k % 3], ys[k % 3]).data))
+        return out, [p.data.copy() for p in m.parameters()], getattr(f, "traces", 2)
+    (a, pa, _), (b, pb, traces) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    for p, q in zip(pa, pb):
+        np.testing.assert_allclose(q, p, rtol=1e-12)
+    assert traces == 2
