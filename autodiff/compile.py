@@ -782,6 +782,7 @@ class _Plan:
         # plan serves only the modes it was traced in
         self.modes = [(sub, sub.training) for m in modules if hasattr(m, "modules")
                       for sub in m.modules()]
+        self.wants_grad = []  # (a Tensor step's parameters and their requires_grad, below)
         self.values = rec.values.used
         if self.values:  # a Value step: straight-line Python over floats
             self.floats_free = rec.values.check(result)
