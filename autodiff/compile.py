@@ -38,8 +38,11 @@ are keyed by identity, the globals and closure a step reads not at all: attribut
 rebound on them go unseen (replaced parameters are caught).
 
 A plan serves the train/eval modes of the modules it was traced in and the
-requires_grad flags of the parameters it read (`model.eval()` or `p.requires_grad_(False)`
-between calls makes or picks another); gradient clipping (`nn.utils.clip_grad_norm_`)
+requires_grad flags of the parameters it read, as they were when the call began
+(`model.eval()` or `p.requires_grad_(False)` between calls makes or picks another; the
+step's own train()/eval() and requires_grad_ calls are replayed), and checks that the
+modules' parameters and buffers are the same objects (also for modules reached through
+containers and plain objects, such as a trainer's self.model); gradient clipping (`nn.utils.clip_grad_norm_`)
 and batch norm's statistics are replayed.
 
 What it refuses, with `CompileError`: a step that returns a Python number computed from
@@ -167,9 +170,19 @@ def _aliases(arrays) -> tuple | None:
     return pattern if len(first) < len(arrays) else None
 
 
+def _held(module) -> tuple:
+    """The ids of a module's parameters and buffers (a replaced one means a new trace)."""
+    tensors = module.parameters()
+    if hasattr(module, "buffers"):
+        tensors = itertools.chain(tensors, module.buffers())
+    return tuple(map(id, tensors))
+
+
 def _modules_of(fn, args) -> list:
     """The nn modules a step can reach through its closure, its `self`, the globals it
-    names and its arguments (their parameters are checked at every call)."""
+    names and its arguments, also inside lists, tuples, dicts and plain objects' attributes
+    (a trainer's self.model), a few levels deep: their parameters, buffers and train/eval
+    modes are checked at every call."""
     from nn.module import Module
     from nn.scalar import ScalarModule
 
@@ -187,10 +200,20 @@ def _modules_of(fn, args) -> list:
         cands += [c.cell_contents for c in (f.__closure__ or ()) if _has_contents(c)]
         g = getattr(f, "__globals__", {})
         cands += [g[n] for n in code.co_names if n in g]
-    for c in cands:
-        if isinstance(c, (Module, ScalarModule)) and id(c) not in seen:
-            seen.add(id(c))
+    todo = [(c, 0) for c in cands]
+    while todo:
+        c, depth = todo.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        if isinstance(c, (Module, ScalarModule)):
             found.append(c)
+        elif depth < _OBJECT_DEPTH and not isinstance(c, (type, types.ModuleType)):
+            inner = (list(c) if isinstance(c, (list, tuple)) else list(c.values())
+                     if isinstance(c, dict) else list(vars(c).values())
+                     if isinstance(getattr(c, "__dict__", None), dict) and not callable(c)
+                     else [])
+            todo += [(x, depth + 1) for x in inner]
     return found
 
 
@@ -227,6 +250,10 @@ class _Recorder:
         self.known = {}        # id(array) -> the module parameter or buffer holding it
         self.had_grad = set()  # ids of tensors made before the call that had a .grad when
                                # the trace first met them
+        self.before = set()    # ids of tensors made before the call whose creation number
+                               # requires_grad_() moved on during it
+        self.flags = []        # (tensor made before the call, its requires_grad when met)
+        self.modes = []        # (module, its training flag when the call began)
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -234,9 +261,15 @@ class _Recorder:
         self.sources.append(source)
         if source[0] in ("op", "grad", "ext"):
             self.slot_of_array.setdefault(id(t.data), s)
-        if source[0] == "ext" and t._grad is not None:
-            self.had_grad.add(id(t))
+        if source[0] == "ext":
+            self.flags.append((t, t.requires_grad))
+            if t._grad is not None:
+                self.had_grad.add(id(t))
         return s
+
+    def made_here(self, t) -> bool:
+        """Whether tensor t was made during the step (not a parameter that was there)."""
+        return t._seq <= self.start and id(t) not in self.before
 
     def _alias(self, t, of: int, copy: bool) -> int:
         """A slot for `t`, whose data is (copy: a copy made now of) slot `of`'s array:
@@ -326,7 +359,7 @@ class _Recorder:
         k = self._arg_index(t.data, by_value=False)
         if k is not None:
             return self._new_slot(t, ("arg", k, t.data.dtype))
-        if t._seq > self.start:  # made before the call: a parameter, a buffer
+        if not self.made_here(t):  # made before the call: a parameter, a buffer
             self.rebound[id(t)] = (t, t.data)
             return self._new_slot(t, ("ext", t))
         of = self.slot_of_array.get(id(t.data))
@@ -559,7 +592,7 @@ def _recorded_call(name, fn):
                 for k, v in group.items():
                     if type(v) is _values._Sym:  # (a float argument as a setting: the trace
                         group[k] = rec.values.leak(v, "an optimizer's setting")  # is keyed to it)
-                    if k == "params" and any(p._seq <= rec.start for p in v):
+                    if k == "params" and any(rec.made_here(p) for p in v):
                         raise CompileError(
                             f"compile: the step's {type(self).__name__} updates parameters "
                             "made inside the step; a replay would update the trace's. Make "
@@ -582,6 +615,19 @@ def _recording_init(init):
         rec = _recorder()
         if rec is not None and not rec.quiet:
             rec.made(self, data)
+
+    return wrapper
+
+
+def _before(requires_grad_):
+    """requires_grad_ during a trace: a tensor made before the call stays one, although
+    its creation number moves on (see Tensor.requires_grad_)."""
+    @functools.wraps(requires_grad_)
+    def wrapper(self, *args, **kwargs):
+        rec = _recorder()
+        if rec is not None and self._seq > rec.start:
+            rec.before.add(id(self))
+        return requires_grad_(self, *args, **kwargs)
 
     return wrapper
 
@@ -696,6 +742,9 @@ def _patches():
     out.append((_tensor, "_kept_copy", _recording_copy(_tensor._kept_copy)))
     for cls in {Optimizer, Module}:
         out.append((cls, "zero_grad", _recorded_call("zero_grad", cls.zero_grad)))
+    out.append((Module, "train", _recorded_call("train", Module.train)))  # (eval() too)
+    out.append((Tensor, "requires_grad_", _recorded_call("requires_grad_",
+                                                         _before(Tensor.requires_grad_))))
     out.append((Optimizer, "step", _recorded_call("step", Optimizer.step)))
     out.append((LRScheduler, "step", _recorded_call("step", LRScheduler.step)))
     out.append((Tensor, "grad", property(Tensor.grad.fget, _recording_grad_setter)))
@@ -722,6 +771,8 @@ def _trace(fn, args, kwargs, symbolic_floats=False, modules=()):
         if hasattr(m, "buffers"):
             for t in itertools.chain(m.parameters(), m.buffers()):
                 rec.known[id(t.data)] = t
+        if hasattr(m, "modules"):
+            rec.modes += [(sub, sub.training) for sub in m.modules()]
     if symbolic_floats:  # (a Value step: its float arguments become replay variables)
         k = itertools.count()
         args = [rec.values.argument(next(k), x) if type(x) is float else x for x in args]
@@ -757,7 +808,7 @@ def _output_spec(rec, result):
         s = rec.slot_of.get(id(result))
         if s is None:
             s = rec.slot(result)
-        if result._prim is None and result.requires_grad and result._seq <= rec.start:
+        if result._prim is None and result.requires_grad and rec.made_here(result):
             return ("leaf", s)  # made in the step: returned with its gradient, as eagerly
         return ("slot", s)
     if isinstance(result, (list, tuple)):
@@ -777,11 +828,10 @@ class _Plan:
     def __init__(self, rec, result, modules, floats=0):
         self.out = _output_spec(rec, result)  # (may give the result a slot: first)
         self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
-        self.guards = [(m, tuple(map(id, m.parameters()))) for m in modules]
+        self.guards = [(m, _held(m)) for m in modules]
         # train() / eval() changes what a module's forward does (dropout, batch norm): a
         # plan serves only the modes it was traced in
-        self.modes = [(sub, sub.training) for m in modules if hasattr(m, "modules")
-                      for sub in m.modules()]
+        self.modes = rec.modes  # (as the call began: a step may call train() or eval())
         self.wants_grad = []  # (a Tensor step's parameters and their requires_grad, below)
         self.values = rec.values.used
         if self.values:  # a Value step: straight-line Python over floats
@@ -827,12 +877,12 @@ class _Plan:
         # Tensor arguments (made before the call) by slot and by identity: as leaves, their
         # gradients go to the call's tensors (TA[k] in the replay).
         self.arg_leaves = {s: src[1] for s, src in enumerate(rec.sources)
-                           if src[0] == "arg" and rec.keep[s]._seq > rec.start}
+                           if src[0] == "arg" and not rec.made_here(rec.keep[s])}
         self.arg_tensors = {id(rec.keep[s]): k for s, k in self.arg_leaves.items()}
         self.tensors = rec.keep  # slot -> its tensor at the trace
-        # (a parameter frozen or unfrozen since, p.requires_grad_(False), needs another plan)
-        self.wants_grad = [(t, t.requires_grad) for t, src in zip(rec.keep, rec.sources)
-                           if src[0] == "ext"]
+        # (a parameter frozen or unfrozen since, p.requires_grad_(False), needs another plan;
+        # its flag as the trace met it, before the step's own requires_grad_ calls)
+        self.wants_grad = rec.flags
         self.own_copy = _changed_copies(rec)
         self.replay, self.source = _emit(self)
         self.may_retrace = "raise _Retrace()" in self.source
@@ -871,7 +921,7 @@ class _Plan:
         leaves = [slot[id(t)] for t in nodes if t._prim is None]
         # Leaves made in the step (`Tensor(xb, requires_grad=True)`) are new at every call:
         # their gradient is a variable of the replay, not the traced tensor's .grad.
-        inside = {slot[id(t)] for t in nodes if t._prim is None and t._seq <= rec.start}
+        inside = {slot[id(t)] for t in nodes if t._prim is None and rec.made_here(t)}
         # Leaves whose .grad was None when the traced backward ran: if one is set at a
         # replay, something outside the library reset it during the trace.
         # (Not for an argument's tensor, whose .grad the replay adds to as eagerly.)
@@ -894,7 +944,7 @@ def _changed_copies(rec) -> set:
         while rec.sources[s][0] == "op" and rec.events[rec.sources[s][1]][1].view:
             s = rec.events[rec.sources[s][1]][2][0]  # (a view: its first input's array)
         if rec.sources[s][0] == "const" or (
-                rec.sources[s][0] == "arg" and rec.keep[s]._seq <= rec.start):
+                rec.sources[s][0] == "arg" and rec.made_here(rec.keep[s])):
             out.add(s)
     return out
 
@@ -1225,11 +1275,11 @@ class Compiled:
         family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
         for plan in family.candidates(arrays) if family else ():
             for module, ids in plan.guards:
-                if tuple(map(id, module.parameters())) != ids:
+                if _held(module) != ids:
                     raise CompileError(
-                        f"compile: the parameters of {type(module).__name__} changed since "
-                        "the step was traced (a parameter was replaced); the trace would "
-                        "update the old ones. Compile the step again (autodiff.compile(fn))")
+                        f"compile: the parameters or buffers of {type(module).__name__} "
+                        "changed since the step was traced (one was replaced); the trace "
+                        "would use the old ones. Compile the step again (autodiff.compile(fn))")
             if any(sub.training is not mode for sub, mode in plan.modes) or any(
                     t.requires_grad is not flag for t, flag in plan.wants_grad):
                 continue  # (another plan, or a new trace, for the present modes and flags)

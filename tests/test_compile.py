@@ -1116,3 +1116,69 @@ def test_freezing_a_layer_between_calls_picks_another_plan():
     for p, q in zip(pa, pb):
         np.testing.assert_allclose(q, p, rtol=1e-12)
     assert traces == 2
+
+
+def test_a_trainer_objects_model_is_guarded_and_its_mode_followed():
+    class Trainer:
+        def __init__(self):
+            autodiff.manual_seed(0)
+            self.model = nn.Sequential(nn.Linear(5, 6), nn.Dropout(0.5), nn.Linear(6, 1))
+            self.opt = nn.optim.SGD(self.model.parameters(), lr=0.1)
+
+        def step(self, x):
+            self.opt.zero_grad()
+            loss = (self.model(Tensor(x)) ** 2).mean()
+            loss.backward()
+            self.opt.step()
+            return loss
+    a, b = Trainer(), Trainer()
+    compiled = autodiff.compile(b.step)
+    x = np.random.default_rng(0).normal(size=(4, 5))
+    for mode in (True, False, True, False):
+        a.model.train(mode)
+        b.model.train(mode)
+        autodiff.manual_seed(7)
+        expected = float(a.step(x).data)
+        autodiff.manual_seed(7)
+        assert float(compiled(x).data) == expected
+    b.model[2] = nn.Linear(6, 1)  # (a replaced layer: the plans would update the old one)
+    with pytest.raises(CompileError, match="parameters or buffers of Sequential changed"):
+        compiled(x)
+
+
+def test_a_gan_step_that_toggles_requires_grad_inside_replays_it():
+    def run(compiled):
+        autodiff.manual_seed(0)
+        G, D = nn.Linear(2, 2), nn.Linear(2, 1)
+        opt_g, opt_d = nn.optim.SGD(G.parameters(), lr=0.1), nn.optim.SGD(D.parameters(), lr=0.1)
+
+        def g_step(z):
+            G.requires_grad_(True)
+            D.requires_grad_(False)
+            opt_g.zero_grad()
+            loss = -D(G(Tensor(z))).mean()
+            loss.backward()
+            opt_g.step()
+            return loss
+
+        def d_step(z, real):
+            G.requires_grad_(False)
+            D.requires_grad_(True)
+            opt_d.zero_grad()
+            loss = D(G(Tensor(z))).mean() - D(Tensor(real)).mean()
+            loss.backward()
+            opt_d.step()
+            return loss
+        gs, ds = (autodiff.compile(g_step), autodiff.compile(d_step)) if compiled else (
+            g_step, d_step)
+        rng = np.random.default_rng(1)
+        out = []
+        for _ in range(4):
+            z, real = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+            out += [float(ds(z, real).data), float(gs(z).data)]
+        flags = [p.requires_grad for p in list(G.parameters()) + list(D.parameters())]
+        return out, flags, getattr(gs, "traces", 1) + getattr(ds, "traces", 1)
+    (a, fa, _), (b, fb, traces) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    # (d_step's first trace met D trainable as made; later calls meet it frozen by g_step)
+    assert fa == fb and traces == 3

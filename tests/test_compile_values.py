@@ -440,7 +440,7 @@ def test_a_model_made_inside_the_step_and_a_replaced_parameter_are_refused():
     compiled = autodiff.compile(step)
     compiled([0.5, -1.0])
     model.layers[0].neurons[0].b = Value(0.0)
-    with pytest.raises(CompileError, match="parameters of MLP changed"):
+    with pytest.raises(CompileError, match="parameters or buffers of MLP changed"):
         compiled([0.5, -1.0])
 
 
