@@ -810,6 +810,8 @@ def _output_spec(rec, result):
             s = rec.slot(result)
         if result._prim is None and result.requires_grad and rec.made_here(result):
             return ("leaf", s)  # made in the step: returned with its gradient, as eagerly
+        if rec.sources[s][0] == "ext":
+            return ("tensor", result)  # a parameter or buffer: the very tensor, as eagerly
         return ("slot", s)
     if isinstance(result, (list, tuple)):
         return (type(result),) + tuple(_output_spec(rec, r) for r in result)
@@ -1056,7 +1058,7 @@ def _emit(plan):
             changed[0] = changed[0] or fn.__name__ != "zero_grad"
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
-    lines.append(f"    return {_emit_output(plan.out, inside)}")
+    lines.append(f"    return {_emit_output(plan.out, inside, const)}")
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
@@ -1149,15 +1151,17 @@ def _emit_backward(lines, ns, const, info, step, i, inside, plan):
                      else f"    s{gs} = {leaf_of(owner)}._grad.data")
 
 
-def _emit_output(spec, inside) -> str:
+def _emit_output(spec, inside, const=None) -> str:
     head = spec[0]
+    if head == "tensor":
+        return const(spec[1], f"R{id(spec[1])}")
     if head == "slot":
         return f"_wrap(s{spec[1]}.copy())"
     if head == "leaf":
         return f"_leaf(s{spec[1]}, {f'GL{spec[1]}' if spec[1] in inside else 'None'})"
     if head == "value":
         return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
-    items = ", ".join(_emit_output(x, inside) for x in spec[1:])
+    items = ", ".join(_emit_output(x, inside, const) for x in spec[1:])
     return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
 
 

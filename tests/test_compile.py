@@ -1182,3 +1182,16 @@ def test_a_gan_step_that_toggles_requires_grad_inside_replays_it():
     np.testing.assert_allclose(b, a, rtol=1e-12)
     # (d_step's first trace met D trainable as made; later calls meet it frozen by g_step)
     assert fa == fb and traces == 3
+
+
+def test_a_parameter_returned_from_the_step_is_the_parameter_itself():
+    m, opt = _model(np.float64, "sgd")
+
+    def step(x, y):
+        _mse_step(m, opt)(x, y)
+        return m[0].weight
+    compiled = autodiff.compile(step)
+    xs, ys = _batches(np.float64)
+    for x, y in zip(xs, ys):
+        w = compiled(x, y)
+        assert w is m[0].weight and w.grad is not None
