@@ -41,9 +41,13 @@ A plan serves the train/eval modes of the modules it was traced in and the
 requires_grad flags of the parameters it read, as they were when the call began
 (`model.eval()` or `p.requires_grad_(False)` between calls makes or picks another; the
 step's own train()/eval() and requires_grad_ calls are replayed), and checks that the
-modules' parameters and buffers are the same objects (also for modules reached through
-containers and plain objects, such as a trainer's self.model); gradient clipping (`nn.utils.clip_grad_norm_`)
+modules' parameters and buffers are the same objects and that the step still finds the
+same modules (also through containers and plain objects: a trainer's self.model replaced
+makes a new trace); gradient clipping (`nn.utils.clip_grad_norm_`)
 and batch norm's statistics are replayed.
+
+A replay's results keep no graph: one that required grad eagerly still does, and a
+backward from it raises CompileError (differentiate inside the step).
 
 What it refuses, with `CompileError`: a step that returns a Python number computed from
 tensors (`loss.item()`), a loss given labels the step computed (`y = logits.argmax(1)`),
@@ -62,6 +66,7 @@ import enum
 import functools
 import itertools
 import math
+import numbers
 import sys
 import threading
 import types
@@ -170,6 +175,9 @@ def _aliases(arrays) -> tuple | None:
     return pattern if len(first) < len(arrays) else None
 
 
+_MAX_VISITS = 10_000  # objects _modules_of looks at (a trainer may hold a whole dataset)
+
+
 def _held(module) -> tuple:
     """The ids of a module's parameters and buffers (a replaced one means a new trace)."""
     tensors = module.parameters()
@@ -201,8 +209,12 @@ def _modules_of(fn, args) -> list:
         g = getattr(f, "__globals__", {})
         cands += [g[n] for n in code.co_names if n in g]
     todo = [(c, 0) for c in cands]
-    while todo:
+    visits = 0
+    while todo and visits < _MAX_VISITS:
         c, depth = todo.pop()
+        visits += 1
+        if isinstance(c, (np.ndarray, Tensor, str, bytes, numbers.Number)):
+            continue
         if id(c) in seen:
             continue
         seen.add(id(c))
@@ -812,7 +824,7 @@ def _output_spec(rec, result):
             return ("leaf", s)  # made in the step: returned with its gradient, as eagerly
         if rec.sources[s][0] == "ext":
             return ("tensor", result)  # a parameter or buffer: the very tensor, as eagerly
-        return ("slot", s)
+        return ("graphless", s) if result.requires_grad else ("slot", s)
     if isinstance(result, (list, tuple)):
         return (type(result),) + tuple(_output_spec(rec, r) for r in result)
     if result is None or isinstance(result, (str, bool)):
@@ -831,6 +843,7 @@ class _Plan:
         self.out = _output_spec(rec, result)  # (may give the result a slot: first)
         self.graph = result  # the traced graph (pictures: autodiff.draw_graph(step.graph))
         self.guards = [(m, _held(m)) for m in modules]
+        self.module_ids = tuple(map(id, modules))  # (self.model replaced: a new trace)
         # train() / eval() changes what a module's forward does (dropout, batch norm): a
         # plan serves only the modes it was traced in
         self.modes = rec.modes  # (as the call began: a step may call train() or eval())
@@ -955,7 +968,7 @@ def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_leaf": _leaf, "_own": _own, "_zeros": np.zeros,
+    ns = {"_fit": _fit, "_wrap": _wrap, "_graphless": _graphless, "_leaf": _leaf, "_own": _own, "_zeros": np.zeros,
           "_count": np.count_nonzero, "_mask_count_changed": _mask_count_changed,
           "_stale": _stale, "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace}
     # A: the call's arrays; TA: the Tensor arguments they belong to (a leaf that is an
@@ -1157,12 +1170,31 @@ def _emit_output(spec, inside, const=None) -> str:
         return const(spec[1], f"R{id(spec[1])}")
     if head == "slot":
         return f"_wrap(s{spec[1]}.copy())"
+    if head == "graphless":
+        return f"_graphless(s{spec[1]}.copy())"
     if head == "leaf":
         return f"_leaf(s{spec[1]}, {f'GL{spec[1]}' if spec[1] in inside else 'None'})"
     if head == "value":
         return repr(spec[1]) if spec[1] is None or isinstance(spec[1], (bool, str)) else "None"
     items = ", ".join(_emit_output(x, inside, const) for x in spec[1:])
     return f"({items}{',' if len(spec) == 2 else ''})" if head is tuple else f"[{items}]"
+
+
+def _no_graph_vjp(g, out):
+    raise CompileError(
+        "compile: backward from a tensor a replay of a compiled step returned: a replay keeps "
+        "no graph (only the first call, the trace, did). Call backward inside the step, or "
+        "do not compile a function whose result is differentiated outside it")
+
+
+# The op of a replay's result that required grad eagerly: requires_grad as eagerly, and a
+# backward from it explains why there is no graph behind it.
+_GRAPHLESS = Op("replayed", "the result of a compiled step's replay (no graph)",
+                lambda x: x, _no_graph_vjp, reads="nothing")
+
+
+def _graphless(data):
+    return _tensor._node(_tensor._new(Tensor), data, (), _GRAPHLESS, (), None, True)
 
 
 def _own(g):
@@ -1277,7 +1309,10 @@ class Compiled:
         key = (sig, alias)
         loose = (_loose_signature(args, kwargs), alias) if self.value_steps else None
         family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
+        modules = tuple(map(id, _modules_of(self.fn, args))) if family else ()
         for plan in family.candidates(arrays) if family else ():
+            if plan.module_ids != modules:
+                continue  # (another model where the step finds its modules: a new trace)
             for module, ids in plan.guards:
                 if _held(module) != ids:
                     raise CompileError(

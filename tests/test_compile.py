@@ -1195,3 +1195,39 @@ def test_a_parameter_returned_from_the_step_is_the_parameter_itself():
     for x, y in zip(xs, ys):
         w = compiled(x, y)
         assert w is m[0].weight and w.grad is not None
+
+
+def test_a_model_replaced_on_the_trainer_is_traced_again():
+    class Trainer:
+        def __init__(self, model):
+            self.model = model
+            self.opt = nn.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(self, x, y):
+            return _mse_step(self.model, self.opt)(x, y)
+
+    def run(compiled):
+        autodiff.manual_seed(0)
+        trainer = Trainer(nn.Linear(5, 3))
+        f = autodiff.compile(trainer.step) if compiled else trainer.step
+        xs, ys = _batches(np.float64)
+        out = [float(f(xs[0], ys[0]).data), float(f(xs[1], ys[1]).data)]
+        trainer.__init__(nn.Linear(5, 3))  # a new model and optimizer on the same trainer
+        out += [float(f(x, y).data) for x, y in zip(xs, ys)]
+        return out, trainer.model.weight.data.copy()
+    (a, wa), (b, wb) = run(False), run(True)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    np.testing.assert_allclose(wb, wa, rtol=1e-12)
+
+
+def test_a_replays_result_that_required_grad_says_it_has_no_graph():
+    w = Tensor(np.ones(3), requires_grad=True)
+    scaled = autodiff.compile(lambda x: w * Tensor(x) * 2.0)
+    first = scaled(np.arange(3.0))
+    first.sum().backward()  # the trace's result: the eager graph
+    np.testing.assert_array_equal(w.grad.data, [0.0, 2.0, 4.0])
+    again = scaled(np.arange(3.0))
+    assert again.requires_grad
+    np.testing.assert_array_equal(again.data, first.data)
+    with pytest.raises(CompileError, match="a replay keeps no graph"):
+        again.sum().backward()
