@@ -6,8 +6,9 @@ attributes as if they were arguments) runs `fn` eagerly while recording, in orde
 primitive it ran (`Op.forward`, with its inputs and options), every backward, the in-place
 updates made through the library (`add_`, `sub_`, `mul_`, `div_`, `copy_`, `fill_`,
 `zero_`, `clamp_`, `t[i] = v`, and `normal_`/`uniform_`, which draw afresh) and the
-optimizer and module calls (`step`, `zero_grad`). From that record it emits one straight-line Python function over plain arrays: a line per `Op.forward`, a line
-per `Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
+optimizer and module calls (`step`, `zero_grad`). From that record it emits one
+straight-line Python function over plain arrays: a line per `Op.forward`, a line per
+`Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
 engine does, gradient sums decided at trace time), the `.grad` stores, and the recorded
 calls. Later calls run it: no graph node, no heap, no tape. (While a trace runs, the
 library's op functions are swapped for recording ones: trace from one thread at a time.)
@@ -28,14 +29,14 @@ returned with the leaf), a Tensor argument that requires grad gets it on the cal
 tensor. A comparison (`h > 0`) is computed again at a replay, and a boolean mask, of the
 arguments or computed in the step, must select as many elements as at the trace (shapes
 after it follow): another count traces afresh, or, once the replay has changed gradients
-or parameters, raises CompileError. A trace
-holding other arrays or numpy numbers made during the step (numpy code on the arguments,
-`x.std()`, a backward seed) replays only for arguments with the same contents. Frozen:
-other random draws inside the step, arrays computed with numpy from a parameter's values
-(compute those with tensor ops), and Python floats computed from the arguments' values
-(`float(x.max())`: a trace cannot tell them from literals). Modules, optimizers and functions among the arguments
-are keyed by identity, the globals and closure a step reads not at all: attributes
-rebound on them go unseen (replaced parameters are caught).
+or parameters, raises CompileError. A trace holding other arrays or numpy numbers made
+during the step (numpy code on the arguments, `x.std()`, a backward seed given as a
+constant) replays only for arguments with the same contents. Frozen: other random draws
+inside the step, arrays computed with numpy from a parameter's values (compute those
+with tensor ops), and Python floats computed from the arguments' values
+(`float(x.max())`: a trace cannot tell them from literals). Modules, optimizers and
+functions among the arguments are keyed by identity, the globals and closure a step
+reads not at all: attributes rebound on them go unseen, save the modules checked below.
 
 A plan serves the train/eval modes of the modules it was traced in and the
 requires_grad flags of the parameters it read, as they were when the call began
@@ -43,17 +44,17 @@ requires_grad flags of the parameters it read, as they were when the call began
 step's own train()/eval() and requires_grad_ calls are replayed), and checks that the
 modules' parameters and buffers are the same objects and that the step still finds the
 same modules (also through containers and plain objects: a trainer's self.model replaced
-makes a new trace); gradient clipping (`nn.utils.clip_grad_norm_`)
-and batch norm's statistics are replayed.
+makes a new trace); gradient clipping (`nn.utils.clip_grad_norm_`) and batch norm's
+statistics are replayed.
 
 A replay's results keep no graph: one that required grad eagerly still does, and a
 backward from it raises CompileError (differentiate inside the step).
 
 What it refuses, with `CompileError`: a step that returns a Python number computed from
 tensors (`loss.item()`), a loss given labels the step computed (`y = logits.argmax(1)`),
-hooks, `retain_grad`, a parameter's `.data` rebound inside the step, an argument it cannot see into (a random generator) when the trace holds arrays
-made during the step, and (at call time) a module whose parameters were replaced since
-the trace.
+hooks, `retain_grad`, a parameter's `.data` rebound inside the step, an argument it
+cannot see into (a random generator) when the trace holds arrays made during the step,
+and (at call time) a module whose parameters or buffers were replaced since the trace.
 
 A step on `Value`s (micrograd's way) is traced by `compile_value` and replayed as
 straight-line Python over floats; its float arguments become variables of the replay.
@@ -340,16 +341,22 @@ class _Recorder:
         self.made_from[id(copy)] = ref
         self.held.append(owner)
 
-    def seed(self, g):
-        """A backward's seed as the plan keeps it: a slot's array of this step
-        (`h.backward(z.grad)`) by reference, anything else as a copy."""
-        ref = self.made_from.get(id(g))
+    def computed(self, a) -> "_SlotRef | None":
+        """A reference to the slot whose array `a` is, or holds a copy of (cast: the
+        copy's dtype where it differs): an array the step computed. None for others."""
+        ref = self.made_from.get(id(a))
         if ref is not None and ref[0] == "s":
             out = _SlotRef(ref[1])
             out.cast = ref[2] if len(ref) > 2 else None
             return out
-        s = self.slot_of_array.get(id(g))
-        return _SlotRef(s) if s is not None else np.array(g, copy=True)
+        s = self.slot_of_array.get(id(a))
+        return None if s is None else _SlotRef(s)
+
+    def seed(self, g):
+        """A backward's seed as the plan keeps it: an array of this step
+        (`h.backward(z.grad)`) by reference, anything else as a copy."""
+        ref = self.computed(g)
+        return ref if ref is not None else np.array(g, copy=True)
 
     def note_operand(self, x) -> None:
         """A number or small array that enters the graph as a constant: a numpy scalar
@@ -402,10 +409,9 @@ class _Recorder:
             k = self._arg_index(v)
             if k is not None:
                 return self._counted(_ArgRef(k), v)
-            made = self.made_from.get(id(v))
-            s = made[1] if made is not None and made[0] == "s" else self.slot_of_array.get(id(v))
-            if s is not None:
-                return self._counted(_SlotRef(s), v)
+            ref = self.computed(v)
+            if ref is not None:
+                return self._counted(ref, v)
         return v
 
     def _counted(self, ref, v):
@@ -435,8 +441,7 @@ class _Recorder:
                 k = self._arg_index(a)
                 if k is not None:
                     return ("a", k)
-                made = self.made_from.get(id(a))
-                if id(a) in self.slot_of_array or made is not None and made[0] == "s":
+                if self.computed(a) is not None:
                     raise CompileError(
                         f"compile: {getattr(fn, '__name__', 'a replayable call')} got an array "
                         f"of shape {a.shape} that the step computed (labels from argmax, "
@@ -968,9 +973,10 @@ def _emit(plan):
     """The plan as one straight-line Python function over arrays: a line per forward op,
     a line per vjp, gradient sums decided now (first contribution taken as it is, the
     second added into a new array, later ones added in place into that one)."""
-    ns = {"_fit": _fit, "_wrap": _wrap, "_graphless": _graphless, "_leaf": _leaf, "_own": _own, "_zeros": np.zeros,
-          "_count": np.count_nonzero, "_mask_count_changed": _mask_count_changed,
-          "_stale": _stale, "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace}
+    ns = {"_fit": _fit, "_wrap": _wrap, "_graphless": _graphless, "_leaf": _leaf,
+          "_own": _own, "_zeros": np.zeros, "_count": np.count_nonzero,
+          "_mask_count_changed": _mask_count_changed, "_stale": _stale,
+          "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace}
     # A: the call's arrays; TA: the Tensor arguments they belong to (a leaf that is an
     # argument gets its gradient on the call's tensor, not on the traced one)
     lines = ["def replay(A, TA):", "    DV = {}  # the replayable calls' results"]
@@ -1049,14 +1055,16 @@ def _emit(plan):
             # (no count check: t[mask] = v makes no shape; a value of another length
             # fails in numpy as eagerly)
             refs = [r for how, v in spec if how != "slot" for r in _refs(v)]
-            if any(type(r) is _SlotRef for r in refs):
+            slots = any(type(r) is _SlotRef for r in refs)
+            if slots:
                 lines.append("    LS = locals()")
-            vals = [f"s{v}" if how == "slot" else f"_resolve({const(v, f'I{i}_{j}')}, A, DV, "
-                    "LS)" if _has_ref(v) else const(v, f"I{i}_{j}")
-                    for j, (how, v) in enumerate(spec)]
+            vals = [f"s{v}" if how == "slot" else
+                    f"_resolve({const(v, f'I{i}_{j}')}, A, DV{', LS' if slots else ''})"
+                    if _has_ref(v) else const(v, f"I{i}_{j}") for j, (how, v) in enumerate(spec)]
             vals.append(f"**{const(kw, f'IK{i}')}")
             lines.append(f"    {t}.{name}({', '.join(vals)})")
-            changed[0] = True
+            # (a requires_grad_ toggle sets a flag: a new trace after it sets it again)
+            changed[0] = changed[0] or name != "requires_grad_"
         elif kind == "alias":
             _, s, of, copy = step
             lines.append(f"    s{s} = s{of}{'.copy()' if copy else ''}")
@@ -1067,8 +1075,9 @@ def _emit(plan):
                          if k is not None else f"    {const(step[1], f'T{i}')}._grad = None")
         else:
             _, fn, obj, a, kw = step
-            # (zero_grad, like p.grad = None, may run twice: a new trace after it is safe)
-            changed[0] = changed[0] or fn.__name__ != "zero_grad"
+            # (zero_grad, like p.grad = None, and train(mode) may run twice: a new trace
+            # after them is safe)
+            changed[0] = changed[0] or fn.__name__ not in ("zero_grad", "train")
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
     lines.append(f"    return {_emit_output(plan.out, inside, const)}")
@@ -1214,8 +1223,7 @@ def _leaf(data, grad):
 
 
 def _has_ref(v) -> bool:
-    return type(v) in (_ArgRef, _DerivedRef, _SlotRef) or type(v) is tuple and any(
-        _has_ref(x) for x in v)
+    return bool(_refs(v))
 
 
 def _refs(v):

@@ -236,7 +236,7 @@ def _kept_copy(array, dtype=None) -> np.ndarray:
     return np.array(array, dtype=dtype)
 
 
-def _arg_index(x, find, dim, keepdim):
+def _arg_extreme(x, find, dim, keepdim):
     """argmax/argmin as int64, over the flattened array when dim is None."""
     if dim is None:
         return np.asarray(find(x), dtype=np.int64).reshape((1,) * x.ndim if keepdim else ())
@@ -705,9 +705,7 @@ class Tensor(TorchMethods, Node):
 
     # Comparisons give boolean constants (no gradient), as in numpy and PyTorch.
     def _compare(self, other, fn):
-        if isinstance(other, Tensor):
-            other = other.data
-        elif not isinstance(other, _comparable):
+        if not isinstance(other, (Tensor, _comparable)):
             return NotImplemented  # (lets the other object answer, e.g. pytest.approx)
         return _derived_constant(fn, self, other)
 
@@ -845,7 +843,7 @@ class Tensor(TorchMethods, Node):
                              f"{self.shape} over {over}")
         if self.ndim == 0:
             return _wrap(np.zeros((), np.int64))
-        return _derived_constant(_arg_index, self, find=np.argmax if name == "max"
+        return _derived_constant(_arg_extreme, self, find=np.argmax if name == "max"
                                  else np.argmin, dim=dim, keepdim=keepdim)
 
     def argmax(self, dim=None, keepdim: bool = False, *, axis=None) -> "Tensor":
