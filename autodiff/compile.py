@@ -75,6 +75,7 @@ import types
 import numpy as np
 
 from . import compile_value as _values
+from .compile_lower import Kernels
 from . import tensor as _tensor
 from .engine import Node, no_grad
 from .errors import CompileError
@@ -522,6 +523,11 @@ class _Retrace(Exception):
     with an ignored sample where the trace had none): the step must be traced again."""
 
 
+class _Reshaped(_Retrace):
+    """Raised by a replay before it starts: a parameter's array has another shape or dtype
+    than at the trace (its .data rebound): a new trace."""
+
+
 _UNKNOWN = object()
 
 
@@ -904,6 +910,7 @@ class _Plan:
         # its flag as the trace met it, before the step's own requires_grad_ calls)
         self.wants_grad = rec.flags
         self.own_copy = _changed_copies(rec)
+        self.running = threading.Lock()  # (held by a replay: buffers are not shared)
         self.replay, self.source = _emit(self)
         self.may_retrace = "raise _Retrace()" in self.source
 
@@ -952,6 +959,24 @@ class _Plan:
                 {gs: slot[id(t)] for t, gs in owners}, inside)
 
 
+def _fixed_shapes(plan) -> set:
+    """The slots whose shape and dtype every replay of the plan gives them: arguments
+    (the signature), parameters (checked as a replay starts), constants, replayable
+    results (their structure is checked) and results of ops on such slots whose options
+    hold no reference to this call's arrays (an index or mask may select another number
+    of elements: such results and all after them are not given kept buffers)."""
+    fixed = {s for s, src in enumerate(plan.sources)
+             if src[0] in ("arg", "ext", "const", "derived")}
+    for step in plan.steps:
+        if step[0] == "op":
+            _, op, ins, opts, out = step
+            if all(j in fixed for j in ins) and not any(_has_ref(v) for v in opts.values()):
+                fixed.add(out)
+        elif step[0] == "alias" and step[2] in fixed:
+            fixed.add(step[1])
+    return fixed
+
+
 def _changed_copies(rec) -> set:
     """The slots of tensors the step made from an argument (`Tensor(x)`, a copy) or a
     constant (`Tensor(np.zeros(3))`) that it changes in place, directly or through a
@@ -976,10 +1001,13 @@ def _emit(plan):
     ns = {"_fit": _fit, "_wrap": _wrap, "_graphless": _graphless, "_leaf": _leaf,
           "_own": _own, "_zeros": np.zeros, "_count": np.count_nonzero,
           "_mask_count_changed": _mask_count_changed, "_stale": _stale,
-          "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace}
+          "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace,
+          "_Reshaped": _Reshaped}
     # A: the call's arrays; TA: the Tensor arguments they belong to (a leaf that is an
     # argument gets its gradient on the call's tensor, not on the traced one)
     lines = ["def replay(A, TA):", "    DV = {}  # the replayable calls' results"]
+    kernels = Kernels(ns)
+    fixed = _fixed_shapes(plan)  # (the slots that may have kept buffers)
 
     def const(v, name):
         ns[name] = v
@@ -993,6 +1021,12 @@ def _emit(plan):
                          f"s{s} = s{s}.astype(D{s})")
         elif src[0] == "ext":
             lines.append(f"    s{s} = {const(src[1], f'E{s}')}.data")
+            # (a parameter's .data rebound to another shape or dtype since: a new trace,
+            # whose buffers and reductions fit it)
+            shape = const(plan.tensors[s].data.shape, f"SH{s}")
+            dtype = const(plan.tensors[s].data.dtype, f"D{s}")
+            lines.append(f"    if s{s}.shape != {shape} or s{s}.dtype != {dtype}: "
+                         "raise _Reshaped()")
         else:
             lines.append(f"    s{s} = {const(src[1], f'C{s}')}"
                          f"{'.copy()' if s in plan.own_copy else ''}")
@@ -1035,7 +1069,14 @@ def _emit(plan):
                     k = f"k{out}"
                 kw = f"**{k}"
             call = f"{f}({xs}{', ' if xs and kw else ''}{kw})"
-            if op.residuals:
+            lowered = None if out not in fixed else kernels.forward(
+                op, [f"s{j}" for j in ins], [plan.tensors[j].data for j in ins], opts,
+                plan.tensors[out].data)
+            if lowered is not None:  # (into a buffer of its own, kept from call to call)
+                lines.extend(lowered[0])
+                lines.append(f"    s{out} = {lowered[1]}")
+                saved = xs if op.reads_inputs else ""
+            elif op.residuals:
                 lines.append(f"    s{out}, r{out} = {call}")
                 saved = (xs if op.reads_inputs else ", ".join(["None"] * len(ins)))
                 saved = f"{saved}, *r{out}" if saved else f"*r{out}"
@@ -1046,7 +1087,7 @@ def _emit(plan):
         elif kind == "derive":
             continue  # (emitted above)
         elif kind == "backward":
-            _emit_backward(lines, ns, const, info, step, i, inside, plan)
+            _emit_backward(lines, ns, const, info, step, i, inside, plan, kernels, fixed)
             changed[0] = True
         elif kind == "inplace":
             _, name, target, spec, kw = step
@@ -1096,20 +1137,27 @@ def _derive_arg(spec, name, const) -> str:
     return const(spec[1], name)
 
 
-def _emit_backward(lines, ns, const, info, step, i, inside, plan):
+def _emit_backward(lines, ns, const, info, step, i, inside, plan, kernels, fixed):
     _, roots, seeds, nodes, leaves, unset, leaf_tensor, grad_slots, made_inside = step
     for j, t in enumerate(unset):
         lines.append(f"    if {const(t, f'U{i}_{j}')}._grad is not None: _stale(U{i}_{j})")
     count, origin = {}, {}  # slot -> contributions so far; the g a first one may alias
+    fits = {}  # slot -> whether its sum so far has its array's shape and dtype for sure
+    is_leaf = set(leaves)
 
-    def add(p, expr, g):
+    def add(p, expr, g, fit=False):
         n = count.get(p, 0)
         count[p] = n + 1
         if n == 0:
             lines.append(f"    g{p} = {expr}")
-            origin[p] = g
+            origin[p], fits[p] = g, fit
         elif n == 1:
-            lines.append(f"    g{p} = g{p} + {expr}")
+            data = plan.tensors[p].data
+            if fit and fits[p] and p not in is_leaf and p in fixed:  # (a leaf's: a new array)
+                b = kernels.buffer(data.shape, data.dtype)
+                lines.append(f"    g{p} = {kernels.ufunc(np.add)}(g{p}, {expr}, out={b})")
+            else:
+                lines.append(f"    g{p} = g{p} + {expr}")
             origin[p] = None
         else:
             lines.append(f"    g{p} += {expr}")
@@ -1136,6 +1184,26 @@ def _emit_backward(lines, ns, const, info, step, i, inside, plan):
                     lines.append(f"    g{p} = g{p}.astype(s{p}.dtype, copy=True)")
                 lines.append(f"    {sa}(g{p}, g{out}, {kw})")
             continue
+        ins = [j for j in plan.steps[plan.sources[out][1]][2]]
+        lowered = kernels.vjps(
+            op, f"g{out}", f"s{out}", [f"s{j}" for j in ins], [plan.tensors[j].data for j in ins],
+            plan.steps[plan.sources[out][1]][3], plan.tensors[out].data,
+            [p is not None for p in parents], [p in is_leaf for p in parents]) \
+            if out in fixed else None
+        if lowered is not None:  # (ufunc calls into kept buffers, no vjp call)
+            for low in lowered:
+                if low is not None:
+                    lines.extend(low[0])
+            for k, (p, low) in enumerate(zip(parents, lowered)):
+                if p is None:
+                    continue
+                data, value = plan.tensors[p].data, low[2]
+                if value.shape == data.shape and value.dtype == data.dtype:
+                    add(p, low[1], low[1] if low[1].startswith("g") else None, fit=True)
+                else:
+                    lines.append(f"    t = _fit({low[1]}, s{p})")
+                    add(p, "t", None, fit=True)
+            continue
         v = const(op.vjp, f"V{out}")
         extra = ", ".join(x for x in (saved, f"need={const(need, f'N{out}')}" if need else "",
                                       kw) if x)
@@ -1148,7 +1216,7 @@ def _emit_backward(lines, ns, const, info, step, i, inside, plan):
                 continue
             lines.append(f"    t = q[{k}]")
             lines.append(f"    if t.shape != s{p}.shape or t.dtype != s{p}.dtype: t = _fit(t, s{p})")
-            add(p, "t", f"g{out}")
+            add(p, "t", f"g{out}", fit=True)
     def leaf_of(s):  # (a leaf of this backward, or of an earlier one: its .grad is read)
         if s in plan.arg_leaves:
             return f"TA[{plan.arg_leaves[s]}]"
@@ -1336,12 +1404,20 @@ class Compiled:
             # A replay that may turn back (a new trace) before it changes anything must
             # leave the random stream as it found it (dropout draws its masks first).
             drawn = generator().bit_generator.state if plan.may_retrace else None
+            if not plan.running.acquire(blocking=False):
+                raise CompileError(
+                    "compile: the step was called again while a replay of it runs (from "
+                    "another thread, or from inside the step); a replay's buffers are its "
+                    "own. Compile the function once per thread")
             try:
                 with no_grad():  # (the recorded in-place updates ran under no_grad)
                     return plan.replay(arrays, owners)
             except _Retrace:  # (nothing has changed yet: the next plan, or a new trace)
-                generator().bit_generator.state = drawn
+                if drawn is not None:
+                    generator().bit_generator.state = drawn
                 continue
+            finally:
+                plan.running.release()
         return self._trace(key, loose, args, kwargs, arrays, opaque)
 
     def _trace(self, key, loose, args, kwargs, arrays, opaque):

@@ -63,16 +63,21 @@ class Op:
                   its straight-line replay of a Value step instead of calling `scalar` and
                   `vjp` (tests check they compute the very same floats); a function of the
                   number of inputs where that varies (affine)
+    kernel        the forward and the vjps as numpy expressions over arrays (placeholders as
+                  in `code`), for ops whose `code` is for floats only or absent (matmul);
+                  `compile` lowers these, or `code` where numpy runs it as written, into
+                  ufunc calls writing into kept buffers, where on the traced shapes they
+                  compute the very same arrays as `forward` and `vjp` (compile_lower.py)
     """
 
     __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
                  "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
-                 "internal", "buffers", "scatter_add", "masked", "code")
+                 "internal", "buffers", "scatter_add", "masked", "code", "kernel")
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
                  residuals=False, view=False, internal=(), buffers=(), scatter_add=None,
-                 code=None):
+                 code=None, kernel=None):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
         self.name = name
@@ -93,6 +98,7 @@ class Op:
         self.scatter_add = scatter_add
         self.masked = "need" in inspect.signature(vjp).parameters
         self.code = code
+        self.kernel = kernel
 
     @property
     def backward_name(self) -> str:
@@ -388,7 +394,7 @@ def MINIMUM(g, out, a, b):
 
 
 @primitive("matmul", "a @ b; d/da = g @ b^T, d/db = a^T @ g (1-D operands as numpy treats them)",
-           np.matmul, symbol="@")
+           np.matmul, symbol="@", kernel=(None, ("{g} @ {x1}.T", "{x0}.T @ {g}")))
 def MATMUL(g, out, a, b, need=(True, True)):
     if a.ndim == 2 and b.ndim == 2:  # the common case, without the general bookkeeping
         return (g @ b.T if need[0] else None), (a.T @ g if need[1] else None)
@@ -656,8 +662,15 @@ def _linear_forward(x, w, *b):
     return out
 
 
+def _linear_kernel(inputs: int):
+    bias = inputs == 3
+    return ("{x0} @ {x1}.T" + (" + {x2}" if bias else ""),
+            ("{g} @ {x1}", "{g}.T @ {x0}") + (("{g}.sum(axis=0)",) if bias else ()))
+
+
 @primitive("linear", "x @ w.T + b for rows x of shape (N, in); d/dx = g @ w, "
-           "d/dw = g.T @ x, d/db = sum over rows of g", _linear_forward, symbol="linear")
+           "d/dw = g.T @ x, d/db = sum over rows of g", _linear_forward, symbol="linear",
+           kernel=_linear_kernel)
 def LINEAR(g, out, x, w, *b, need=(True, True, True)):
     gx = g @ w if need[0] else None
     gw = g.T @ x if need[1] else None
