@@ -10,7 +10,9 @@ optimizer and module calls (`step`, `zero_grad`). From that record it emits one
 straight-line Python function over plain arrays: a line per `Op.forward`, a line per
 `Op.vjp` in the engine's order (newest node first, broadcast gradients reduced as the
 engine does, gradient sums decided at trace time), the `.grad` stores, and the recorded
-calls. Later calls run it: no graph node, no heap, no tape. (While a trace runs, the
+calls. Where an op's shapes are fixed by the signature, its forward and vjp are lowered
+to ufunc calls into buffers the plan keeps (compile_lower.py). Later calls run it: no
+graph node, no heap, no tape. (While a trace runs, the
 library's op functions are swapped for recording ones: trace from one thread at a time.)
 
 What it assumes (as `jax.jit` does): Python control flow that depends on values is frozen
