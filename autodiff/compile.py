@@ -972,7 +972,11 @@ def _fixed_shapes(plan) -> set:
     for step in plan.steps:
         if step[0] == "op":
             _, op, ins, opts, out = step
-            if all(j in fixed for j in ins) and not any(_has_ref(v) for v in opts.values()):
+            # (the constant op, where(cond)'s indices, has a shape of the values; and a
+            # buffer is C-ordered: an op with other inputs makes arrays of their layout)
+            if op is not _CONSTANT and all(j in fixed for j in ins) and not any(
+                    _has_ref(v) for v in opts.values()) and all(
+                    plan.tensors[j].data.flags.c_contiguous for j in ins):
                 fixed.add(out)
         elif step[0] == "alias" and step[2] in fixed:
             fixed.add(step[1])
@@ -1021,13 +1025,17 @@ def _emit(plan):
             lines.append(f"    s{s} = A[{src[1]}]{'.copy()' if s in plan.own_copy else ''}")
             lines.append(f"    if s{s}.dtype != {const(src[2], f'D{s}')}: "
                          f"s{s} = s{s}.astype(D{s})")
+            if plan.tensors[s].data.flags.c_contiguous and plan.tensors[s].data.ndim > 1:
+                lines.append(f"    if not s{s}.flags.c_contiguous: raise _Reshaped()")
         elif src[0] == "ext":
             lines.append(f"    s{s} = {const(src[1], f'E{s}')}.data")
             # (a parameter's .data rebound to another shape or dtype since: a new trace,
             # whose buffers and reductions fit it)
             shape = const(plan.tensors[s].data.shape, f"SH{s}")
             dtype = const(plan.tensors[s].data.dtype, f"D{s}")
-            lines.append(f"    if s{s}.shape != {shape} or s{s}.dtype != {dtype}: "
+            c = f" or not s{s}.flags.c_contiguous" if plan.tensors[s].data.flags.c_contiguous \
+                else ""  # (and its layout: a buffer's order decides later sums' order)
+            lines.append(f"    if s{s}.shape != {shape} or s{s}.dtype != {dtype}{c}: "
                          "raise _Reshaped()")
         else:
             lines.append(f"    s{s} = {const(src[1], f'C{s}')}"

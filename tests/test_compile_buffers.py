@@ -172,3 +172,39 @@ def test_the_lowering_refuses_what_it_cannot_check():
     assert kernels.checked("x * 2", samples, x * 3, fresh=False) is None    # (other numbers)
     assert kernels.checked("x * 2", samples, (x * 2).astype(np.float32), fresh=False) is None
     assert kernels.checked("x * 2", samples, x * 2, fresh=False) is not None
+
+
+def test_a_shape_the_values_decide_gets_no_kept_buffer():
+    w = Tensor(np.array(1.5), requires_grad=True)
+
+    def step(x):
+        w.grad = None
+        picked = autodiff.where(Tensor(x) > 0)[0].double()  # (as long as x has positives)
+        y = picked * w
+        y.sum().backward()
+        return y, w.grad
+
+    f = autodiff.compile(step)
+    f(np.array([1.0, 2.0, 3.0, -1.0]))
+    for x in (np.array([-1.0, -1.0, 5.0, -1.0]), np.array([1.0, 2.0, 3.0, -1.0])):
+        got, want = f(x), step(x)
+        for g, e in zip(got, want):
+            assert same_array(np.asarray(g.data), np.asarray(e.data))
+
+
+def test_an_argument_in_another_memory_order_is_summed_as_eagerly():
+    rng = np.random.default_rng(3)
+    w = Tensor(rng.standard_normal(3), requires_grad=True)
+    b = Tensor(rng.standard_normal(3), requires_grad=True)
+
+    def step(x):
+        w.grad = b.grad = None
+        h = Tensor(x) * w + b
+        (h * h).sum().backward()
+        return w.grad, b.grad
+
+    f = autodiff.compile(step)
+    for order in ("C", "F", "F", "C"):
+        x = np.asarray(rng.standard_normal((50, 3)) * 1e8, order=order)
+        for g, e in zip(f(x), step(x)):
+            assert same_array(g.data, e.data), order
