@@ -526,8 +526,9 @@ class _Retrace(Exception):
 
 
 class _Reshaped(_Retrace):
-    """Raised by a replay before it starts: a parameter's array has another shape or dtype
-    than at the trace (its .data rebound): a new trace."""
+    """Raised by a replay before it starts: an argument's or a parameter's array has
+    another shape, dtype or memory order than at the trace (a parameter's .data rebound,
+    a Fortran-ordered batch): a new trace, whose buffers fit it."""
 
 
 _UNKNOWN = object()
@@ -1025,6 +1026,7 @@ def _emit(plan):
             lines.append(f"    s{s} = A[{src[1]}]{'.copy()' if s in plan.own_copy else ''}")
             lines.append(f"    if s{s}.dtype != {const(src[2], f'D{s}')}: "
                          f"s{s} = s{s}.astype(D{s})")
+            # (a buffer is C-ordered, and its order decides the order of later sums)
             if plan.tensors[s].data.flags.c_contiguous and plan.tensors[s].data.ndim > 1:
                 lines.append(f"    if not s{s}.flags.c_contiguous: raise _Reshaped()")
         elif src[0] == "ext":
@@ -1033,8 +1035,9 @@ def _emit(plan):
             # whose buffers and reductions fit it)
             shape = const(plan.tensors[s].data.shape, f"SH{s}")
             dtype = const(plan.tensors[s].data.dtype, f"D{s}")
-            c = f" or not s{s}.flags.c_contiguous" if plan.tensors[s].data.flags.c_contiguous \
-                else ""  # (and its layout: a buffer's order decides later sums' order)
+            traced = plan.tensors[s].data  # (and its layout, as for an argument)
+            c = f" or not s{s}.flags.c_contiguous" if traced.flags.c_contiguous \
+                and traced.ndim > 1 else ""
             lines.append(f"    if s{s}.shape != {shape} or s{s}.dtype != {dtype}{c}: "
                          "raise _Reshaped()")
         else:
@@ -1194,12 +1197,11 @@ def _emit_backward(lines, ns, const, info, step, i, inside, plan, kernels, fixed
                     lines.append(f"    g{p} = g{p}.astype(s{p}.dtype, copy=True)")
                 lines.append(f"    {sa}(g{p}, g{out}, {kw})")
             continue
-        ins = [j for j in plan.steps[plan.sources[out][1]][2]]
+        _, _, ins, opts, _ = plan.steps[plan.sources[out][1]]  # (the op's forward step)
         lowered = kernels.vjps(
             op, f"g{out}", f"s{out}", [f"s{j}" for j in ins], [plan.tensors[j].data for j in ins],
-            plan.steps[plan.sources[out][1]][3], plan.tensors[out].data,
-            [p is not None for p in parents], [p in is_leaf for p in parents]) \
-            if out in fixed else None
+            opts, plan.tensors[out].data, [p is not None for p in parents],
+            [p in is_leaf for p in parents]) if out in fixed else None
         if lowered is not None:  # (ufunc calls into kept buffers, no vjp call)
             for low in lowered:
                 if low is not None:

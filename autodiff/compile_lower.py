@@ -137,7 +137,6 @@ class Kernels:
             return None
         return lines, result, value
 
-
     def forward(self, op, ins: list, traced: list, opts: dict, out_traced):
         """Lines and the expression of op's forward of the replay variables `ins` (the
         trace's arrays `traced`) written into a buffer, or None (call op.forward)."""
