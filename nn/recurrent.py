@@ -5,7 +5,10 @@ the cells `RNNCell`, `LSTMCell`, `GRUCell` (one time step) and the sequence laye
 Every RNN and GRU step is composed from the engine's primitives (linear, matmul, add,
 sigmoid, tanh, slicing, stack), an LSTM step is one fused primitive, so backward is the
 ordinary chain rule through the unrolled graph, and the graph can be drawn: each layer's
-time step t is recorded inside `autodiff.scope("t = {t}")`, so pictures can collapse it. With G gates per step (RNN 1, LSTM 4, GRU 3) a layer holds
+time step t is recorded inside a scope named like an equation, `h[t] = step t` (`hc[t]`
+for the LSTM; ', layer k' and ', reverse' added where there are several), so pictures can
+collapse the unrolled graph per step: `draw_graph(loss, collapse=1)` for a layer called on
+its own. With G gates per step (RNN 1, LSTM 4, GRU 3) a layer holds
 weight_ih (G*hidden, input), weight_hh (G*hidden, hidden), bias_ih and bias_hh (G*hidden,),
 all drawn from U(-1/sqrt(hidden), 1/sqrt(hidden)) as PyTorch does.
 
@@ -297,6 +300,10 @@ class _RNNBase(Module):
         # sequence-sized gradient per step (quadratic in L); x[t] is the one such slice,
         # and it costs nothing when the input needs no gradient.
         inputs = [x[t] for t in range(steps)]
+        recording = is_grad_enabled()
+        if recording:  # names for the pictures, where the slices are new nodes
+            for t, step_input in enumerate(inputs):
+                step_input.label = f"x[{t}]"
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
                 inputs = [dropout(s, self.dropout, True) for s in inputs]
@@ -307,16 +314,19 @@ class _RNNBase(Module):
                 k = layer * directions + reverse
                 if lstm and states[0] is None and states[1] is None:
                     carry = [_wrap(zeros((2, n, batch), x.dtype))]  # [h^T; c^T]
+                    carry[0].label = "initial hc"
                 else:
                     carry = [_wrap(zeros((batch, n), x.dtype)) if s is None else s[k]
                              for s in states]
                     if lstm:  # the cell carries [h^T; c^T] as one tensor
                         carry = [stack([s.T for s in carry], 0)]
+                    if states[0] is None and not lstm:
+                        carry[0].label = "initial h"
                 seq = [None] * steps
-                recording = is_grad_enabled()
                 for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
                     # One scope per step, so pictures can collapse the unrolled graph.
-                    opened = open_scope(f"t = {t}") if recording else None
+                    opened = open_scope(self._step_name(t, layer, reverse)) \
+                        if recording else None
                     try:
                         carry, seq[t] = self._step(inputs[t], carry, w_ih, w_hh, b_ih, b_hh)
                     finally:
@@ -335,6 +345,12 @@ class _RNNBase(Module):
         if whole_hc:  # (L, 2, hidden, N) -> h as (L, N, hidden)
             output = output[:, 0].swapaxes(1, 2)
         return output, [stack(f, 0) for f in finals]
+
+    def _step_name(self, t: int, layer: int, reverse: bool) -> str:
+        """'h[3] = step 3' (its output, then where it is): the name of step t's scope."""
+        where = f"step {t}" + (f", layer {layer}" if self.num_layers > 1 else "") \
+            + (", reverse" if reverse else "")
+        return f"{'hc' if self._mode == 'LSTM' else 'h'}[{t}] = {where}"
 
     def _step(self, x, carry, w_ih, w_hh, b_ih, b_hh) -> tuple[list, Tensor]:
         """One step: the next carry and the step's output (h; [h^T; c^T] for the LSTM)."""

@@ -271,14 +271,17 @@ def test_each_time_step_is_one_scope(name):
             todo.extend(node._parents)
     found = scopes_of(nodes)
     steps = [s for s in found.values() if s is not None and s.kind == "scope"]
-    assert {s.name for s in steps} == {f"t = {t}" for t in range(4)}
+    state = "hc" if name == "LSTM" else "h"
+    assert {s.name for s in steps} == {f"{state}[{t}] = step {t}, layer {k}{side}"
+                                       for t in range(4) for k in (0, 1)
+                                       for side in ("", ", reverse")}
     # per layer and direction, every step's scope sits inside the module's scope
     assert len({id(s) for s in steps}) == 4 * 2 * 2
     assert all(s.parent is not None and s.parent.kind == "module" for s in steps)
     if name == "LSTM":  # the fused cells, each in its own step's scope
         cells = [n for n in nodes if n._prim is not None and n._prim.name == "lstm_cell"]
-        assert sorted(found[id(n)].name for n in cells) == sorted(
-            f"t = {t}" for t in range(4) for _ in range(4))
+        assert sorted(found[id(n)].name.partition(",")[0] for n in cells) == sorted(
+            f"hc[{t}] = step {t}" for t in range(4) for _ in range(4))
 
 
 def test_no_step_scopes_without_recording():

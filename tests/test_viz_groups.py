@@ -167,15 +167,20 @@ def test_no_gradients_before_backward():
     assert "grad 0.7443" not in src   # y's gradient appears only once a backward ran
 
 
+def _boxes(src: str) -> dict:
+    """Box name -> the DOT statements inside it."""
+    return dict((m.group(2), m.group(3)) for m in re.finditer(
+        r"subgraph cluster_(\d+) \{\n\t\tcolor=\S+ fontname=\S+ fontsize=\S+ label=\"?([^\"\n]*?)\"? "
+        r"style=\S+\n(.*?)\n\t\}", src, flags=re.S))
+
+
 def test_sequential_boxes_each_layer_and_activation_in_call_order():
     autodiff.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 3), nn.Tanh(),
                           nn.Linear(3, 1))
     out = model(Tensor(np.ones((2, 2)))).sum()
     src = draw_graph(out, clusters=model).source
-    blocks = dict((m.group(2), m.group(3)) for m in re.finditer(
-        r"subgraph cluster_(\d+) \{\n\t\tcolor=\S+ fontname=\S+ fontsize=\S+ label=\"?([^\"\n]*?)\"? "
-        r"style=\S+\n(.*?)\n\t\}", src, flags=re.S))
+    blocks = _boxes(src)
     assert set(blocks) == {"0: Linear", "1: Tanh", "2: Linear", "3: Tanh", "4: Linear"}
     assert "label=tanh" in blocks["1: Tanh"] and "label=tanh" in blocks["3: Tanh"]
     assert "tanh" not in blocks["0: Linear"] and "tanh" not in blocks["2: Linear"]
@@ -253,3 +258,40 @@ def test_a_scalar_mlp_folds_into_one_node_per_neuron_call():
 def viz_num(x):
     from autodiff.viz._common import _num
     return _num(x)
+
+
+def test_an_unrolled_lstm_folds_into_one_node_per_time_step():
+    autodiff.manual_seed(0)
+    lstm = nn.LSTM(2, 3)
+    out, (h, c) = lstm(Tensor(np.random.default_rng(0).normal(size=(4, 1, 2))))
+    loss = (h ** 2).sum()
+    loss.label = "L"
+    loss.backward()
+    src = draw_graph(loss, collapse=1, clusters=lstm).source
+    # depth 1: the time steps fold (the LSTM's call around them, depth 0, does not)
+    assert sorted(re.findall(r"\tg\d+ \[label=\"([^\"]*)\"", src)) == [
+        f"step {t}" for t in range(4)]
+    box = _boxes(src)["LSTM"]
+    for name in ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "initial hc", "hc[3]",
+                 "x[0]", "x[3]"]:
+        assert f"<b>{name}</b>" in box, name
+    assert "label=lstm_cell" not in src               # every cell is inside its step
+    assert "label=sum" in src and "label=sum" not in box  # the loss is not in the LSTM
+    # step t reads the state step t - 1 made: the chain of states is drawn
+    tail, head = node_id(src, "<b>hc[1]</b>"), "g2"
+    assert (tail, head) in {(a, b) for a, b, _ in edges(src)}
+
+
+def test_a_depth_folds_only_scopes_that_deep():
+    a = Tensor([1.0, 2.0], requires_grad=True)
+    with autodiff.scope("outer"):
+        b = a * 2.0
+        with autodiff.scope("y = inner"):
+            c = b.exp()
+        d = c + b
+    src = draw_graph(d.sum(), collapse=1).source
+    folded = re.findall(r"^\tg\d+ \[(.*)\]$", src, flags=re.M)
+    assert [label_of(attrs) for attrs in folded] == ["inner"]
+    assert 'label="* 2"' in src and 'label="+"' in src   # depth 0 ops: drawn as they are
+    assert "<b>y</b>" in src and "1 node folded" in src   # the inner scope's output, named
+    assert not re.search(r"^\tg\d+ \[", draw_graph(d.sum(), collapse=2).source, flags=re.M)

@@ -263,7 +263,8 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     def producer(node):
         """The group whose output `node` is, else None (its own op makes it)."""
         g = folded_in.get(id(node))
-        return g if g is not None and node in g.outputs else None
+        # By identity: `in` would fall back to Tensor ==, an elementwise comparison.
+        return g if g is not None and any(o is node for o in g.outputs) else None
 
     def inputs_of(node) -> list:
         g = producer(node)
@@ -314,7 +315,8 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         where = {name: k for k, (name, _) in enumerate(groups)}
         for node in order:
             name = boxes.get(id(node))
-            if name is not None and producer(node) is not None:  # folded: its node names it
+            folded = producer(node)
+            if folded is not None and folded.name == name:  # the box folded: its node names it
                 member.pop(id(node), None)
             elif name is not None:
                 if name not in where:
@@ -370,7 +372,8 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         emitted_ops.add(oid)
         grp = producer(node)
         if grp is not None:
-            attrs = {"tooltip": _attr(f"{grp.name}: {len(grp.members)} nodes folded into one"),
+            count = f"{len(grp.members)} node{'s' if len(grp.members) != 1 else ''}"
+            attrs = {"tooltip": _attr(f"{grp.name}: {count} folded into one"),
                      "style": "filled,bold", "fillcolor": "#fef3c7"}
             text = grp.caption
         else:

@@ -63,7 +63,8 @@ def _pick(chain: list, collapse, paths: dict):
 
     collapse: "scopes" (or True) the outermost scope of any kind; "modules" the outermost
     module call below the model itself (a model given by `clusters=`, else any module);
-    an int d the scope at nesting depth d (or the innermost when shallower); a set or
+    an int d the scope at nesting depth d (a node in no scope that deep is drawn as it is,
+    so `collapse=1` folds an RNN's time steps and not the RNN's call around them); a set or
     list of names the outermost scope with one of those names (module paths too)."""
     if not chain:
         return None
@@ -75,7 +76,7 @@ def _pick(chain: list, collapse, paths: dict):
                 return s
         return None
     if isinstance(collapse, int):
-        return chain[min(collapse, len(chain) - 1)]
+        return chain[collapse] if collapse < len(chain) else None
     names = set(collapse)
     for s in chain:
         if s.name in names or scope_name(s, paths) in names \
@@ -150,8 +151,11 @@ def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[li
 def module_clusters(order, model, scopes=None) -> dict:
     """id(node) -> box name for the ops made inside a call of one of `model`'s
     sub-modules: the outermost one below the model (so a layer's activation module sits
-    in its own box, in call order, and a parameter-free module gets a box too)."""
+    in its own box, in call order, and a parameter-free module gets a box too). A model
+    without sub-modules is one box, its call: what is computed after it stays outside."""
     paths = module_paths(model)
+    if not paths and hasattr(model, "named_modules"):
+        paths = {id(model): type(model).__name__}
     if not paths:
         return {}
     scopes = scopes_of(order) if scopes is None else scopes
