@@ -70,8 +70,10 @@ def _lstm_cell_forward(x, hc, w_ih, w_hh, *biases, bias):
 def LSTM_CELL(g, out, x, hc, w_ih, w_hh, *rest, bias, need=(True,) * 6):
     n = w_hh.shape[1]
     biases, residuals = rest[:2 * bias], rest[2 * bias:]
-    if isinstance(g, Node) or isinstance(hc, Node) or not residuals:
+    if isinstance(g, Node) or isinstance(hc, Node):
         return _lstm_cell_vjp_graph(g, x, hc, w_ih, w_hh, biases)
+    if not residuals:  # released by backward(): a picture's gradients on the side recompute
+        residuals = _lstm_cell_forward(x, hc, w_ih, w_hh, *biases, bias=bias)[1]
     act, tanh_c = residuals  # the gate activations and tanh(c') the forward saved
     g_h = g[0]
     # dc = g_c + g_h o (1 - tanh(c')^2), in place on one new array

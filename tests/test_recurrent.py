@@ -1,9 +1,12 @@
 """Recurrent cells and layers: finite differences, PyTorch with its own weights loaded
 (outputs and every gradient), shapes, options and error messages."""
 
+import re
+
 import numpy as np
 import pytest
 
+import autodiff
 import nn
 from autodiff import Tensor, gradcheck
 from autodiff.errors import ShapeError
@@ -375,3 +378,23 @@ def test_bad_constructor_arguments():
         nn.GRU(3, 4, dropout=0.2)
     with pytest.raises(NotImplementedError, match="proj_size"):
         nn.LSTM(3, 4, proj_size=2)
+
+
+def test_pictures_after_backward_read_the_released_cells():
+    # backward() releases each cell's saved activations; the pictures' gradients on the
+    # side recompute them (the rule written for graph nodes cannot run on arrays).
+    from autodiff.viz import draw_graph
+    from autodiff.viz._common import _all_grads
+    from autodiff.viz.explore import explore
+
+    autodiff.manual_seed(0)
+    lstm = nn.LSTM(3, 4)
+    x = Tensor(rng.standard_normal((5, 2, 3)), requires_grad=True)
+    loss = (lstm(x)[0] ** 2).sum()
+    loss.backward()
+    side = _all_grads([loss])
+    assert np.allclose(side[id(x)], x.grad, rtol=1e-12, atol=0)
+    assert np.allclose(side[id(lstm.weight_hh_l0)], lstm.weight_hh_l0.grad, rtol=1e-12, atol=0)
+    src = draw_graph(loss, collapse=1, clusters=lstm).source
+    assert re.search(r"<b>hc\[4\]</b>.*grad", src)   # a state's gradient, not only leaves'
+    assert explore(loss).data  # the explorer builds its views

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..engine import Node, local_vjp, run_backward
+from ..engine import Node, ReleasedGraphError, local_vjp, run_backward
 from ..tensor import Tensor, fit_array
 from ..value import Value
 
@@ -26,6 +26,11 @@ _HIGHLIGHT = "#ff7f0e"
 
 # ---------------------------------------------------------------------------------------
 # Walking the graph, and derivatives computed on the side
+
+# What a rule may raise on the numbers a picture feeds it (a division by zero, a domain
+# error, a graph whose buffers backward() released): the picture then leaves that part
+# out. Anything else is a bug and is raised.
+RULE_FAILURES = (ArithmeticError, ValueError, ReleasedGraphError)
 
 def _as_roots(root, where: str) -> tuple:
     roots = tuple(root) if isinstance(root, (list, tuple)) else (root,)

@@ -12,10 +12,10 @@ import numpy as np
 from ..engine import Node
 from ..value import Value
 from ._common import (
-    _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS, _array_text,
-    _as_roots, _backprop, _cluster_spec, _diagonal, _esc, _finite, _lines, _names, _num,
-    _all_grads, _group_jacobians, _jacobian_text, _op_text, _seed, _shape, _size, _stats_text,
-    _sub, _topo, _visible, _vjp)
+    RULE_FAILURES, _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS,
+    _all_grads, _array_text, _as_roots, _backprop, _cluster_spec, _diagonal, _esc, _finite,
+    _group_jacobians, _jacobian_text, _lines, _names, _num, _op_text, _seed, _shape, _size,
+    _stats_text, _sub, _topo, _visible, _vjp)
 from ..scope import scopes_of
 from .groups import (check_collapse, collapse_groups, merge_constants, module_clusters,
                      neuron_scopes)
@@ -176,7 +176,7 @@ def _first_bad_grad(roots) -> int | None:
         _backprop(roots, seeds, observer=watch)
     except _Found as found:
         return id(found.node)
-    except Exception:  # a best-effort hint: never let it break the picture
+    except RULE_FAILURES:  # a best-effort hint: never let it break the picture
         return None
     return None
 
@@ -287,7 +287,7 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     if show_grad and grads is None and _after_backward(order):
         try:
             side = _all_grads(roots)
-        except Exception:  # a rule that cannot run on these numbers: fall back to .grad
+        except RULE_FAILURES:  # a rule that cannot run on these numbers: fall back to .grad
             side = None
     override = None if grads is None else {id(k): v for k, v in grads.items()}
 
@@ -516,7 +516,7 @@ def _edge_texts(node, names, matrices, precision) -> list:
     if isinstance(node, Value) or (node.data.size == 1 and all(p.data.size == 1 for p in parents)):
         try:
             values = _vjp(node, 1.0 if isinstance(node, Value) else np.ones_like(node.data))
-        except Exception:  # an op whose rule cannot run on these numbers: show no value
+        except RULE_FAILURES:  # an op whose rule cannot run on these numbers: show no value
             values = None
     texts = []
     for i, p in enumerate(parents):
@@ -547,7 +547,7 @@ def _op_jacobian(node, i):
             if part is None:
                 return None
             rows.append(np.asarray(part, dtype=np.float64).reshape(-1))
-    except Exception:
+    except RULE_FAILURES:
         return None
     return np.stack(rows).reshape(_shape(node) + _shape(node._parents[i]))
 
@@ -560,7 +560,7 @@ def _group_edge_texts(group, parents, names, matrices, precision) -> list:
     out = group.outputs[0]
     try:
         jacs = _group_jacobians(out, parents)
-    except Exception:
+    except RULE_FAILURES:
         jacs = {}
     out_name = names[id(out)][0]
     texts = []

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import (_array_text, _as_roots, _backprop, _group_jacobians, _jacobian_text,
-                       _names, _op_text, _param_names, _seed, _topo)
+from .._common import (RULE_FAILURES, _array_text, _as_roots, _backprop, _group_jacobians,
+                       _jacobian_text, _names, _op_text, _param_names, _seed, _topo)
 from ...value import Value
 from ..chain import chain_rule_in
 from ..draw import Graph, _attr
@@ -163,7 +163,7 @@ def _group_data(fold, order, named, opens, precision) -> dict:
         parents = [order[i] for i in fold.inputs]
         try:
             jacs = _group_jacobians(out, parents)
-        except Exception:  # a rule that cannot run on these numbers: no derivatives shown
+        except RULE_FAILURES:  # a rule that cannot run on these numbers: no derivatives shown
             jacs = {}
         matrices = {named[id(p)][0]: p.data for p in parents if not isinstance(p, Value)
                     and p.data.ndim == 2 and not named[id(p)][1]}
