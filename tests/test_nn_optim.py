@@ -170,6 +170,31 @@ def test_flat_group_state_views_and_fallbacks(rng):
     assert opt.state[params[1]]["step"] == 7
 
 
+def test_large_parameters_update_one_by_one_with_the_same_numbers(rng):
+    # Above a mean size per parameter, copying into one buffer costs more than the numpy
+    # calls it saves: those groups take the per-parameter path, and state stays per tensor.
+    from nn.optim.flat import _FLAT_SIZE
+    side = int(np.sqrt(2 * _FLAT_SIZE))  # mean size (2 side² + side) / 3 > _FLAT_SIZE
+    shapes = [(side, side), (side,), (side, side)]
+    init = [rng.normal(size=s) for s in shapes]
+    grads = _grads(rng, shapes, steps=3)
+    params = [Tensor(p.copy(), requires_grad=True) for p in init]
+    opt = optim.Adam(params, lr=0.05)
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = None if g is None else g.copy()
+        opt.step()
+        assert not opt._flat  # no flat buffer behind them
+    for a, b in zip(params, _one_by_one(optim.Adam, init, grads, lr=0.05)):
+        assert np.array_equal(a.data, b)
+    small = [Tensor(np.ones(4), requires_grad=True), Tensor(np.ones(3), requires_grad=True)]
+    opt = optim.Adam(small, lr=0.05)
+    for p in small:
+        p.grad = np.ones_like(p.data)
+    opt.step()
+    assert 0 in opt._flat  # small parameters still share one buffer
+
+
 def test_flat_group_rejects_a_gradient_of_the_wrong_shape(rng):
     params = [Tensor(np.zeros(3), requires_grad=True), Tensor(np.zeros(2), requires_grad=True)]
     opt = optim.SGD(params, lr=0.1)

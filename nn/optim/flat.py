@@ -75,6 +75,13 @@ class ParamState(dict):
         return super().setdefault(key, default)
 
 
+# The flat path copies every element three times a step (parameters and gradients in,
+# parameters out); the per-parameter path pays a dozen numpy calls per parameter. A call
+# costs about as much as copying a few thousand floats three times, so above this mean
+# size per parameter the copies cost more than the calls they save.
+_FLAT_SIZE = 16384
+
+
 class FlatGroup:
     """The Tensor parameters of a group, laid end to end."""
 
@@ -110,10 +117,11 @@ class FlatGroup:
     @classmethod
     def build(cls, params: list, states: list[dict]) -> "FlatGroup | None":
         """A flat group for `params` with their current `states`, or None where the
-        per-parameter path must stay: one parameter, mixed dtypes, parameters sharing
+        per-parameter path must stay or is faster: one parameter, parameters larger than
+        `_FLAT_SIZE` elements on average, mixed dtypes, parameters sharing
         memory (laid apart they would be untied), or state that does not split into
         per-parameter arrays of the parameters' shapes plus equal numbers."""
-        if len(params) < 2:
+        if len(params) < 2 or sum(p.data.size for p in params) > _FLAT_SIZE * len(params):
             return None
         dtype = params[0].data.dtype
         if any(p.data.dtype != dtype for p in params) or _overlapping(params):
