@@ -1135,6 +1135,7 @@ def _emit(plan):
             lines.append(f"    {const(fn, f'P{i}')}({const(obj, f'O{i}')}, *{const(a, f'PA{i}')}, "
                          f"**{const(kw, f'PK{i}')})")
     lines.append(f"    return {_emit_output(plan.out, inside, const)}")
+    kernels.share(lines)
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source

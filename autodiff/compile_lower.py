@@ -18,6 +18,7 @@ Gradients bound for a leaf's `.grad` are new arrays, so they are kept without a 
 from __future__ import annotations
 
 import ast
+import re
 
 import numpy as np
 
@@ -27,6 +28,14 @@ _COMPARE = {ast.Gt: np.greater, ast.Lt: np.less, ast.GtE: np.greater_equal,
             ast.LtE: np.less_equal}
 _UNARY = {ast.USub: np.negative}
 _REDUCTIONS = {"sum": np.sum}  # x.sum(axis=...) with constant options
+
+
+# The replay's lines that `Kernels.share` reads: `[v = ]U_f(args[, out=B3])`, `v = w`.
+_UFUNC_LINE = re.compile(r"^\s*(?:(\w+) = )?U_\w+\((.*?)(?:, out=(B\d+))?\)$")
+_BIND_LINE = re.compile(r"^\s*(\w+) = (\w+)$")
+_BUFFER = re.compile(r"B\d+")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_ASSIGNED = re.compile(r"(\w+)\s*[-+*/@]?=(?!=)")
 
 
 class NotLowerable(Exception):
@@ -55,6 +64,70 @@ class Kernels:
         if key not in self.samples:
             self.samples[key] = np.asarray(self.rng.standard_normal(shape), dtype=dtype)
         return self.samples[key]
+
+    def share(self, lines: list) -> int:
+        """Point buffers whose lifetimes in the straight-line replay `lines` do not
+        overlap at one array (per shape and dtype), so a long chain works in a few arrays
+        that stay in cache instead of one per op. Returns how many arrays remain.
+
+        A buffer's life runs from the ufunc call that first writes it to the last line
+        that reads it, through the variables bound to it (`s3 = U_add(.., out=B0)`,
+        `g4 = s3`). A buffer read before it is written (it would carry numbers from a
+        call to the next), or reached by any line other than a ufunc call or a plain
+        name binding (an op's function, a vjp, a stored gradient, the result: they may
+        keep it), keeps an array of its own."""
+        alias: dict = {}  # variable -> the buffer it is bound to
+        start, end, pinned = {}, {}, set()
+
+        def buffer_of(name):
+            return name if name in self.ns and _BUFFER.fullmatch(name) else alias.get(name)
+
+        for i, line in enumerate(lines):
+            call = _UFUNC_LINE.match(line)
+            bind = _BIND_LINE.match(line)
+            if call is not None:
+                target, args, out = call.group(1), call.group(2), call.group(3)
+                for name in _NAME.findall(args):
+                    b = buffer_of(name)
+                    if b is not None:
+                        if b not in start:
+                            pinned.add(b)
+                        end[b] = i
+                if out is not None:
+                    start.setdefault(out, i)
+                    end[out] = i
+                if target is not None:
+                    if out is None:
+                        alias.pop(target, None)
+                    else:
+                        alias[target] = out
+            elif bind is not None:
+                b = buffer_of(bind.group(2))
+                if b is not None:
+                    end[b] = i
+                    alias[bind.group(1)] = b
+                else:
+                    alias.pop(bind.group(1), None)
+            else:
+                for name in _NAME.findall(line):
+                    b = buffer_of(name)
+                    if b is not None:
+                        pinned.add(b)
+                for name in _ASSIGNED.findall(line):
+                    alias.pop(name, None)
+        free: dict = {}  # (shape, dtype) -> [(last line, array)] of arrays free to take
+        arrays = {id(self.ns[b]) for b in pinned if b in self.ns}
+        for b in sorted(start, key=start.get):
+            if b in pinned:
+                continue
+            key = (self.ns[b].shape, self.ns[b].dtype)
+            pool = free.setdefault(key, [])
+            taken = next((k for k, (last, _) in enumerate(pool) if last < start[b]), None)
+            if taken is not None:
+                self.ns[b] = pool.pop(taken)[1]
+            arrays.add(id(self.ns[b]))
+            pool.append((end[b], self.ns[b]))
+        return len(arrays)
 
     def ufunc(self, fn) -> str:
         name = f"U_{fn.__name__}"

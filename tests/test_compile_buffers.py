@@ -208,3 +208,65 @@ def test_an_argument_in_another_memory_order_is_summed_as_eagerly():
         x = np.asarray(rng.standard_normal((50, 3)) * 1e8, order=order)
         for g, e in zip(f(x), step(x)):
             assert same_array(g.data, e.data), order
+
+
+def _kernels(**shapes):
+    ns = {name: np.empty(shape) for name, shape in shapes.items()}
+    ns.update(U_add=np.add, U_tanh=np.tanh, V1=lambda x: x)
+    return Kernels(ns), ns
+
+
+def test_buffers_whose_lives_do_not_overlap_share_one_array():
+    k, ns = _kernels(B0=(3,), B1=(3,), B2=(3,), B3=(2,))
+    lines = ["    s1 = U_tanh(s0, out=B0)",        # B0 lives from here ...
+             "    s2 = s1",                         # (through its other name)
+             "    s3 = U_add(s2, s2, out=B1)",      # ... to here: B1 overlaps it
+             "    s4 = U_tanh(s3, out=B2)",         # B0 is free again: B2 takes its array
+             "    s5 = U_tanh(s4, out=B3)"]         # another shape: its own array
+    arrays = {b: ns[b] for b in ns if b.startswith("B")}
+    assert k.share(lines) == 3
+    assert ns["B2"] is arrays["B0"] and ns["B1"] is arrays["B1"]
+    assert ns["B3"] is arrays["B3"] and ns["B0"] is not ns["B1"]
+
+
+@pytest.mark.parametrize("kept_by", [
+    "    q = V1(s2)",                  # an op's function may keep what it is given
+    "    return _wrap(s2)",            # a result
+    "    if s2.shape != (3,): s2 = _fit(s2, s0)"])
+def test_a_buffer_another_line_may_keep_gets_an_array_of_its_own(kept_by):
+    k, ns = _kernels(B0=(3,), B1=(3,))
+    lines = ["    s1 = U_tanh(s0, out=B0)", "    s2 = s1", kept_by,
+             "    s3 = U_tanh(s0, out=B1)"]
+    k.share(lines)
+    assert ns["B1"] is not ns["B0"]
+
+
+def test_a_buffer_read_before_it_is_written_keeps_its_array():
+    # it would carry numbers from one call to the next: no other buffer may write it
+    k, ns = _kernels(B0=(3,), B1=(3,))
+    lines = ["    s1 = U_tanh(B0, out=B1)", "    s2 = U_tanh(s1, out=B0)",
+             "    s3 = U_tanh(s2, out=B1)"]
+    k.share(lines)
+    assert ns["B0"] is not ns["B1"]
+
+
+def test_a_long_chain_works_in_a_few_arrays_and_still_equals_eager():
+    rng = np.random.default_rng(3)
+    W, M, B = (Tensor(rng.standard_normal((8, 8))) for _ in range(3))
+    x = Tensor(rng.standard_normal((8, 8)), requires_grad=True)
+    seed = np.ones((8, 8))
+
+    def step():
+        x.grad = None
+        y = _chain(x, W, M, B, cycles=40)
+        y.backward(seed)
+        return y, x.grad
+
+    eager = [np.array(t.data) for t in step()]
+    f = autodiff.compile(step)
+    for _ in range(3):
+        got = [np.array(t.data) for t in f()]
+        assert all(same_array(a, b) for a, b in zip(got, eager))
+    ns = _plan(f).replay.__globals__
+    buffers = [v for name, v in ns.items() if name[:1] == "B" and name[1:].isdigit()]
+    assert len(buffers) > 200 and len({id(b) for b in buffers}) < 50
