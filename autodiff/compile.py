@@ -1136,6 +1136,7 @@ def _emit(plan):
                          f"**{const(kw, f'PK{i}')})")
     lines.append(f"    return {_emit_output(plan.out, inside, const)}")
     kernels.share(lines)
+    kernels.positional_out(lines)
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source

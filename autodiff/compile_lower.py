@@ -33,6 +33,7 @@ _REDUCTIONS = {"sum": np.sum}  # x.sum(axis=...) with constant options
 # The replay's lines that `Kernels.share` reads: `[v = ]U_f(args[, out=B3])`, `v = w`.
 _UFUNC_LINE = re.compile(r"^\s*(?:(\w+) = )?U_\w+\((.*?)(?:, out=(B\d+))?\)$")
 _BIND_LINE = re.compile(r"^\s*(\w+) = (\w+)$")
+_OUT_CALL = re.compile(r"^(\s*(?:\w+ = )?)(U_\w+)\((.*), out=(B\d+)\)$")
 _BUFFER = re.compile(r"B\d+")
 _NAME = re.compile(r"[A-Za-z_]\w*")
 _ASSIGNED = re.compile(r"(\w+)\s*[-+*/@]?=(?!=)")
@@ -128,6 +129,16 @@ class Kernels:
             arrays.add(id(self.ns[b]))
             pool.append((end[b], self.ns[b]))
         return len(arrays)
+
+    def positional_out(self, lines: list) -> None:
+        """`U_f(a, b, out=B)` as `U_f(a, b, B)` where U_f is a ufunc with no other
+        keyword (the same call: a ufunc takes its out after its inputs, and parses a
+        keyword out more slowly, which a chain of small arrays notices)."""
+        for i, line in enumerate(lines):
+            m = _OUT_CALL.match(line)
+            if m is not None and isinstance(self.ns.get(m.group(2)), np.ufunc) \
+                    and "=" not in m.group(3):
+                lines[i] = f"{m.group(1)}{m.group(2)}({m.group(3)}, {m.group(4)})"
 
     def ufunc(self, fn) -> str:
         name = f"U_{fn.__name__}"
