@@ -183,11 +183,29 @@ _MAX_VISITS = 10_000  # objects _modules_of looks at (a trainer may hold a whole
 
 
 def _held(module) -> tuple:
-    """The ids of a module's parameters and buffers (a replaced one means a new trace)."""
-    tensors = module.parameters()
-    if hasattr(module, "buffers"):
-        tensors = itertools.chain(tensors, module.buffers())
-    return tuple(map(id, tensors))
+    """The ids of a module's parameters and buffers, its sub-modules' too (a replaced one
+    means a new trace). Read from the registries directly: this runs at every call."""
+    if not hasattr(module, "_buffer_registry"):  # (a scalar module)
+        return tuple(map(id, module.parameters()))
+    ids, stack, seen = [], [module], set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        params, children = m._registries()
+        ids += map(id, params.values())
+        ids += map(id, m._buffer_registry().values())
+        stack += children.values()
+    return tuple(ids)
+
+
+# What a step's objects hold most: checked by type first (the Number ABC is slow).
+_ATOMS = frozenset({int, float, bool, str, bytes, type(None), np.ndarray, np.float64,
+                    np.float32, np.int64})
+
+
+_OPTIMIZER_OWN = frozenset({"defaults", "param_groups", "state", "_flat", "_work"})
 
 
 def _modules_of(fn, args) -> list:
@@ -196,6 +214,7 @@ def _modules_of(fn, args) -> list:
     (a trainer's self.model), a few levels deep: their parameters, buffers and train/eval
     modes are checked at every call."""
     from nn.module import Module
+    from nn.optim.optimizer import Optimizer
     from nn.scalar import ScalarModule
 
     found, seen = [], set()
@@ -217,13 +236,15 @@ def _modules_of(fn, args) -> list:
     while todo and visits < _MAX_VISITS:
         c, depth = todo.pop()
         visits += 1
-        if isinstance(c, (np.ndarray, Tensor, str, bytes, numbers.Number)):
+        if type(c) in _ATOMS or isinstance(c, (np.ndarray, Tensor, str, bytes, numbers.Number)):
             continue
         if id(c) in seen:
             continue
         seen.add(id(c))
         if isinstance(c, (Module, ScalarModule)):
             found.append(c)
+        elif isinstance(c, Optimizer):  # (its own state holds tensors and numbers only)
+            todo += [(v, depth + 1) for k, v in vars(c).items() if k not in _OPTIMIZER_OWN]
         elif depth < _OBJECT_DEPTH and not isinstance(c, (type, types.ModuleType)):
             inner = (list(c) if isinstance(c, (list, tuple)) else list(c.values())
                      if isinstance(c, dict) else list(vars(c).values())

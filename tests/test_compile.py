@@ -1237,3 +1237,42 @@ def test_an_item_assignment_at_an_argument_index_is_replayed():
     for idx, expected in ((np.array([0, 1]), [0, 0, 2, 3, 4]),
                           (np.array([2, 3]), [0, 0, 0, 0, 4])):
         np.testing.assert_array_equal(compiled(idx).data, expected)
+
+
+def test_a_replaced_nested_parameter_or_buffer_and_a_model_held_by_an_optimizer_are_seen():
+    autodiff.manual_seed(0)
+    inner = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model = nn.Sequential(inner, nn.Linear(4, 1))
+    opt = nn.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        loss = (model(Tensor(x)) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    f = autodiff.compile(step)
+    f(x), f(x)
+    inner[0].weight = nn.Parameter(np.ones((4, 3)))  # two levels down
+    with pytest.raises(CompileError, match="parameters or buffers of Sequential changed"):
+        f(x)
+    f = autodiff.compile(step)
+    f(x), f(x)
+    inner[1].running_mean = Tensor(np.zeros(4))  # a buffer rebound
+    with pytest.raises(CompileError, match="parameters or buffers of Sequential changed"):
+        f(x)
+
+    # A model reachable only through a custom attribute of an optimizer is still found:
+    # its train/eval mode decides the plan.
+    drop = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5))
+    holder = nn.optim.SGD(drop.parameters(), lr=0.1)
+    holder.model = drop
+
+    def run(x):
+        return holder.model(Tensor(x)).sum()
+    g = autodiff.compile(run)
+    autodiff.manual_seed(1)
+    g(x)
+    drop.eval()
+    assert float(g(x).data) == float(drop(Tensor(x)).sum().data)
