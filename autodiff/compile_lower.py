@@ -176,6 +176,11 @@ class Kernels:
                   and isinstance(self.ns.get(node.func.id), np.ufunc) and not node.keywords):
                 fn, args = self.ns[node.func.id], node.args  # (a forward that is a ufunc)
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and isinstance(node.func.value, ast.Name) and node.func.value.id == "np"
+                  and isinstance(getattr(np, node.func.attr, None), np.ufunc)
+                  and not node.keywords):
+                fn, args = getattr(np, node.func.attr), node.args  # np.maximum(..) in a kernel
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                   and node.func.attr in _REDUCTIONS and not node.args):
                 fn, args = _REDUCTIONS[node.func.attr], [node.func.value]
                 kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}

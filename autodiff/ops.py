@@ -482,7 +482,8 @@ def SIGMOID(g, out, x):
 
 @primitive("relu", "max(0, x); d/dx = [x > 0] (0 at the kink)", lambda x: np.maximum(x, 0),
            scalar_relu, micrograd="ReLU", elementwise=True,
-           code=("({x0} if {x0} > 0 else 0.0)", ("{g} * ({x0} > 0)",)))
+           code=("({x0} if {x0} > 0 else 0.0)", ("{g} * ({x0} > 0)",)),
+           kernel=("np.maximum({x0}, 0)", ("{g} * ({x0} > 0)",)))
 def RELU(g, out, x):
     return (g * (raw(x) > 0),)  # a boolean mask keeps g's dtype
 
