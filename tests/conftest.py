@@ -3,6 +3,7 @@ backend for the test process (never exported into notebook kernels), and the hea
 browser of the browser tests."""
 
 import os
+from pathlib import Path
 import random
 import shutil
 
@@ -56,6 +57,19 @@ def _driver():
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
     return webdriver.Chrome(options=opts, service=service)
+
+
+@pytest.fixture
+def open_page(browser):
+    """Load a saved page in the browser and wait until its modules have drawn it (they
+    are imported after the load event that `browser.get` waits for)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def open_(path):
+        browser.get(Path(path).resolve().as_uri())
+        WebDriverWait(browser, 10).until(
+            lambda b: b.execute_script("return document.body.dataset.rendered === 'true'"))
+    return open_
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ def _errors(browser):
     return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def test_click_and_step(browser, tmp_path):
+def test_click_and_step(browser, open_page, tmp_path):
     from selenium.webdriver.common.by import By
     from autodiff.viz.explore import explore
     a, b = Value(2.0, label="a"), Value(-3.0, label="b")
     d = (a * b + a).tanh(); d.label = "d"
     page = explore(d).save(tmp_path / "g.html")
-    browser.get(page.resolve().as_uri())
+    open_page(page)
     browser.find_element(By.CSS_SELECTOR, '[data-label="a"]').click()
     details = browser.find_element(By.CSS_SELECTOR, '[data-role="details"]')
     d.backward()
@@ -40,12 +40,12 @@ def test_click_and_step(browser, tmp_path):
     assert not _errors(browser)
 
 
-def test_groups_fold_open_and_keep_the_numbers(browser, tmp_path):
+def test_groups_fold_open_and_keep_the_numbers(browser, open_page, tmp_path):
     from selenium.webdriver.common.by import By
     from test_explore_groups import lecture
     g = lecture()
     page = autodiff.explore(g["Loss"], collapse="scopes").save(tmp_path / "lecture.html")
-    browser.get(page.resolve().as_uri())
+    open_page(page)
     css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
     assert len(css("[data-group]")) == 4 and not css('[data-label="mul2"]')
     css('[data-label="W1"]')[0].click()                     # its path runs through two groups
@@ -75,12 +75,12 @@ def test_groups_fold_open_and_keep_the_numbers(browser, tmp_path):
     assert not _errors(browser)
 
 
-def test_a_dashed_copy_of_a_shared_weight_acts_as_the_weight(browser, tmp_path):
+def test_a_dashed_copy_of_a_shared_weight_acts_as_the_weight(browser, open_page, tmp_path):
     from selenium.webdriver.common.by import By
     from test_explore_groups import unrolled_rnn
     rnn, loss = unrolled_rnn()
     page = autodiff.explore(loss).save(tmp_path / "rnn.html")
-    browser.get(page.resolve().as_uri())
+    open_page(page)
     css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
     weight = css('[data-label="weight_hh_l0"]')[0].get_attribute("data-node")
     copies = css(f'[data-copy][data-node="{weight}"]')
@@ -97,7 +97,7 @@ def test_a_dashed_copy_of_a_shared_weight_acts_as_the_weight(browser, tmp_path):
     assert not _errors(browser)
 
 
-def test_a_graph_a_little_wider_than_the_page_is_scaled_to_fit(browser, tmp_path):
+def test_a_graph_a_little_wider_than_the_page_is_scaled_to_fit(browser, open_page, tmp_path):
     """Text scaled by no less than 0.7 stays readable; a wider graph scrolls instead."""
     from autodiff.viz.explore import explore
 
@@ -109,7 +109,7 @@ def test_a_graph_a_little_wider_than_the_page_is_scaled_to_fit(browser, tmp_path
 
     seen = {}
     for n in range(6, 40, 2):
-        browser.get(explore(chain(n)).save(tmp_path / f"c{n}.html").resolve().as_uri())
+        open_page(explore(chain(n)).save(tmp_path / f"c{n}.html"))
         natural, shown, room = browser.execute_script("""
             const g = document.querySelector('[data-role="graph"]'), s = g.querySelector("svg");
             return [parseFloat(s.getAttribute("width")) * 4 / 3,

@@ -30,7 +30,9 @@ def _script_safe(text: str) -> str:
 def standalone_page(title: str, *parts: tuple) -> str:
     """An HTML page that imports each part's anywidget module `esm` from a blob URL and
     renders it, one below the other, with a model that answers `get`/`on` from the part's
-    `data` (no network, no server: works from file://). `parts` are (esm, data) pairs."""
+    `data` (no network, no server: works from file://). `parts` are (esm, data) pairs.
+    The modules load after the page's load event, so the page marks its body
+    `data-rendered` once every part has drawn: what a script driving the page waits for."""
     if not parts:
         raise TypeError("standalone_page: give at least one (esm, data) part")
     parts_json = json.dumps([[esm, json_safe(data)] for esm, data in parts], allow_nan=False)
@@ -52,6 +54,7 @@ for (const [source, data] of parts) {{
   document.getElementById("view").appendChild(el);
   mod.render({{ model, el }});
 }}
+document.body.dataset.rendered = "true";
 </script>
 </body></html>
 """
