@@ -631,9 +631,10 @@ def _recorded_call(name, fn):
             return fn(self, *args, **kwargs)
         if isinstance(self, Tensor):
             target = rec.slot(self)  # (made in the step: a copy of an argument, a constant)
-            spec = [("slot", rec.slot(a)) if isinstance(a, Tensor) else ("value", rec.option(a))
-                    for a in args]
-            rec.events.append(("inplace", name, target, spec, kwargs))
+            def spec(a):
+                return ("slot", rec.slot(a)) if isinstance(a, Tensor) else ("value", rec.option(a))
+            rec.events.append(("inplace", name, target, [spec(a) for a in args],
+                               {k: spec(v) for k, v in kwargs.items()}))
         else:
             for group in getattr(self, "param_groups", ()):
                 for k, v in group.items():
@@ -859,6 +860,8 @@ def _output_spec(rec, result):
             return ("leaf", s)  # made in the step: returned with its gradient, as eagerly
         if rec.sources[s][0] == "ext":
             return ("tensor", result)  # a parameter or buffer: the very tensor, as eagerly
+        if rec.sources[s][0] == "arg" and not rec.made_here(result):
+            return ("arg", rec.sources[s][1])  # the call's own tensor, as eagerly
         return ("graphless", s) if result.requires_grad else ("slot", s)
     if isinstance(result, (list, tuple)):
         return (type(result),) + tuple(_output_spec(rec, r) for r in result)
@@ -921,7 +924,7 @@ class _Plan:
                    for src in rec.sources) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "op" for v in ev[3].values()) \
             or any(_unexplained(v) for ev in rec.events if ev[0] == "inplace"  # (an array)
-                   for how, v in ev[3] if how == "value") \
+                   for how, v in ev[3] + list(ev[4].values()) if how == "value") \
             or any(type(g) is not _SlotRef and np.size(g) > 1 and not (g == 1).all()
                    for ev in rec.events if ev[0] == "backward" for g in ev[2])  # (a seed)
         # Tensor arguments (made before the call) by slot and by identity: as leaves, their
@@ -1095,9 +1098,9 @@ def _emit(plan):
                     refs = [r for v in opts.values() for r in _refs(v)]
                     if op.name == "getitem":  # (x[mask]'s shape is the mask's count; a
                         _emit_mask_checks(lines, refs, changed)  # where()'s is not)
-                    slots = any(type(r) is _SlotRef for r in refs)
+                    slots = _slot_names(refs)
                     if slots:
-                        lines.append("    LS = locals()")
+                        lines.append(f"    LS = {slots}")
                     lines.append(f"    k{out} = {{n: _resolve(v, A, DV{', LS' if slots else ''}) "
                                  f"for n, v in {k}.items()}}")
                     k = f"k{out}"
@@ -1129,14 +1132,15 @@ def _emit(plan):
             t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
             # (no count check: t[mask] = v makes no shape; a value of another length
             # fails in numpy as eagerly)
-            refs = [r for how, v in spec if how != "slot" for r in _refs(v)]
-            slots = any(type(r) is _SlotRef for r in refs)
+            named = list(enumerate(spec)) + list(kw.items())
+            refs = [r for _, (how, v) in named if how != "slot" for r in _refs(v)]
+            slots = _slot_names(refs)
             if slots:
-                lines.append("    LS = locals()")
-            vals = [f"s{v}" if how == "slot" else
-                    f"_resolve({const(v, f'I{i}_{j}')}, A, DV{', LS' if slots else ''})"
-                    if _has_ref(v) else const(v, f"I{i}_{j}") for j, (how, v) in enumerate(spec)]
-            vals.append(f"**{const(kw, f'IK{i}')}")
+                lines.append(f"    LS = {slots}")
+            vals = [("" if type(j) is int else f"{j}=") + (
+                f"s{v}" if how == "slot" else
+                f"_resolve({const(v, f'I{i}_{j}')}, A, DV{', LS' if slots else ''})"
+                if _has_ref(v) else const(v, f"I{i}_{j}")) for j, (how, v) in named]
             lines.append(f"    {t}.{name}({', '.join(vals)})")
             # (a requires_grad_ toggle sets a flag: a new trace after it sets it again)
             changed[0] = changed[0] or name != "requires_grad_"
@@ -1280,6 +1284,8 @@ def _emit_output(spec, inside, const=None) -> str:
     head = spec[0]
     if head == "tensor":
         return const(spec[1], f"R{id(spec[1])}")
+    if head == "arg":
+        return f"TA[{spec[1]}]"
     if head == "slot":
         return f"_wrap(s{spec[1]}.copy())"
     if head == "graphless":
@@ -1342,6 +1348,13 @@ def _stale(t):
         "step by something the trace does not record (not zero_grad() or p.grad = None), "
         "and a replay would add to the gradient it has now. Reset gradients with "
         "optimizer.zero_grad(), module.zero_grad() or p.grad = None")
+
+
+def _slot_names(refs) -> str:
+    """The replay's variables that `refs` read, as the source of a dict (named, not
+    taken from locals(): the buffer sharing must see every line that reads a buffer)."""
+    names = sorted({f"s{r.s}" for r in refs if type(r) is _SlotRef})
+    return "{" + ", ".join(f"{n!r}: {n}" for n in names) + "}" if names else ""
 
 
 def _resolve(v, arrays, derived, slots=None):

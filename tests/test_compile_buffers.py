@@ -270,3 +270,41 @@ def test_a_long_chain_works_in_a_few_arrays_and_still_equals_eager():
     ns = _plan(f).replay.__globals__
     buffers = [v for name, v in ns.items() if name[:1] == "B" and name[1:].isdigit()]
     assert len(buffers) > 200 and len({id(b) for b in buffers}) < 50
+
+
+
+def _write(kind, p, h):
+    if kind == "copy_":
+        p.copy_(h.data)
+    elif kind == "add_":
+        p.add_(h.data)
+    elif kind == "setitem":
+        p[...] = h.data
+    else:  # clamp_
+        with autodiff.no_grad():
+            p.clamp_(h.data)
+
+
+@pytest.mark.parametrize("kind", ["copy_", "add_", "setitem", "clamp_"])
+def test_an_in_place_update_reading_an_intermediates_array_sees_its_values(kind):
+    # h's array is read by the update, which share() must see: else it hands h's buffer
+    # to a later op of the same shape before the update reads it.
+    def run(compiled):
+        p = Tensor(np.full(3, -5.0))
+
+        def step(x):
+            h = (Tensor(x) * 2.0).tanh()
+            k = (h * 3.0).exp()
+            m = (k + 1.0).sin()   # (may be written into h's array)
+            n = (m * 0.5).tanh()
+            _write(kind, p, h)
+            return n
+
+        f = autodiff.compile(step) if compiled else step
+        outs = [f(np.full(3, v)).data.copy() for v in (0.1, 0.2, 0.3)]
+        return outs, p.data.copy()
+
+    (eager_outs, eager_p), (outs, p) = run(False), run(True)
+    for a, b in zip(outs, eager_outs):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    np.testing.assert_allclose(p, eager_p, rtol=1e-12)
