@@ -295,3 +295,20 @@ def test_a_depth_folds_only_scopes_that_deep():
     assert 'label="* 2"' in src and 'label="+"' in src   # depth 0 ops: drawn as they are
     assert "<b>y</b>" in src and "1 node folded" in src   # the inner scope's output, named
     assert not re.search(r"^\tg\d+ \[", draw_graph(d.sum(), collapse=2).source, flags=re.M)
+    outer = re.findall(r"^\tg\d+ \[(.*)\]$", draw_graph(d.sum(), collapse=0).source,
+                       flags=re.M)   # (depth 0 is not False: the outermost scope folds)
+    assert [label_of(attrs) for attrs in outer] == ["outer"]
+
+
+def test_a_module_called_twice_folds_twice_and_its_weights_feed_both_calls():
+    autodiff.manual_seed(0)
+    layer = nn.Linear(2, 2)
+    x = Tensor([[1.0, -2.0]])
+    loss = (layer(layer(x))).sum()
+    src = draw_graph(loss, collapse="modules").source
+    folded = re.findall(r"^\t(g\d+) \[", src, flags=re.M)
+    assert len(folded) == 2
+    feeds = {}   # the weight and the bias: drawn once, outside both calls, into each
+    for node, group in re.findall(r"^\t(n\d+) -> (g\d+)", src, flags=re.M):
+        feeds.setdefault(node, set()).add(group)
+    assert sorted(len(groups) for groups in feeds.values()) == [1, 1, 2, 2]

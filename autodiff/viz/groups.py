@@ -5,6 +5,7 @@ of a model's layers, and duplicate constant inputs merged into one."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..scope import scopes_of
@@ -98,7 +99,7 @@ def check_collapse(collapse) -> None:
 def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[list, dict]:
     """The groups `collapse` folds and id(node) -> its Group for their members (a
     module's parameters included)."""
-    if collapse in (None, False):
+    if collapse is None or collapse is False:  # (not `in`: depth 0 == False)
         return [], {}
     paths = module_paths(model)
     scopes = scopes_of(order) if scopes is None else scopes
@@ -113,11 +114,13 @@ def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[li
             g = groups[id(s)] = Group(s, scope_name(s, paths))
         g.members.append(node)
         member[id(node)] = g
-    # a folded module's own parameters fold with it (they are made outside its call)
+    # a folded module's own parameters fold with it (they are made outside its call),
+    # unless it is called more than once: then they feed every call, from outside
+    calls = Counter(id(g.scope.module) for g in groups.values() if g.scope.kind == "module")
     owned = {}
     for g in groups.values():
         module = g.scope.module if g.scope.kind == "module" else None
-        if module is not None and hasattr(module, "parameters"):
+        if module is not None and hasattr(module, "parameters") and calls[id(module)] == 1:
             for p in module.parameters():
                 owned.setdefault(id(p), g)
     for node in order:
