@@ -255,6 +255,24 @@ def test_a_scalar_mlp_folds_into_one_node_per_neuron_call():
     assert any(f"= {viz_num(local)}>" in a for a in labels), labels
 
 
+def test_a_big_scalar_mlp_loss_folds_per_sample_by_default_and_draws_its_weights_once():
+    import random
+    random.seed(0)
+    m = nn.MLP(2, [16, 16, 1])
+    xs = [[2.0, 3.0], [3.0, -1.0], [0.5, 1.0], [1.0, 1.0]]
+    loss = sum((m(x) - y) ** 2 for x, y in zip(xs, [1.0, -1.0, -1.0, 1.0]))
+    loss.backward()
+    src = draw_graph(loss).source                 # 737 nodes: above max_nodes=500
+    calls = dict(re.findall(r"^\t(g\d+) \[label=\"(MLP call \d)\"", src, flags=re.M))
+    assert sorted(calls.values()) == ["MLP call 1", "MLP call 2", "MLP call 3", "MLP call 4"]
+    assert src.count("<i>leaf") == 8              # each sample's two numbers, once
+    assert "MLP: its 337 parameters" in src and "more nodes not drawn" not in src
+    into = re.findall(r"^\tshared0 -> (g\d+) \[.*label=\"337 inputs\"", src, flags=re.M)
+    assert sorted(into) == sorted(calls)          # the weights feed every call
+    assert len(re.findall(r"^\t\w+ \[", src, flags=re.M)) < 60
+    assert 'label="MLP call' not in draw_graph(loss, max_nodes=None).source  # asked: all
+
+
 def viz_num(x):
     from autodiff.viz._common import _num
     return _num(x)

@@ -18,7 +18,7 @@ from ._common import (
     _stats_text, _sub, _topo, _visible, _vjp)
 from ..scope import scopes_of
 from .groups import (check_collapse, collapse_groups, merge_constants, module_clusters,
-                     neuron_scopes)
+                     neuron_scopes, scalar_model, shared_parameters)
 
 
 _INSTALL = ("Rendering a graph needs Graphviz's `dot` program, which was not found on PATH. "
@@ -208,7 +208,10 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     derivatives (∂ of its output by each input): 'scopes' the outermost groups,
     'modules' the modules' calls (below the model given as `clusters`), an int the
     groups at that nesting depth, a set of names just those; None draws primitives (a
-    graph above `max_nodes` nodes then collapses its modules, or its scopes, first).
+    graph above `max_nodes` nodes then collapses its modules, or its scopes, first; a
+    scalar MLP's loss, its calls found from the weights they read, one node per sample).
+    A module folded in several calls has its parameters drawn once, outside, and more
+    than four as one node that feeds every call.
     `clusters` boxes nodes: a module (a box per sub-module call, named '0: Linear'; its
     parameter names name its tensors), a mapping name -> nodes/module, or (name, nodes)
     pairs.
@@ -250,8 +253,14 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         scopes[k] = scopes.get(k) or v
     if collapse is None and max_nodes is not None and len(order) > max_nodes:
         kinds = {s.kind for s in scopes.values() if s is not None}
+        found = scalar_model(order) if not kinds and clusters is None else None
+        if found is not None:  # a scalar MLP opens no scopes: its calls, from its weights
+            scopes.update(neuron_scopes(order, found, nested=True))
+            kinds = {"module"}
+            param_names = _cluster_spec(found)[1]  # (and tells its weights from inputs)
         collapse = "modules" if "module" in kinds else "scopes" if kinds else None
     folded, folded_in = collapse_groups(order, roots, collapse, model, scopes)
+    shared = shared_parameters(folded)
     merged = merge_constants(order, param_names)
     names = _names([n for n in order if id(n) not in merged], param_names)
     names.update({k: names[id(twin)] for k, twin in merged.items()})
@@ -269,8 +278,8 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     def inputs_of(node) -> list:
         g = producer(node)
         parents = g.inputs if g is not None else node._parents
-        return list({id(q): q for q in (_drawn(p, merged) for p in parents)}
-                    .values())
+        return list({id(q): q for q in (_drawn(p, merged) for p in parents)
+                     if id(q) not in shared}.values())
 
     shown, collapsed = _nearest(roots, max_nodes, inputs_of)
     if max_nodes is not None:
@@ -404,6 +413,7 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     # Edges: input -> op -> output (reversed arrows in the backward view).
     direction = {"dir": "back", "color": "#b45309"} if backward else {}
     hidden_inputs: Counter = Counter()
+    shared_inputs = {key: Counter() for key in set(shared.values())}
     done = set()
     for node in shown:
         parents = inputs_of(node)
@@ -425,6 +435,9 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
         seen_edges = set()
         for i, parent in enumerate(node._parents if grp is None else grp.inputs):
             parent = _drawn(parent, merged)
+            if id(parent) in shared:
+                shared_inputs[shared[id(parent)]][oid] += 1
+                continue
             if id(parent) not in visible:
                 hidden_inputs[oid] += 1
                 continue
@@ -437,9 +450,11 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
             seen_edges.add(id(parent))
             dot.edge(node_id(parent), oid, **attrs)
 
+    for k, ((module_name, count), readers) in enumerate(sorted(shared_inputs.items())):
+        _parameters_node(dot, f"shared{k}", module_name, count, readers, direction)
     if collapsed:
-        _summary_node(dot, order, visible, names, first_bad, first_bad_grad, hidden_inputs,
-                      max_nodes, direction)
+        _summary_node(dot, [n for n in order if id(n) not in shared], visible, names,
+                      first_bad, first_bad_grad, hidden_inputs, max_nodes, direction)
     legend = [caption] if caption else []
     if edge_labels:
         legend.append("edge labels: local derivative ∂(out)/∂(in)")
@@ -569,6 +584,20 @@ def _group_edge_texts(group, parents, names, matrices, precision) -> list:
         label = f"<{_sub(names[id(p)][0], out_name)} = {_esc(short)}>"
         texts.append((label, f"∂({out_name})/∂({names[id(p)][0]}): {tip}"))
     return texts
+
+
+def _parameters_node(dot, node_id, module_name, count, readers, direction) -> None:
+    """One node for the parameters of a module called several times (each of its folded
+    calls reads them all): a dashed edge into every call."""
+    dot.node(node_id, label=_attr(f"{module_name}: its {count:,} parameters\n"
+                                  "(read by every call)"),
+             shape="box", style="dashed,rounded", color=_PARAM_EDGE, fontcolor=_PARAM_EDGE)
+    for op_id, n in readers.items():
+        dot.edge(node_id, op_id, style="dashed", color=_PARAM_EDGE,
+                 label=f"{n:,} inputs" if n > 1 else "", **direction)
+
+
+_PARAM_EDGE = "#1e40af"
 
 
 def _summary_node(dot, order, visible, names, first_bad, first_bad_grad, hidden_inputs,

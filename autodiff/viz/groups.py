@@ -96,6 +96,29 @@ def check_collapse(collapse) -> None:
                          f"(int >= 0) or a set of scope names, got {collapse!r}")
 
 
+# A module called more than once keeps its parameters outside its folded calls; with more
+# than this many they are drawn as one node that feeds every call (a scalar MLP has
+# hundreds, which would bury the few nodes of the folded picture).
+SHARED_DRAWN = 4
+
+
+def shared_parameters(folded: list) -> dict:
+    """id(parameter) -> (module name, its parameter count) for the parameters of a module
+    folded in several calls and holding more than SHARED_DRAWN of them."""
+    calls: dict = {}
+    for g in folded:
+        module = g.scope.module if g.scope.kind == "module" else None
+        if module is not None and hasattr(module, "parameters"):
+            calls.setdefault(id(module), (module, []))[1].append(g)
+    out = {}
+    for module, groups in calls.values():
+        params = list(module.parameters())
+        if len(groups) > 1 and len(params) > SHARED_DRAWN:
+            for p in params:
+                out[id(p)] = (groups[0].name.rsplit(" call ", 1)[0], len(params))
+    return out
+
+
 def collapse_groups(order, roots, collapse, model=None, scopes=None) -> tuple[list, dict]:
     """The groups `collapse` folds and id(node) -> its Group for their members (a
     module's parameters included)."""
