@@ -125,3 +125,28 @@ def test_a_graph_a_little_wider_than_the_page_is_scaled_to_fit(browser, open_pag
     natural, shown, room = seen["scrolls"]
     assert shown == pytest.approx(natural, rel=0.01)
     assert _errors(browser) == []
+
+
+def test_a_10000_node_graph_without_groups_opens_folded_in_parts(browser, open_page, tmp_path):
+    """Nobody scoped it: the explorer cuts it into parts, folded in the first view."""
+    from selenium.webdriver.common.by import By
+    from autodiff.viz.explore import explore
+    x = v = Value(0.5, label="x")
+    for i in range(5000):
+        v = (v * 1.0001 + 0.001).tanh() if i % 2 else v * 0.999 + 0.0001
+    v.label = "y"
+    open_page(explore(v).save(tmp_path / "big.html"))
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
+    parts = css("[data-group]")
+    assert len(parts) == 25 and len(css("g.node")) < 80
+    first = [p for p in parts if p.get_attribute("data-label").startswith("part 1 of 25")]
+    first[0].click()                                    # the part holding x
+    css('[data-action="expand"]')[0].click()
+    assert len(css("g.node")) > 500 and len(css("[data-group]")) == 24
+    css('[data-label="x"]')[0].click()
+    v.backward()
+    grad = css('[data-role="details"] [data-role="grad"]')[0].text
+    assert float(grad) == pytest.approx(x.grad, rel=1e-3)
+    css('[data-action="next"]')[0].click()
+    assert css('[data-role="step"]')[0].text
+    assert not _errors(browser)

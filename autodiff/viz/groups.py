@@ -254,13 +254,14 @@ def scalar_model(order):
     return None
 
 
-def neuron_scopes(order, model, *, nested: bool = False) -> dict:
+def neuron_scopes(order, model, *, nested: bool = False, inputs: bool = False) -> dict:
     """id(node) -> a scope per call of each neuron of a scalar MLP (`model.layers`, each
     with `.neurons` holding `.w`): the op reading the neuron's weights and the
     activation that follows it. With `nested`, a scope per call of each layer instead (its
     neurons' ops), inside one per call of the model (a sample): a neuron met again after
     the ones that follow it starts the layer's next call, layer 0 met again the model's
-    next call; a constant leaf read only inside one layer call joins it."""
+    next call; a constant leaf read only inside one layer call joins it, and with `inputs`
+    any leaf but a weight (a float fed to a neuron is a leaf Value wanting a gradient)."""
     if not hasattr(model, "layers") or hasattr(model, "named_modules"):
         return {}
     owner = {}
@@ -293,7 +294,7 @@ def neuron_scopes(order, model, *, nested: bool = False) -> dict:
             found[id(node)] = call
         elif len(node._parents) == 1 and id(node._parents[0]) in calls and not node._kw:
             found[id(node)] = calls[id(node._parents[0])]
-    if nested:  # a constant leaf read by one layer call only (a number of the sample)
+    if nested:  # a leaf read by one layer call only (a number of the sample)
         readers: dict = {}
         for node in order:
             call = found.get(id(node))
@@ -301,7 +302,8 @@ def neuron_scopes(order, model, *, nested: bool = False) -> dict:
                 readers.setdefault(id(p), {})[id(call)] = call
         for node in order:
             calls_reading = readers.get(id(node), {})
-            if (node._prim is None and not node.requires_grad and not node.label
+            joins = (id(node) not in owner) if inputs else not node.requires_grad
+            if (node._prim is None and joins and not node.label
                     and len(calls_reading) == 1):
                 call = next(iter(calls_reading.values()))
                 if call is not None:

@@ -52,14 +52,60 @@ class View:
         return len(set(self.rep) - {None})
 
 
+# Ungrouped nodes beyond this many (a long chain, a big sum nobody scoped) are cut into
+# parts of PART_SIZE in creation order, so the first view folds them and each part opens
+# on demand instead of one layout too big for graphviz and the page.
+PARTS_ABOVE = 1000
+PART_SIZE = 500
+
+
+class _Part:
+    """A group the explorer makes itself: a run of ungrouped nodes in creation order."""
+
+    kind = "scope"
+    parent = None
+    depth = 0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def path(self) -> tuple:
+        return (self,)
+
+
+def _add_parts(order, scopes: dict) -> None:
+    """Put the ungrouped nodes, when there are more than PARTS_ABOVE, into parts: the
+    operations by creation, PART_SIZE each; a leaf joins the part of its first reader."""
+    loose = [n for n in order if scopes.get(id(n)) is None]
+    if len(loose) <= PARTS_ABOVE:
+        return
+    ops = sorted((n for n in loose if n._prim is not None), key=lambda n: -n._seq)
+    count = -(-len(ops) // PART_SIZE)
+    parts = [_Part(f"part {k + 1} of {count}: operations {k * PART_SIZE + 1:,}–"
+                   f"{min((k + 1) * PART_SIZE, len(ops)):,}") for k in range(count)]
+    for k, n in enumerate(ops):  # (creation order is a topological order, inputs first)
+        scopes[id(n)] = parts[k // PART_SIZE]
+        for p in n._parents:
+            if p._prim is None and scopes.get(id(p)) is None:
+                scopes[id(p)] = parts[k // PART_SIZE]
+
+
 def find_groups(order, root: int, scalar_model=None) -> tuple[list, list]:
     """The groups of `order` (a topological order; `root` the index of its root) and,
     per node index, the chain of group indices that contain it, outermost first. A
     module's call is named by its path in the outermost module called ('0: Linear'); the
     calls of a scalar MLP (`scalar_model`) are found from the weights they read."""
     scopes = scopes_of(order)
-    for k, v in neuron_scopes(order, scalar_model, nested=True).items():
-        scopes[k] = scopes.get(k) or v  # (a user's scope wins)
+    calls = neuron_scopes(order, scalar_model, nested=True, inputs=True)
+    by_id = {id(n): n for n in order}
+    for k, v in calls.items():
+        if by_id[k]._prim is not None:
+            scopes[k] = scopes.get(k) or v  # (a user's scope wins)
+    kept = {id(s) for s in scopes.values()}
+    for k, v in calls.items():  # a sample's input joins its call where that call was kept
+        if by_id[k]._prim is None and id(v) in kept:
+            scopes[k] = scopes.get(k) or v
+    _add_parts(order, scopes)
     folds: list = []
     index: dict = {}
     paths_in: dict = {}
