@@ -79,7 +79,7 @@ import numpy as np
 from . import compile_value as _values
 from .compile_lower import Kernels
 from . import tensor as _tensor
-from .engine import Node, no_grad
+from .engine import Node, bump_version, no_grad
 from .errors import CompileError
 from .ops import Op
 from .rng import generator
@@ -291,6 +291,8 @@ class _Recorder:
                                # requires_grad_() moved on during it
         self.flags = []        # (tensor made before the call, its requires_grad when met)
         self.modes = []        # (module, its training flag when the call began)
+        self.sharing = set()   # slots of tensors made in the step that share an argument's
+                               # array (x.detach(), from_numpy(a)): not copies of it
 
     def _new_slot(self, t, source) -> int:
         self.slot_of[id(t)] = s = len(self.sources)
@@ -401,7 +403,10 @@ class _Recorder:
                                "by code that bypasses autodiff.tensor.apply); detach it")
         k = self._arg_index(t.data, by_value=False)
         if k is not None:
-            return self._new_slot(t, ("arg", k, t.data.dtype))
+            s = self._new_slot(t, ("arg", k, t.data.dtype))
+            if self.made_here(t):
+                self.sharing.add(s)
+            return s
         if not self.made_here(t):  # made before the call: a parameter, a buffer
             self.rebound[id(t)] = (t, t.data)
             return self._new_slot(t, ("ext", t))
@@ -937,6 +942,7 @@ class _Plan:
         # its flag as the trace met it, before the step's own requires_grad_ calls)
         self.wants_grad = rec.flags
         self.own_copy = _changed_copies(rec)
+        self.sharing = rec.sharing
         self.running = threading.Lock()  # (held by a replay: buffers are not shared)
         self.replay, self.source = _emit(self)
         self.may_retrace = "raise _Retrace()" in self.source
@@ -1019,8 +1025,8 @@ def _changed_copies(rec) -> set:
         s = ev[2]
         while rec.sources[s][0] == "op" and rec.events[rec.sources[s][1]][1].view:
             s = rec.events[rec.sources[s][1]][2][0]  # (a view: its first input's array)
-        if rec.sources[s][0] == "const" or (
-                rec.sources[s][0] == "arg" and rec.made_here(rec.keep[s])):
+        if rec.sources[s][0] == "const" or (rec.sources[s][0] == "arg" and s not in
+                                            rec.sharing and rec.made_here(rec.keep[s])):
             out.add(s)
     return out
 
@@ -1033,7 +1039,7 @@ def _emit(plan):
           "_own": _own, "_zeros": np.zeros, "_count": np.count_nonzero,
           "_mask_count_changed": _mask_count_changed, "_stale": _stale,
           "_resolve": _resolve, "_structure": _structure, "_Retrace": _Retrace,
-          "_Reshaped": _Reshaped}
+          "_Reshaped": _Reshaped, "_bump": bump_version}
     # A: the call's arrays; TA: the Tensor arguments they belong to (a leaf that is an
     # argument gets its gradient on the call's tensor, not on the traced one)
     lines = ["def replay(A, TA):", "    DV = {}  # the replayable calls' results"]
@@ -1138,10 +1144,13 @@ def _emit(plan):
             if slots:
                 lines.append(f"    LS = {slots}")
             vals = [("" if type(j) is int else f"{j}=") + (
-                f"s{v}" if how == "slot" else
+                f"_wrap(s{v})" if how == "slot" else
                 f"_resolve({const(v, f'I{i}_{j}')}, A, DV{', LS' if slots else ''})"
                 if _has_ref(v) else const(v, f"I{i}_{j}")) for j, (how, v) in named]
             lines.append(f"    {t}.{name}({', '.join(vals)})")
+            owner = _memory_owner(plan, target)
+            if owner is not None and name != "requires_grad_":  # (as eagerly: its backward
+                lines.append(f"    _bump({owner})")  # through older values then raises)
             # (a requires_grad_ toggle sets a flag: a new trace after it sets it again)
             changed[0] = changed[0] or name != "requires_grad_"
         elif kind == "alias":
@@ -1165,6 +1174,28 @@ def _emit(plan):
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
+
+
+def _memory_owner(plan, s) -> str | None:
+    """The tensor from before the call whose array an in-place change of slot `s` writes
+    (through views and detach), when the replay writes it through another tensor: its
+    version counter must count the change, as it does eagerly. None for the step's own."""
+    target = s
+    while True:
+        src = plan.sources[s]
+        if src[0] == "op" and plan.steps[src[1]][1].view:
+            s = plan.steps[src[1]][2][0]
+        elif src[0] == "alias" and not any(st[0] == "alias" and st[1] == s and st[3]
+                                           for st in plan.steps):
+            s = src[1]
+        else:
+            break
+    if src[0] == "ext":
+        return None if s == target else f"E{s}"
+    if src[0] == "arg" and (s in plan.arg_leaves or s in plan.sharing) \
+            and src[1] in plan.arg_leaves.values():  # (an ndarray argument has no counter)
+        return f"TA[{src[1]}]"
+    return None
 
 
 def _derive_arg(spec, name, const) -> str:

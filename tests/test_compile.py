@@ -6,6 +6,7 @@ import pytest
 import autodiff
 import nn
 from autodiff import CompileError, Tensor
+from autodiff.engine import ModifiedInPlaceError
 
 
 def _model(dtype, opt_name):
@@ -1310,3 +1311,63 @@ def test_an_in_place_methods_keyword_array_follows_the_call():
         return p.data.copy()
 
     np.testing.assert_array_equal(run(True), run(False))  # eager: 0.3 everywhere
+
+
+def test_fill_with_a_one_element_tensor_replays():
+    # (the replay hands an in-place method the tensors the call gave it, not bare arrays)
+    def step(x, s):
+        y = x * 2.0
+        y.fill_(s)
+        return y.sum()
+
+    f = autodiff.compile(step)
+    for v in (0.0, 1.0, 2.0):
+        assert f(Tensor(np.ones(3)), Tensor(np.array(v))).item() == 3 * v
+
+
+def test_an_in_place_change_through_detach_reaches_the_argument():
+    def step(x):
+        x.detach().add_(1.0)
+        return (x * 1.0).sum()
+
+    def run(compiled):
+        f = autodiff.compile(step) if compiled else step
+        out = []
+        for _ in range(3):
+            x = Tensor(np.zeros(3))
+            out.append((f(x).item(), x.data.copy()))
+        return out
+
+    eager, replayed = run(False), run(True)
+    for (a, xa), (b, xb) in zip(eager, replayed):
+        assert a == b == 3.0
+        np.testing.assert_array_equal(xa, xb)
+
+
+@pytest.mark.parametrize("through", ["argument", "detach", "view", "parameter view"])
+def test_a_replayed_in_place_change_counts_in_the_version_of_what_it_changed(through):
+    # eagerly a later backward through the older values raises; a replay must too
+    w = Tensor(np.ones((2, 3)), requires_grad=True)
+
+    def step(x):
+        with autodiff.no_grad():
+            if through == "argument":
+                x.add_(1.0)
+            elif through == "detach":
+                x.detach().mul_(2.0)
+            elif through == "view":
+                x[0].zero_()
+            else:
+                w[0].mul_(0.5)
+        return (x * 1.0).sum()
+
+    f = autodiff.compile(step)
+    for call in range(3):
+        a = Tensor(np.ones((2, 3)), requires_grad=True)
+        b = a * w                   # saves w
+        x = b.detach()
+        c = (b * x).sum()           # saves x (sharing b's counter)
+        d = (b * b).sum()
+        f(x)
+        with pytest.raises(ModifiedInPlaceError):
+            (c if through != "parameter view" else d).backward()
