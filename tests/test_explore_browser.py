@@ -139,7 +139,22 @@ def test_a_10000_node_graph_without_groups_opens_folded_in_parts(browser, open_p
     css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
     parts = css("[data-group]")
     assert len(parts) == 25 and len(css("g.node")) < 80
-    first = [p for p in parts if p.get_attribute("data-label").startswith("part 1 of 25")]
+    data = explore(v).data
+    j = next(j for j, g in enumerate(data["groups"]) if g["label"].startswith("part 14 of"))
+    in_part = {n["label"] for n in data["nodes"] if j in n["groups"]}
+    middle = [p for p in parts if p.get_attribute("data-label").startswith("part 14 of 25")]
+    middle[0].click()                                   # (selenium scrolls to it first)
+    browser.execute_script("document.querySelector('[data-role=\"graph\"]').scrollLeft = 0")
+    css('[data-action="expand"]')[0].click()  # a part far to the right: its nodes in sight
+    in_sight = browser.execute_script("""
+        const box = document.querySelector('[data-role="graph"]').getBoundingClientRect();
+        return [...document.querySelectorAll('g.node')].filter((g) => {
+          const r = g.getBoundingClientRect();
+          return r.right > box.left && r.left < box.right; })
+          .map((g) => g.getAttribute('data-label'));""")
+    assert len(set(in_sight) & in_part) >= 3
+    css('[data-action="collapse"]')[0].click()
+    first = [p for p in css("[data-group]") if p.get_attribute("data-label").startswith("part 1 of 25")]
     first[0].click()                                    # the part holding x
     css('[data-action="expand"]')[0].click()
     assert len(css("g.node")) > 500 and len(css("[data-group]")) == 24
@@ -149,4 +164,8 @@ def test_a_10000_node_graph_without_groups_opens_folded_in_parts(browser, open_p
     assert float(grad) == pytest.approx(x.grad, rel=1e-3)
     css('[data-action="next"]')[0].click()
     assert css('[data-role="step"]')[0].text
+    assert browser.execute_script("""
+        const box = document.querySelector('[data-role="graph"]').getBoundingClientRect(),
+              r = document.querySelector('.adx-step').getBoundingClientRect();
+        return r.right > box.left && r.left < box.right;""")  # (y, at the far end: in sight)
     assert not _errors(browser)

@@ -62,6 +62,15 @@ function mount(data, el, keep) {
     if (g) g.classList.add(cls);
     for (const c of copies.get(id) || []) c.classList.add(cls);
   }
+  // Scroll the graph so that DOT node `id` is in sight (a wide view scrolls: an opened
+  // group or the step's node may lie beyond its edge).
+  function reveal(id) {
+    const g = id && byId.get(id);
+    if (!g) return;
+    const r = g.getBoundingClientRect(), box = graph.getBoundingClientRect();
+    if (r.left < box.left || r.right > box.right) graph.scrollLeft += r.left - box.left - (box.width - r.width) / 2;
+    if (r.top < box.top || r.bottom > box.bottom) graph.scrollTop += r.top - box.top - (box.height - r.height) / 2;
+  }
   function clear(cls) { for (const e of graph.querySelectorAll("." + cls)) e.classList.remove(cls); }
 
   function showView(v) {
@@ -108,6 +117,10 @@ function mount(data, el, keep) {
       groups[j].view === null ? esc(groups[j].label) : `<a data-view="${groups[j].view}">${esc(groups[j].label)}</a>`))
       .join(" &rsaquo; ") + (v === data.full ? " &rsaquo; every group open" : "");
     el.querySelector('[data-action="collapse"]').disabled = views[v].group === null && v !== data.full;
+    graph.scrollTop = graph.scrollLeft = 0;
+    const opened = views[v].group;
+    if (opened !== null && opened !== undefined)  // the opened group's first node in sight
+      reveal("n" + nodes.findIndex((n, k) => n.groups.includes(opened) && byId.has("n" + k)));
     if (selected && selected.group !== undefined && !byId.has("g" + selected.group)) selected = null;
     if (at > 0) show(at);
     else if (selected) select(selected);
@@ -162,6 +175,7 @@ function mount(data, el, keep) {
     const s = steps[at - 1];
     stepEl.textContent = `step ${at}/${steps.length}: ${s.label}`;
     mark(rep(s.node), "adx-step");
+    reveal(rep(s.node));
     for (const p of s.sends) if (rep(p) !== rep(s.node)) mark(rep(p), "adx-send");
     details.innerHTML = `<pre data-role="step-text">${esc(s.text)}</pre>`;
   }
