@@ -179,6 +179,21 @@ def _aliases(arrays) -> tuple | None:
     return pattern if len(first) < len(arrays) else None
 
 
+def _check_one_owner(alias, owners) -> None:
+    """A leaf argument over the array of an earlier argument (from_numpy(a) twice, both
+    requiring grad) is one whose gradient a trace, which knows arrays, would give to the
+    earlier one: refused."""
+    for k, first in enumerate(alias):
+        if first != k and owners[k] is not owners[first] and owners[k] is not None \
+                and owners[k].requires_grad:  # ((x, x.detach()) is fine: one leaf)
+            names = [type(o).__name__ if o is not None else "ndarray"
+                     for o in (owners[first], owners[k])]
+            raise CompileError(
+                f"compile: arguments {first} and {k} ({names[0]} and {names[1]}) are two "
+                "objects over one array; a trace cannot tell their gradients apart. Pass "
+                "one of them, or a copy")
+
+
 _MAX_VISITS = 10_000  # objects _modules_of looks at (a trainer may hold a whole dataset)
 
 
@@ -330,7 +345,10 @@ class _Recorder:
         """`Tensor(source)` was made in the step: remember which argument (or replayable
         result) its copy holds, when it holds it unchanged."""
         if isinstance(source, Tensor):  # (a parameter not used yet gets its slot now)
-            self.slot(source)
+            of = self.slot(source)
+            if source.data.shape == t.data.shape and source.data.dtype == t.data.dtype:
+                self._alias(t, of, copy=True)  # (copied here: the step may change the
+                return                         # source in place before or after)
             source = source.data
         if isinstance(source, np.ndarray) and id(source) in self.known:
             self.slot(self.known[id(source)])  # Tensor(p.data): p's slot, then a copy of it
@@ -691,9 +709,13 @@ def _recording_detach(detach):
     @functools.wraps(detach)
     def wrapper(self):
         rec = _recorder()
-        if rec is not None and not rec.quiet:
-            rec.slot(self)
-        return detach(self)
+        if rec is None or rec.quiet:
+            return detach(self)
+        of = rec.slot(self)
+        out = detach(self)
+        if rec.sources[of][0] != "op":  # (an op's array finds its slot by identity)
+            rec._alias(out, of, copy=False)  # the same array: a copy's, a constant's too
+        return out
 
     return wrapper
 
@@ -751,8 +773,10 @@ def _recording_backward(fn):
         # trace does not see. Those without one from the start accumulate, as eagerly.)
         rec.fresh = {id(t) for t in rec.keep if t._prim is None and t._grad is None
                      and id(t) in rec.had_grad}
+        # (the leaves' flags as this backward meets them: the step may toggle them after)
+        flags = {id(t): t.requires_grad for t in rec.keep if t._prim is None}
         fn(roots, seeds, **kwargs)
-        rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh)
+        rec.events[-1] = rec.events[-1] + (_grad_owners(rec), rec.fresh, flags)
 
     return wrapper
 
@@ -947,13 +971,17 @@ class _Plan:
         self.replay, self.source = _emit(self)
         self.may_retrace = "raise _Retrace()" in self.source
 
-    def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh):
+    def _backward_step(self, rec, roots, seeds, kwargs, owners, fresh, flags):
         """The engine's backward, precomputed: the nodes in its order with their vjps."""
         slot = rec.slot_of
+
+        def wants(t) -> bool:  # (as the backward met it)
+            return flags.get(id(t), t.requires_grad)
+
         nodes, seen, stack = [], set(), list(roots)
         while stack:
             t = stack.pop()
-            if id(t) in seen or not t.requires_grad:
+            if id(t) in seen or not wants(t):
                 continue
             seen.add(id(t))
             if t._hooks:
@@ -971,13 +999,13 @@ class _Plan:
                 raise CompileError("compile: the step's graph uses a node made outside the "
                                    "step (a graph kept between calls); detach it")
             op, parents = t._prim, t._parents
-            need = tuple(p.requires_grad for p in parents)
+            need = tuple(wants(p) for p in parents)
             # (an elementwise op's gradient has its output's shape and dtype: where an
             # input has them too, the replay need not check whether to reduce it)
             same = [op.elementwise and p.data.shape == t.data.shape
                     and p.data.dtype == t.data.dtype for p in parents]
             plan.append((slot[id(t)], op, need if op.masked and False in need else None,
-                         [slot[id(p)] if p.requires_grad else None for p in parents], same))
+                         [slot[id(p)] if wants(p) else None for p in parents], same))
         leaves = [slot[id(t)] for t in nodes if t._prim is None]
         # Leaves made in the step (`Tensor(xb, requires_grad=True)`) are new at every call:
         # their gradient is a variable of the replay, not the traced tensor's .grad.
@@ -1023,12 +1051,23 @@ def _changed_copies(rec) -> set:
         if ev[0] != "inplace":
             continue
         s = ev[2]
-        while rec.sources[s][0] == "op" and rec.events[rec.sources[s][1]][1].view:
-            s = rec.events[rec.sources[s][1]][2][0]  # (a view: its first input's array)
+        while True:  # (a view: its first input's array; a detach: its source's)
+            src = rec.sources[s]
+            if src[0] == "op" and rec.events[src[1]][1].view:
+                s = rec.events[src[1]][2][0]
+            elif src[0] == "alias" and not _copied_alias(rec.events, s):
+                s = src[1]
+            else:
+                break
         if rec.sources[s][0] == "const" or (rec.sources[s][0] == "arg" and s not in
                                             rec.sharing and rec.made_here(rec.keep[s])):
             out.add(s)
     return out
+
+
+def _copied_alias(events, s) -> bool:
+    """Whether alias slot `s` holds a copy of its source (Tensor(y)), not its array."""
+    return any(ev[0] == "alias" and ev[1] == s and ev[3] for ev in events)
 
 
 def _emit(plan):
@@ -1135,7 +1174,8 @@ def _emit(plan):
         elif kind == "inplace":
             _, name, target, spec, kw = step
             src = plan.sources[target]
-            t = f"E{target}" if src[0] == "ext" else f"_wrap(s{target})"
+            t = f"E{target}" if src[0] == "ext" else f"TA[{plan.arg_leaves[target]}]" \
+                if target in plan.arg_leaves else f"_wrap(s{target})"
             # (no count check: t[mask] = v makes no shape; a value of another length
             # fails in numpy as eagerly)
             named = list(enumerate(spec)) + list(kw.items())
@@ -1177,24 +1217,19 @@ def _emit(plan):
 
 
 def _memory_owner(plan, s) -> str | None:
-    """The tensor from before the call whose array an in-place change of slot `s` writes
-    (through views and detach), when the replay writes it through another tensor: its
-    version counter must count the change, as it does eagerly. None for the step's own."""
-    target = s
-    while True:
-        src = plan.sources[s]
-        if src[0] == "op" and plan.steps[src[1]][1].view:
-            s = plan.steps[src[1]][2][0]
-        elif src[0] == "alias" and not any(st[0] == "alias" and st[1] == s and st[3]
-                                           for st in plan.steps):
-            s = src[1]
-        else:
-            break
-    if src[0] == "ext":
-        return None if s == target else f"E{s}"
-    if src[0] == "arg" and (s in plan.arg_leaves or s in plan.sharing) \
-            and src[1] in plan.arg_leaves.values():  # (an ndarray argument has no counter)
-        return f"TA[{src[1]}]"
+    """The tensor from before the call (an argument, a parameter) whose version counter
+    an in-place change of slot `s` counts in, as eagerly (views and detach share their
+    source's counter; a copy has its own), when the replay writes through another tensor
+    than that one. None when there is none, or the replay writes through it itself."""
+    vc = plan.tensors[s]._vc
+    if vc is None or plan.sources[s][0] == "ext" or s in plan.arg_leaves:
+        return None
+    for k, src in enumerate(plan.sources):
+        if plan.tensors[k]._vc is vc and k != s:
+            if src[0] == "ext":
+                return f"E{k}"
+            if k in plan.arg_leaves:
+                return f"TA[{plan.arg_leaves[k]}]"
     return None
 
 
@@ -1461,6 +1496,8 @@ class Compiled:
             return self.fn(*args, **kwargs)
         sig, arrays, opaque, owners = _describe(list(args) + [kwargs])
         alias = _aliases(arrays)
+        if alias is not None:
+            _check_one_owner(alias, owners)
         key = (sig, alias)
         loose = (_loose_signature(args, kwargs), alias) if self.value_steps else None
         family = (loose is not None and self.plans.get(loose)) or self.plans.get(key)
