@@ -308,3 +308,41 @@ def test_an_in_place_update_reading_an_intermediates_array_sees_its_values(kind)
     for a, b in zip(outs, eager_outs):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     np.testing.assert_allclose(p, eager_p, rtol=1e-12)
+
+
+
+@pytest.mark.parametrize("read_after_update", [False, True])
+def test_a_replayed_optimizer_moves_the_parameters_into_its_flat_buffer(read_after_update):
+    # The replay drops its names for the parameters' arrays after their last use, so the
+    # optimizer's step can move them into its flat buffer as it does eagerly; a step that
+    # reads them after the update holds them, and they stay where they are. The numbers
+    # are the eager ones either way.
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((8, 3)) for _ in range(4)]
+    ys = [rng.integers(0, 2, 8) for _ in range(4)]
+    init = [rng.standard_normal(s) for s in [(5, 3), (5,), (2, 5), (2,)]]
+    runs = []
+    for compiled in (False, True):
+        net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+        for p, value in zip(net.parameters(), init):
+            p.data[...] = value
+        opt = nn.optim.Adam(net.parameters(), lr=0.1)
+
+        def step(x, y, net=net, opt=opt):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(net(Tensor(x)), y)
+            loss.backward()
+            opt.step()
+            return (loss, net[0].weight * 1.0) if read_after_update else (loss,)
+
+        runs.append((net, opt, autodiff.compile(step) if compiled else step))
+    for _ in range(3):
+        for x, y in zip(xs, ys):
+            a, b = (run(x, y) for _, _, run in runs)
+            for u, v in zip(a, b):
+                assert np.array_equal(u.data, v.data)
+    for (net, opt, _), held in zip(runs, (False, read_after_update)):
+        moved = [np.shares_memory(p.data, opt._flat[0].data) for p in net.parameters()]
+        assert moved == [not held] + [True] * 3  # (the replay reads the weight after it)
+    if not read_after_update:
+        assert "del s" in _plan(runs[1][2]).source
