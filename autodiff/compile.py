@@ -70,7 +70,6 @@ import functools
 import itertools
 import math
 import numbers
-import re
 import sys
 import threading
 import types
@@ -873,7 +872,6 @@ def _trace(fn, args, kwargs, symbolic_floats=False, modules=()):
             raise CompileError(f"compile: the step rebinds .data of a tensor of shape "
                                f"{t.data.shape} made before it; a replay would keep using "
                                "the old array. Update it in place (copy_, sub_, an optimizer)")
-    rec.rebound.clear()  # (holding the arrays would keep an optimizer from moving them)
     return rec, result
 
 
@@ -1213,36 +1211,9 @@ def _emit(plan):
     lines.append(f"    return {_emit_output(plan.out, inside, const)}")
     kernels.share(lines)
     kernels.positional_out(lines)
-    _release_parameters(lines)
     source = "\n".join(lines)
     exec(builtins_compile(source, "<autodiff.compile replay>", "exec"), ns)  # our own trace
     return ns["replay"], source
-
-
-_PARAMETER_READ = re.compile(r"^    (s\d+) = E\d+\.data$")
-_OPAQUE_CALL = re.compile(r"^    P\d+\(")
-
-
-def _release_parameters(lines: list) -> None:
-    """Drop the replay's name for a parameter's array after the last line that reads it,
-    where a recorded call (an optimizer's step) follows: an optimizer moves an array that
-    nothing else holds into its flat buffer (nn/optim/flat.py), and the name would hold
-    it. (A line further indented, part of a block, gets no `del` after it.)"""
-    calls = [i for i, line in enumerate(lines) if _OPAQUE_CALL.match(line)]
-    if not calls:
-        return
-    release = []
-    for i, line in enumerate(lines):
-        m = _PARAMETER_READ.match(line)
-        if m is None:
-            continue
-        used = re.compile(rf"\b{m.group(1)}\b")
-        last = max(j for j in range(i, len(lines)) if used.search(lines[j]))
-        top = last + 1 < len(lines) and not lines[last + 1].startswith("     ")
-        if top and last < calls[-1]:
-            release.append((last, m.group(1)))
-    for last, name in sorted(release, reverse=True):
-        lines.insert(last + 1, f"    del {name}")
 
 
 def _memory_owner(plan, s) -> str | None:

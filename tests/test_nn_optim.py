@@ -170,50 +170,6 @@ def test_flat_group_state_views_and_fallbacks(rng):
     assert opt.state[params[1]]["step"] == 7
 
 
-def test_parameters_nothing_else_holds_move_into_the_flat_buffer(rng):
-    # A parameter whose array nobody else can reach becomes a view of the flat buffer
-    # (its copies in and out are saved); one that is held anywhere keeps its own array and
-    # is written in place. Either way the numbers are those of the per-parameter path.
-    shapes = [(3, 4), (5,), (4,), (2, 3), (6,)]
-    init = [rng.normal(size=s) for s in shapes]
-    grads = _grads(rng, shapes, steps=6)
-    params = [Tensor(p.copy(), requires_grad=True) for p in init]
-    kept, detached, exported = params[0].data, params[1].detach(), memoryview(params[2].data)
-    opt = optim.Adam(params, lr=0.05)
-    ref = [Tensor(p.copy(), requires_grad=True) for p in init]
-    ref_opts = [optim.Adam([p], lr=0.05) for p in ref]
-    for t, gs in enumerate(grads):
-        if t == 3:  # written directly, or rebound, between steps: the next step uses it
-            for ps in (params, ref):
-                ps[3].data[...] = 0.5
-                ps[4].data = ps[4].data * 2.0
-        for p, r, g, o in zip(params, ref, gs, ref_opts):
-            p.grad, r.grad = g.copy(), g.copy()
-            o.step()
-        opt.step()
-        buffer = opt._flat[0].data
-        assert [np.shares_memory(p.data, buffer) for p in params] == [False] * 3 + [True] * 2
-        for a, b in zip(params, ref):
-            assert np.array_equal(a.data, b.data)
-    assert kept is params[0].data and np.array_equal(detached.data, params[1].data)
-    assert np.array_equal(np.asarray(exported), params[2].data)
-    assert [p._version for p in params] == [6, 6, 6, 6, 6]
-    later = params[3].data  # (taken after the move: it is the view, and follows)
-    params[4].data = params[4].data + 0.0  # (its own array again)
-    x = Tensor(rng.normal(size=6))
-    y = (params[4] * x).sum()  # a graph saved params[4]'s array: it stays where it is
-    for p, g in zip(params, grads[0]):
-        p.grad = g.copy()
-    opt.step()
-    assert later is params[3].data
-    assert not np.shares_memory(params[4].data, opt._flat[0].data)
-    with pytest.raises(RuntimeError, match="in-place"):
-        y.backward()  # (as eagerly: the step changed the array the product saved)
-    del y  # (now nothing holds it)
-    opt.step()
-    assert np.shares_memory(params[4].data, opt._flat[0].data)
-
-
 def test_large_parameters_update_one_by_one_with_the_same_numbers(rng):
     # Above a mean size per parameter, copying into one buffer costs more than the numpy
     # calls it saves: those groups take the per-parameter path, and state stays per tensor.

@@ -6,14 +6,10 @@ a dozen numpy calls per step instead of a dozen per parameter (PyTorch's "foreac
 optimizers do the same). For a small model, where each call costs more than its
 arithmetic, that is most of the optimizer's time (benchmarks/bench_digits.py).
 
-The optimizer owns the flat buffers. A step copies the gradients in, updates, and
-bumps each parameter's version. A parameter whose array nothing else can reach (no
-other reference, view, detached tensor or buffer export holds it: its reference count
-says so) is moved into the buffer: its `.data` becomes the buffer's view with the same
-values, a change no one can observe, and its copies in and out are saved from then on.
-Any other parameter keeps its array, which a step copies in and writes back in place,
-so `p.detach()` and an old `p.data` always follow `p`. (A view stays a view: a group
-built afresh later copies it in and out.) The parameters' state entries in `opt.state` are
+The optimizer owns the flat buffers; the parameters keep their own arrays. A step
+copies the parameters and their gradients in, updates, and copies the new values back
+into each `.data` in place (bumping its version), so `.data` is never rebound and
+`p.detach()` always follows `p`. The parameters' state entries in `opt.state` are
 views of the flat state. A changed group (another set of parameters with gradients, an
 edited, cleared or loaded `opt.state`, a `.data` of another shape or dtype, a copied optimizer)
 builds a new flat group from the current values; where one cannot hold (mixed dtypes,
@@ -22,7 +18,6 @@ parameters sharing memory, state of other shapes) the step goes parameter by par
 
 from __future__ import annotations
 
-import sys
 from operator import is_
 
 import numpy as np
@@ -80,11 +75,10 @@ class ParamState(dict):
         return super().setdefault(key, default)
 
 
-# The flat path copies every element of the gradients in a step, and of parameters it
-# could not move into the buffer in and out as well; the per-parameter path pays a dozen
-# numpy calls per parameter. A call costs about as much as copying a few thousand floats
-# three times, so above this mean size per parameter the copies cost more than the calls
-# they save.
+# The flat path copies every element three times a step (parameters and gradients in,
+# parameters out); the per-parameter path pays a dozen numpy calls per parameter. A call
+# costs about as much as copying a few thousand floats three times, so above this mean
+# size per parameter the copies cost more than the calls they save.
 _FLAT_SIZE = 16384
 
 
@@ -162,21 +156,15 @@ class FlatGroup:
         return True
 
     def gather(self) -> None:
-        """Copy the parameters that are not yet the buffer's views, and all gradients
-        (checked by the caller), in; move those that can be into the buffer."""
+        """Copy the parameters and their gradients (checked by the caller) in."""
         for p, view, grad_view in zip(self.params, self.views, self.grad_views):
-            if p.data is not view:
-                view[...] = p.data
-                if _unreachable(p):
-                    p.data = view
+            view[...] = p.data
             grad_view[...] = p._grad.data
 
     def scatter(self) -> None:
-        """Copy the updated values back into each parameter's own array, in place (a
-        view of the buffer has them already), and bump its version."""
+        """Copy the updated values back into each parameter's own array, in place."""
         for p, view in zip(self.params, self.views):
-            if p.data is not view:
-                p.data[...] = view
+            p.data[...] = view
             bump_version(p)
 
     def sync_state(self) -> None:
@@ -196,36 +184,6 @@ class FlatGroup:
             if not isinstance(value, np.ndarray):
                 for s in self.param_states:
                     put(s, key, value)
-
-
-def _references(p) -> int:
-    data = p.data
-    return sys.getrefcount(data)
-
-
-class _Held:
-    __slots__ = ("data",)
-
-
-_held = _Held()
-_held.data = np.empty(1)
-# What `_references` counts for an array held by one slot and nothing else (the count
-# includes the function's own references, which vary between Python versions).
-_ONLY_ONE = _references(_held) if hasattr(sys, "getrefcount") else 0
-del _held
-
-
-def _unreachable(p) -> bool:
-    """Whether `p.data` is reachable only through `p`: an array owning its memory, held
-    by nothing but `p` (not a view's base, a detached tensor, a memoryview, a saved
-    graph node or a user's variable), so replacing it by an equal array changes nothing
-    anyone can see."""
-    data = p.data
-    if type(data) is not np.ndarray or data.base is not None or not (
-            data.flags.writeable and data.flags.c_contiguous):
-        return False
-    del data  # (this function's own reference would be counted)
-    return _references(p) <= _ONLY_ONE
 
 
 def _overlapping(params: list) -> bool:
