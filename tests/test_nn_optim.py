@@ -170,6 +170,29 @@ def test_flat_group_state_views_and_fallbacks(rng):
     assert opt.state[params[1]]["step"] == 7
 
 
+def test_a_step_keeps_each_parameters_array_even_when_nothing_else_holds_it(rng):
+    # API.md: optimizers never rebind .data. Held only by weak references and ids (which a
+    # reference count does not see), each parameter must keep its own array; a flat
+    # group must not swap it for a view of its buffer, nor write past a read-only flag.
+    import weakref
+    params = [Tensor(rng.normal(size=s), requires_grad=True) for s in [(3, 4), (4,), (2,)]]
+    ids = [id(p.data) for p in params]
+    alive = [weakref.ref(p.data) for p in params]
+    opt = optim.Adam(params, lr=0.1)
+    for _ in range(3):
+        for p in params:
+            p.grad = np.ones_like(p.data)
+        opt.step()
+    assert 0 in opt._flat  # (the flat path is the one tested)
+    assert [id(p.data) for p in params] == ids and all(r() is not None for r in alive)
+    assert all(p.data.flags.owndata for p in params)
+    params[0].data.flags.writeable = False
+    before = params[0].data.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        opt.step()
+    assert np.array_equal(params[0].data, before)
+
+
 def test_large_parameters_update_one_by_one_with_the_same_numbers(rng):
     # Above a mean size per parameter, copying into one buffer costs more than the numpy
     # calls it saves: those groups take the per-parameter path, and state stays per tensor.
