@@ -33,7 +33,7 @@ def edges(source: str) -> list:
 def label_of(attrs: str) -> str:
     """The value of the label attribute in a DOT attribute list, unquoted."""
     m = re.search(r'(?:^| )label=("(?:[^"\\]|\\.)*"|\S+)', attrs)
-    return m.group(1).strip('"') if m else ""
+    return m.group(1).strip('"').strip() if m else ""  # (edge labels are padded)
 
 
 def node_id(source: str, text: str) -> str:

@@ -446,7 +446,7 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
                 if grp is not None and id(parent) in seen_edges:
                     continue
                 label, tip = texts[i]
-                attrs.update(label=label, tooltip=_attr(tip), fontcolor="#1d4ed8")
+                attrs.update(label=_padded(label), tooltip=_attr(tip), fontcolor="#1d4ed8")
             seen_edges.add(id(parent))
             dot.edge(node_id(parent), oid, **attrs)
 
@@ -549,6 +549,15 @@ def _edge_texts(node, names, matrices, precision) -> list:
             tip = f"{tip_head}: {tip}"
         texts.append((_attr(body), tip))
     return texts
+
+
+def _padded(label: str) -> str:
+    """An edge label with room on either side. Graphviz sizes a label with its own
+    metrics for Helvetica, which few machines have: a browser draws it in a wider
+    substitute, and the labels of edges meeting at one node ran into each other."""
+    if label.startswith("<") and label.endswith(">"):  # (an HTML label: ∂ with subscript)
+        return f"<&nbsp;{label[1:-1]}&nbsp;&nbsp;>"
+    return f" {label}  "
 
 
 def _op_jacobian(node, i):
