@@ -37,7 +37,7 @@ def test_tensor_graph_and_page(tmp_path):
     loss = (x * x).sum()
     view = autodiff.explore(loss)
     page = view.save(tmp_path / "p.html").read_text()
-    assert "<svg" in page and "data-action" in page
+    assert "\\u003csvg" in page and "data-action" in page  # (the data's < escaped)
     assert "src=\"http" not in page and "import(\"http" not in page  # offline: no CDN
 
 
@@ -90,8 +90,9 @@ def test_the_page_shell_lives_in_viz_and_nn_does_not_load_graphviz():
     code = ("import sys, nn; assert 'graphviz' not in sys.modules, 'nn loaded graphviz'; "
             "from autodiff.viz.page import standalone_page; "
             "page = standalone_page('t</script>', ('export default {}', {'x': float('nan'), "
-            "'s': '</script><script>alert(1)'})); "
-            "assert '<\\\\/script><script>' in page and '\"x\": null' in page, page")
+            "'s': '</script><script>alert(1)', 'c': '<!--<script>'})); "
+            "assert '\\\\u003c/script>\\\\u003cscript>alert' in page and '\"x\": null' in page, page; "
+            "assert '\\\\u003c!--\\\\u003cscript>' in page and page.count('<script') == 1, page")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -123,3 +124,26 @@ def test_each_nodes_chain_is_what_chain_rule_says():
     for k, n in listed:
         expected = chain_rule(loss, order[k], factors="ops", max_paths=20, names=names)
         assert n["chain"]["text"] == str(expected), n["label"]
+
+
+def test_what_a_red_team_pass_found_in_the_explorers_data():
+    # a generated name never takes a user's label: a leaf labelled 'mul1' and two muls
+    a, b = Value(2.0, label="mul1"), Value(3.0, label="b")
+    view = autodiff.explore(a * b * b)
+    labels = [n["label"] for n in view.data["nodes"]]
+    assert len(set(labels)) == len(labels) and "mul1" in labels, labels
+    # one root, a positive precision, and a non-scalar root seeded as in backward
+    with pytest.raises(ValueError, match="explore: give one root"):
+        autodiff.explore([a * b, a + b])
+    with pytest.raises(ValueError, match="explore: precision must be a positive int"):
+        autodiff.explore(a * b, precision=-1)
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * 3
+    seeded = autodiff.explore(y, grad_output=np.array([1.0, -1.0]))
+    x_node = next(n for n in seeded.data["nodes"] if n["op"] == "leaf" and n["value"] != "3")
+    assert x_node["grad"] == "[3 -3]", x_node
+    # a node with a hook says so (the page's side backward runs no user code)
+    h = x * 3
+    h.register_hook(lambda g: g * 0)
+    hooked = autodiff.explore(h.sum())
+    assert [n["hooked"] for n in hooked.data["nodes"]].count(True) == 1

@@ -169,3 +169,39 @@ def test_a_10000_node_graph_without_groups_opens_folded_in_parts(browser, open_p
               r = document.querySelector('.adx-step').getBoundingClientRect();
         return r.right > box.left && r.left < box.right;""")  # (y, at the far end: in sight)
     assert not _errors(browser)
+
+
+def test_a_quote_in_a_label_stays_text_and_one_key_is_one_step(browser, open_page, tmp_path):
+    # A red-team pass: a matrix's label with a quote ended the title attribute of a folded
+    # group's local derivative, so the rest of the label ran as an event handler; and an
+    # arrow key on the focused slider moved two steps (the page's handler and the slider's).
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from autodiff import Tensor
+    W = Tensor(np.array([[1., 2.], [3., 4.]]), requires_grad=True)
+    W.label = 'W" onmouseover="document.title=\'PWNED\'" data-x="1'
+    y = Tensor(np.array([1., -2.]), requires_grad=True)
+    y.label = "y"
+    with autodiff.scope("z = W y"):
+        z = W @ y + Tensor(np.zeros(2))
+    z.label = "z"
+    loss = (z * z).sum()
+    open_page(autodiff.explore(loss, collapse="scopes").save(tmp_path / "quote.html"))
+    css = lambda sel: browser.find_elements(By.CSS_SELECTOR, sel)
+    step = css('[data-role="step"]')[0]
+    assert step.text == "before backward"  # (it was empty until the stepper was used)
+    css('[data-action="collapse-all"]')[0].click()
+    css("[data-group]")[0].click()
+    items = css('[data-role="local"] li')
+    assert any(li.get_attribute("title").endswith("equal to " + W.label) for li in items)
+    assert not css("[onmouseover]") and not css("[data-x]")
+    slider = css('[data-role="slider"]')[0]
+    slider.click()
+    browser.execute_script("arguments[0].value = 0; arguments[0].dispatchEvent(new Event('input'))",
+                           slider)
+    slider.send_keys(Keys.ARROW_RIGHT)
+    assert step.text.startswith("step 1/") and slider.get_attribute("value") == "1"
+    slider.send_keys(Keys.ARROW_LEFT)
+    assert step.text == "before backward"
+    assert browser.title != "PWNED" and not _errors(browser)

@@ -141,9 +141,15 @@ def _names(order, given: dict) -> dict:
             bases.append((node, "leaf" if node._prim is None else node._prim.name))
     totals = Counter(base for _, base in bases)
     seen = Counter()
+    taken = {name for name, _ in named.values()}  # (a leaf labelled 'mul1' keeps its name)
     for node, base in bases:
-        seen[base] += 1
-        named[id(node)] = (base if totals[base] == 1 else f"{base}{seen[base]}", True)
+        while True:
+            seen[base] += 1
+            name = base if totals[base] == 1 and seen[base] == 1 else f"{base}{seen[base]}"
+            if name not in taken:
+                break
+        taken.add(name)
+        named[id(node)] = (name, True)
     return named
 
 

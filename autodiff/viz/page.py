@@ -23,8 +23,9 @@ def json_safe(data):
 
 
 def _script_safe(text: str) -> str:
-    # nothing inside a <script> element may close it
-    return text.replace("</", "<\\/")
+    """JSON text that cannot end or confuse the <script> element it sits in: every `<`
+    (only ever inside a string) as its escape, so neither `</script>` nor `<!--` appears."""
+    return text.replace("<", "\\u003c")
 
 
 def standalone_page(title: str, *parts: tuple) -> str:

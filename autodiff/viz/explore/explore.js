@@ -42,7 +42,9 @@ function mount(data, el, keep) {
   const stepEl = el.querySelector('[data-role="step"]');
   const slider = el.querySelector('[data-role="slider"]');
   const crumbs = el.querySelector('[data-role="crumbs"]');
-  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  // (also for attribute values: a quote in a label must not end the attribute)
+  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   // byId: DOT name -> node; copies: DOT name -> its dashed copies (drawn beside far consumers)
   let view = null, expanded = new Set(), byId = new Map(), copies = new Map(), edges = new Map(), selected = null;
 
@@ -137,6 +139,9 @@ function mount(data, el, keep) {
     let html = `<h3>${esc(n.label)}</h3><p>op: <b>${esc(n.op)}</b>${local ? " of " + esc(local) : ""}</p>
       <p>value: <span data-role="value">${esc(n.value)}</span></p>
       <p>gradient d(root)/d(${esc(n.label)}): <span data-role="grad">${esc(n.grad)}</span></p>`;
+    if (n.hooked) html += `<p data-role="hook-note"><em>A hook is registered on this node: backward() passes
+      its gradient through the hook, which may change it. The numbers here are the chain rule's,
+      without hooks (a page never runs your code).</em></p>`;
     if (n.groups.length) html += `<p>in: ${n.groups.map((j) => esc(groups[j].label)).join(" &rsaquo; ")}</p>`;
     if (n.chain) {
       html += `<p>chain rule, total <span data-role="total">${esc(n.chain.total)}</span>:</p><pre>${esc(n.chain.text)}</pre>`;
@@ -208,10 +213,12 @@ function mount(data, el, keep) {
   slider.oninput = () => show(Number(slider.value));
   el.tabIndex = 0;
   el.addEventListener("keydown", (ev) => {
+    if (ev.target === slider) return;  // (the slider moves itself, and says so by "input")
     if (ev.key === "ArrowRight") show(at + 1);
     if (ev.key === "ArrowLeft") show(at - 1);
   });
   showView(keep && keep.view < views.length ? keep.view : data.start || 0);
+  stepEl.textContent = "before backward";
   if (keep) {
     const k = nodes.findIndex((n) => n.label === keep.node);
     const j = groups.findIndex((g) => g.label === keep.group);

@@ -195,12 +195,19 @@ class Explorer:
     """The interactive view of one graph: `.data` (what the page shows), `.widget` (the
     Jupyter widget), `save(path)` (one self-contained HTML page)."""
 
-    def __init__(self, root, *, collapse=None, precision: int = 4) -> None:
+    def __init__(self, root, *, collapse=None, grad_output=None, precision: int = 4) -> None:
         if collapse not in (None, "scopes"):
             raise ValueError("explore: collapse must be None (groups open unless the graph "
                              f"has more than {AUTO_COLLAPSE} nodes) or 'scopes', got {collapse!r}")
-        (root,) = _as_roots(root, "explore")
-        seed = _seed(root, None, "explore")
+        if type(precision) is not int or precision < 1:
+            raise ValueError(f"explore: precision must be a positive int (significant "
+                             f"digits shown), got {precision!r}")
+        roots = _as_roots(root, "explore")
+        if len(roots) != 1:
+            raise ValueError(f"explore: give one root (a Value or a Tensor), got {len(roots)}; "
+                             "explore each, or their sum")
+        (root,) = roots
+        seed = _seed(root, grad_output, "explore")
         order = _topo([root])
         index = {id(n): k for k, n in enumerate(order)}
         model = scalar_model(order)  # (a scalar MLP's calls are found from its weights)
@@ -218,13 +225,15 @@ class Explorer:
         nodes = [{"id": k, "label": named[id(n)][0],
                   "op": "leaf" if n._prim is None else _op_text(n),
                   "inputs": [index[id(p)] for p in n._parents], "groups": chains[k],
-                  "value": _text(n.data, precision), "grad": _text(grads.get(n), precision)}
+                  "value": _text(n.data, precision), "grad": _text(grads.get(n), precision),
+                  "hooked": bool(n._hooks)}  # (the page's gradients run no hooks)
                  for k, n in enumerate(order)]
         if len(order) <= CHAIN_LIMIT:
             _add_chains(nodes, order, index, root, seed, named, grads, precision)
         steps = [{"node": index[id(s.node)], "label": s.name, "grad": _text(s.grad, precision),
                   "text": str(s), "sends": [index[id(x.parent)] for x in s.sends]}
-                 for s in backward_steps(root, names=names, precision=precision)]
+                 for s in backward_steps(root, grad_output=grad_output, names=names,
+                                         precision=precision)]
         # (a big scalar MLP's graph opened whole draws every weight by each sample's use:
         # minutes of layout for a view nobody reads)
         views = make_views(order, folds, chains, max_size=MAX_LAYOUT, weights=weights,
@@ -274,8 +283,9 @@ class Explorer:
         return path
 
 
-def explore(root, *, collapse=None, precision: int = 4) -> Explorer:
-    """An interactive view of the graph below `root` (a Value or a one-element Tensor):
+def explore(root, *, collapse=None, grad_output=None, precision: int = 4) -> Explorer:
+    """An interactive view of the graph below `root` (a Value or a one-element Tensor;
+    another Tensor with `grad_output`, the gradient it is seeded with, as in backward):
     click a node for its value, gradient and chain-rule paths; step through backward.
     Groups (`autodiff.scope` blocks, nn module calls) fold into one node and open on
     demand; `collapse="scopes"` starts with them folded (the default for graphs of more
@@ -286,7 +296,7 @@ def explore(root, *, collapse=None, precision: int = 4) -> Explorer:
     >>> [n["label"] for n in view.data["nodes"]]
     ['a', 'mul', 'tanh']
     """
-    return Explorer(root, collapse=collapse, precision=precision)
+    return Explorer(root, collapse=collapse, grad_output=grad_output, precision=precision)
 
 
 def page_part(data: dict) -> tuple:
