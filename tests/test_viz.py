@@ -676,3 +676,18 @@ def test_escaping_helpers():
     assert visible("x\ny\t\x00\x1f\x7f\ud800\uffff") == "x\\ny\\t\\x00\\x1f\\x7f\\ud800\\uffff"
     assert visible("ü → ∂ 😀") == "ü → ∂ 😀"              # printable text is left alone
     assert viz_internals._lines("a\nb\x07") == "a<br/>b\\x07"
+
+
+@pytest.mark.parametrize("name", ["<W>", "<1 < 2>", "<b>W</b>"])
+def test_an_edge_label_named_like_html_stays_text_and_is_padded(name):
+    # The edge x -> W @ x is labelled with the matrix's name; padding the label must keep it
+    # plain text (graphviz read '<b>W</b>' as HTML, and '<1 < 2>' failed to parse). Labels
+    # are padded because graphviz sizes them for Helvetica and browsers draw them wider.
+    W = Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True, label=name)
+    x = Tensor(np.ones(2), requires_grad=True, label="x")
+    g = draw_graph((W @ x).sum())
+    tail = node_id(g.source, "<b>x</b>")
+    assert [label_of(e[2]) for e in edges(g.source) if e[0] == tail] == [name]
+    assert f'label=" {name}  "' in g.source
+    need_dot()
+    assert name.replace("<", "&lt;").replace(">", "&gt;") in g.pipe(format="svg").decode()

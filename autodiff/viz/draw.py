@@ -13,9 +13,9 @@ from ..engine import Node
 from ..value import Value
 from ._common import (
     RULE_FAILURES, _CONST_FILL, _HIGHLIGHT, _OP_FILL, _PARAM_FILL, _RED, _ROOT_FILL, _VIEWS,
-    _all_grads, _array_text, _as_roots, _backprop, _cluster_spec, _diagonal, _esc, _finite,
-    _group_jacobians, _jacobian_text, _lines, _names, _num, _op_text, _seed, _shape, _size,
-    _stats_text, _sub, _topo, _visible, _vjp)
+    _all_grads, _array_text, _as_roots, _backprop, _check_precision, _cluster_spec, _diagonal,
+    _esc, _finite, _group_jacobians, _jacobian_text, _lines, _names, _num, _op_text, _seed,
+    _shape, _size, _stats_text, _sub, _topo, _visible, _vjp)
 from ..scope import scopes_of
 from .groups import (check_collapse, collapse_groups, merge_constants, module_clusters,
                      neuron_scopes, scalar_model, shared_parameters)
@@ -231,6 +231,7 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
     True
     """
     roots = _as_roots(root, "draw_graph")
+    _check_precision(precision, "draw_graph")
     if view not in _VIEWS:
         raise ValueError(f"draw_graph: view must be one of {_VIEWS}, got {view!r}")
     if max_nodes is not None and max_nodes < 1:
@@ -446,7 +447,7 @@ def draw_graph(root, *, rankdir: str = "auto", show_grad: bool = True, view: str
                 if grp is not None and id(parent) in seen_edges:
                     continue
                 label, tip = texts[i]
-                attrs.update(label=_padded(label), tooltip=_attr(tip), fontcolor="#1d4ed8")
+                attrs.update(label=label, tooltip=_attr(tip), fontcolor="#1d4ed8")
             seen_edges.add(id(parent))
             dot.edge(node_id(parent), oid, **attrs)
 
@@ -547,17 +548,8 @@ def _edge_texts(node, names, matrices, precision) -> list:
                 jac = _op_jacobian(node, i)
             body, tip = _jacobian_text(jac, node, p, matrices, precision)
             tip = f"{tip_head}: {tip}"
-        texts.append((_attr(body), tip))
+        texts.append((_attr(f" {body}  "), tip))  # (padded: see _group_edge_texts)
     return texts
-
-
-def _padded(label: str) -> str:
-    """An edge label with room on either side. Graphviz sizes a label with its own
-    metrics for Helvetica, which few machines have: a browser draws it in a wider
-    substitute, and the labels of edges meeting at one node ran into each other."""
-    if label.startswith("<") and label.endswith(">"):  # (an HTML label: ∂ with subscript)
-        return f"<&nbsp;{label[1:-1]}&nbsp;&nbsp;>"
-    return f" {label}  "
 
 
 def _op_jacobian(node, i):
@@ -590,7 +582,10 @@ def _group_edge_texts(group, parents, names, matrices, precision) -> list:
     texts = []
     for p in parents:
         short, tip = _jacobian_text(jacs.get(id(p)), out, p, matrices, precision)
-        label = f"<{_sub(names[id(p)][0], out_name)} = {_esc(short)}>"
+        # (padded: graphviz sizes a label with its own metrics for Helvetica, which few
+        # machines have; a browser draws it in a wider substitute, and the labels of edges
+        # meeting at one node ran into each other)
+        label = f"<&nbsp;{_sub(names[id(p)][0], out_name)} = {_esc(short)}&nbsp;&nbsp;>"
         texts.append((label, f"∂({out_name})/∂({names[id(p)][0]}): {tip}"))
     return texts
 
