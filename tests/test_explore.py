@@ -135,15 +135,22 @@ def test_what_a_red_team_pass_found_in_the_explorers_data():
     # one root, a positive precision, and a non-scalar root seeded as in backward
     with pytest.raises(ValueError, match="explore: give one root"):
         autodiff.explore([a * b, a + b])
-    with pytest.raises(ValueError, match="explore: precision must be a positive int"):
-        autodiff.explore(a * b, precision=-1)
+    from autodiff.viz import backward_steps, chain_rule, draw_graph
+    for fn, call in (("explore", autodiff.explore), ("draw_graph", draw_graph),
+                     ("backward_steps", backward_steps),
+                     ("chain_rule", lambda r, precision: chain_rule(r, a, precision=precision))):
+        for bad in (-1, 0, 2.5, True):
+            with pytest.raises(ValueError, match=f"{fn}: precision must be a positive integer"):
+                call(a * b, precision=bad)
+    assert autodiff.explore(a * b, precision=np.int64(3)).data["nodes"][0]["value"] == "2"
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     y = x * 3
     seeded = autodiff.explore(y, grad_output=np.array([1.0, -1.0]))
-    x_node = next(n for n in seeded.data["nodes"] if n["op"] == "leaf" and n["value"] != "3")
+    x_node = next(n for n in seeded.data["nodes"] if n["op"] == "leaf")
     assert x_node["grad"] == "[3 -3]", x_node
-    # a node with a hook says so (the page's side backward runs no user code)
+    # a node whose gradient passes through a hook says so, down to the leaves (the page's
+    # side backward runs no user code)
     h = x * 3
     h.register_hook(lambda g: g * 0)
-    hooked = autodiff.explore(h.sum())
-    assert [n["hooked"] for n in hooked.data["nodes"]].count(True) == 1
+    flags = {n["op"]: n["hooked"] for n in autodiff.explore(h.sum() * 2).data["nodes"]}
+    assert flags == {"leaf": True, "* 3": True, "sum": False, "* 2": False}, flags

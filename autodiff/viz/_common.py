@@ -4,6 +4,7 @@ side through the engine's own loop, naming nodes, and formatting numbers and arr
 from __future__ import annotations
 
 import math
+import numbers
 from collections import Counter
 from typing import Mapping
 
@@ -151,6 +152,14 @@ def _names(order, given: dict) -> dict:
         taken.add(name)
         named[id(node)] = (name, True)
     return named
+
+
+def _check_precision(precision, where: str) -> None:
+    """The significant digits a picture or text shows: a positive integer."""
+    if isinstance(precision, bool) or not isinstance(precision, numbers.Integral) \
+            or precision < 1:
+        raise ValueError(f"{where}: precision must be a positive integer (significant "
+                         f"digits shown), got {precision!r}")
 
 
 def _num(x, precision: int = 4) -> str:

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..value import Value
 from ._common import (
-    _array_text, _as_roots, _backprop, _diagonal, _factor_num, _kind, _names, _num,
-    _param_names, _seed, _shape, _topo, _vjp)
+    _array_text, _as_roots, _backprop, _check_precision, _diagonal, _factor_num, _kind, _names,
+    _num, _param_names, _seed, _shape, _topo, _vjp)
 
 
 @dataclass
@@ -223,6 +223,7 @@ def chain_rule(output, wrt, *, factors: str = "auto", max_paths: int = 20,
         raise ValueError(f"chain_rule: factors must be 'auto', 'labels' or 'ops', got {factors!r}")
     if max_paths < 0:
         raise ValueError(f"chain_rule: max_paths must be >= 0, got {max_paths}")
+    _check_precision(precision, "chain_rule")
     seed = _seed(output, grad_output, "chain_rule")
     named = _names(_topo([output, wrt]), _param_names(names))  # wrt may be elsewhere
     return chain_rule_in(_topo([output]), named, output, wrt, seed, factors=factors,

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..value import Value
 from ._common import (
-    _array_text, _as_roots, _backprop, _factor_num, _names, _num, _param_names, _seed, _topo,
-    _vjp)
+    _array_text, _as_roots, _backprop, _check_precision, _factor_num, _names, _num,
+    _param_names, _seed, _topo, _vjp)
 from .draw import Graph, draw_graph
 from .chain import _indent
 
@@ -114,6 +114,7 @@ def backward_steps(root, *, grad_output=None, names=None, precision: int = 4) ->
     ['tanh', 'mul_const', 'a']
     """
     (root,) = _as_roots(root, "backward_steps")
+    _check_precision(precision, "backward_steps")
     seed = _seed(root, grad_output, "backward_steps")
     named = _names(_topo([root]), _param_names(names))
     visits = []

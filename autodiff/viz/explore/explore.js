@@ -139,9 +139,9 @@ function mount(data, el, keep) {
     let html = `<h3>${esc(n.label)}</h3><p>op: <b>${esc(n.op)}</b>${local ? " of " + esc(local) : ""}</p>
       <p>value: <span data-role="value">${esc(n.value)}</span></p>
       <p>gradient d(root)/d(${esc(n.label)}): <span data-role="grad">${esc(n.grad)}</span></p>`;
-    if (n.hooked) html += `<p data-role="hook-note"><em>A hook is registered on this node: backward() passes
-      its gradient through the hook, which may change it. The numbers here are the chain rule's,
-      without hooks (a page never runs your code).</em></p>`;
+    if (n.hooked) html += `<p data-role="hook-note"><em>backward() passes this gradient through a hook
+      (registered here or on a node it comes through), which may change it. The numbers here are
+      the chain rule's, without hooks: a page never runs your code.</em></p>`;
     if (n.groups.length) html += `<p>in: ${n.groups.map((j) => esc(groups[j].label)).join(" &rsaquo; ")}</p>`;
     if (n.chain) {
       html += `<p>chain rule, total <span data-role="total">${esc(n.chain.total)}</span>:</p><pre>${esc(n.chain.text)}</pre>`;

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import (RULE_FAILURES, _array_text, _as_roots, _backprop, _group_jacobians,
-                       _jacobian_text, _names, _op_text, _param_names, _seed, _topo)
+from .._common import (RULE_FAILURES, _array_text, _as_roots, _backprop, _check_precision,
+                       _group_jacobians, _jacobian_text, _names, _op_text, _param_names, _seed,
+                       _topo)
 from ...value import Value
 from ..chain import chain_rule_in
 from ..draw import Graph, _attr
@@ -199,9 +200,7 @@ class Explorer:
         if collapse not in (None, "scopes"):
             raise ValueError("explore: collapse must be None (groups open unless the graph "
                              f"has more than {AUTO_COLLAPSE} nodes) or 'scopes', got {collapse!r}")
-        if type(precision) is not int or precision < 1:
-            raise ValueError(f"explore: precision must be a positive int (significant "
-                             f"digits shown), got {precision!r}")
+        _check_precision(precision, "explore")
         roots = _as_roots(root, "explore")
         if len(roots) != 1:
             raise ValueError(f"explore: give one root (a Value or a Tensor), got {len(roots)}; "
@@ -221,12 +220,19 @@ class Explorer:
         # the texts (chain rule, steps) call a parameter by the name the graph shows
         names = {n: given[id(n)] for n in order if id(n) in given}
         grads = _backprop([root], [seed], targets=order)
+        # The page's gradients run no hooks (it never runs user code): flag the nodes whose
+        # gradient backward() passes through one (a hooked node and everything below it).
+        hooked = set()
+        for n in reversed(order):  # (outputs first)
+            if n._hooks or id(n) in hooked:
+                hooked.add(id(n))
+                hooked.update(id(p) for p in n._parents)
         grads[root] = seed
         nodes = [{"id": k, "label": named[id(n)][0],
                   "op": "leaf" if n._prim is None else _op_text(n),
                   "inputs": [index[id(p)] for p in n._parents], "groups": chains[k],
                   "value": _text(n.data, precision), "grad": _text(grads.get(n), precision),
-                  "hooked": bool(n._hooks)}  # (the page's gradients run no hooks)
+                  "hooked": id(n) in hooked}
                  for k, n in enumerate(order)]
         if len(order) <= CHAIN_LIMIT:
             _add_chains(nodes, order, index, root, seed, named, grads, precision)
