@@ -50,6 +50,9 @@ class Op:
                   recomputing them, saved on the node after the inputs
     view          the output may share memory with the first input (reshape, x[i]...)
     internal      options that are not shown in pictures
+    defaults      options pictures leave out while they hold their default: option -> the
+                  number every entry of the default equals, or the name of the option it
+                  defaults to (a pool's stride is its kernel size)
     buffers       options kept only for backward: a releasing backward drops their arrays
     scatter_add   for an op whose vjp spreads g into zeros of the input's shape (x[index]):
                   scatter_add(total, g, **options) adds that gradient into `total`, an
@@ -72,12 +75,12 @@ class Op:
 
     __slots__ = ("name", "math", "forward", "scalar", "vjp", "symbol", "micrograd",
                  "elementwise", "commutative", "reads", "reads_output", "residuals", "view",
-                 "internal", "buffers", "scatter_add", "masked", "code", "kernel")
+                 "internal", "defaults", "buffers", "scatter_add", "masked", "code", "kernel")
 
     def __init__(self, name, math, forward, vjp, scalar=None, *, symbol=None, micrograd=None,
                  elementwise=False, commutative=False, reads="values", reads_output=False,
-                 residuals=False, view=False, internal=(), buffers=(), scatter_add=None,
-                 code=None, kernel=None):
+                 residuals=False, view=False, internal=(), defaults=None, buffers=(),
+                 scatter_add=None, code=None, kernel=None):
         if reads not in ("values", "shapes", "nothing"):
             raise ValueError(f"Op {name}: reads must be 'values', 'shapes' or 'nothing'")
         self.name = name
@@ -94,6 +97,7 @@ class Op:
         self.residuals = residuals
         self.view = view
         self.internal = frozenset(internal)
+        self.defaults = dict(defaults or {})
         self.buffers = tuple(buffers)
         self.scatter_add = scatter_add
         self.masked = "need" in inspect.signature(vjp).parameters

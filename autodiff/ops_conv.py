@@ -124,7 +124,8 @@ def _conv_forward(x, w, *b, stride, padding, dilation, groups):
 @primitive("convolution", "out[n,o,p] = b[o] + sum_{c,k} w[o,c,k] x_pad[n,c,p*s + k*d] "
            "(c in o's group); d/dw = g @ cols^T, d/db = sum of g over n and p, "
            "d/dx = col2im(w^T @ g), a transposed convolution", _conv_forward,
-           symbol="conv", residuals=True)
+           symbol="conv", residuals=True,
+           defaults={"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
 def CONVOLUTION(g, out, x, w, *rest, stride, padding, dilation, groups,
                 need=(True, True, True)):
     if isinstance(g, Node):

@@ -691,3 +691,24 @@ def test_an_edge_label_named_like_html_stays_text_and_is_padded(name):
     assert f'label=" {name}  "' in g.source
     need_dot()
     assert name.replace("<", "&lt;").replace(">", "&gt;") in g.pipe(format="svg").decode()
+
+
+def test_op_captions_leave_out_options_at_their_defaults():
+    # A LeNet picture was widened by 'conv(stride=(1, 1), padding=((0, 0), (0, 0)),
+    # dilation=(1, 1), groups=1)': options at their default (Op.defaults) go unsaid.
+    import nn
+    x = Tensor(np.ones((1, 2, 6, 6)), requires_grad=True)
+
+    def caption(module):
+        src = draw_graph(module(x).sum()).source
+        found = re.findall(r'\[label=("?)((?:conv|max_pool|avg_pool)[^"\]]*)\1 fillcolor', src)
+        assert len(found) == 1, src
+        return found[0][1]
+    assert caption(nn.Conv2d(2, 2, 3)) == "conv"
+    assert caption(nn.Conv2d(2, 2, 3, stride=2, padding=1, groups=2)) == \
+        "conv(stride=(2, 2), padding=((1, 1), (1, 1)), groups=2)"
+    assert caption(nn.MaxPool2d(2)) == "max_pool (2, 2)"
+    assert caption(nn.MaxPool2d(3, stride=1, ceil_mode=True)) == \
+        "max_pool (3, 3) (stride=(1, 1), ceil_mode=True)"
+    assert caption(nn.AvgPool2d(2, padding=1, count_include_pad=False)) == \
+        "avg_pool (2, 2) (padding=(1, 1), count_include_pad=False)"

@@ -239,6 +239,9 @@ def _op_text(node) -> str:
     text = op.symbol.format(**named) if named else op.symbol
     for k in named:
         kw.pop(k)
+    for k, default in op.defaults.items():
+        if k in kw and _at_default(kw[k], default, node._kw):
+            kw.pop(k)
     if op.name in ("sum", "mean", "max", "min", "logsumexp") and not kw.get("keepdims"):
         kw.pop("keepdims", None)
     if kw.get("axis", 0) is None:
@@ -246,6 +249,19 @@ def _op_text(node) -> str:
     if kw:
         text += (" (" if named else "(") + ", ".join(f"{k}={_short(v)}" for k, v in kw.items()) + ")"
     return text
+
+
+def _at_default(value, default, options) -> bool:
+    """Whether an option holds its default (see `Op.defaults`): every entry equal to a
+    number, or equal to the option the default names."""
+    if isinstance(default, str):
+        default = options.get(default)
+    if value is None or default is None:
+        return value is default
+    try:
+        return bool(np.all(np.asarray(value) == np.asarray(default)))
+    except (TypeError, ValueError):  # (entries of unequal lengths: not a default)
+        return False
 
 
 # Characters DOT text cannot carry as they are, each shown as its Python escape (\x07):
