@@ -154,3 +154,13 @@ def test_what_a_red_team_pass_found_in_the_explorers_data():
     h.register_hook(lambda g: g * 0)
     flags = {n["op"]: n["hooked"] for n in autodiff.explore(h.sum() * 2).data["nodes"]}
     assert flags == {"leaf": True, "* 3": True, "sum": False, "* 2": False}, flags
+
+
+def test_a_label_with_a_lone_surrogate_survives_the_widgets_utf8():
+    # Jupyter sends a widget's state as UTF-8, which cannot carry a lone surrogate: the
+    # data writes it as its escape, as the pictures show it
+    import json
+    a, b = Value(2.0, label="w\ud800"), Value(3.0, label="b")
+    data = autodiff.explore(a * b).data
+    json.dumps(data, ensure_ascii=False).encode("utf-8")
+    assert data["nodes"][0]["label"] == "w\\ud800"

@@ -205,3 +205,16 @@ def test_a_quote_in_a_label_stays_text_and_one_key_is_one_step(browser, open_pag
     slider.send_keys(Keys.ARROW_LEFT)
     assert step.text == "before backward"
     assert browser.title != "PWNED" and not _errors(browser)
+
+
+def test_a_constant_leaf_says_why_it_has_no_gradient(browser, open_page, tmp_path):
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from autodiff import Tensor
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, label="x")
+    c = Tensor(np.array([3.0, 4.0]), label="c")
+    open_page(autodiff.explore((x * c).sum()).save(tmp_path / "const.html"))
+    browser.find_element(By.CSS_SELECTOR, '[data-label="c"]').click()
+    details = browser.find_element(By.CSS_SELECTOR, '[data-role="details"]').text
+    assert "none (it does not require grad" in details and "chain rule" in details
+    assert not _errors(browser)

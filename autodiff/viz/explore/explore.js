@@ -138,7 +138,8 @@ function mount(data, el, keep) {
     const local = n.inputs.map((i) => nodes[i].label).join(", ");
     let html = `<h3>${esc(n.label)}</h3><p>op: <b>${esc(n.op)}</b>${local ? " of " + esc(local) : ""}</p>
       <p>value: <span data-role="value">${esc(n.value)}</span></p>
-      <p>gradient d(root)/d(${esc(n.label)}): <span data-role="grad">${esc(n.grad)}</span></p>`;
+      <p>gradient d(root)/d(${esc(n.label)}): <span data-role="grad">${esc(n.grad)}</span>${
+        n.grad === "none" && n.chain ? " (it does not require grad: backward() computes none for it; the chain rule below says what it would be)" : ""}</p>`;
     if (n.hooked) html += `<p data-role="hook-note"><em>backward() passes this gradient through a hook
       (registered here or on a node it comes through), which may change it. The numbers here are
       the chain rule's, without hooks: a page never runs your code.</em></p>`;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -265,11 +266,11 @@ class Explorer:
                 if j is None or opens.get(j) is None or opens[j] == start:
                     break
                 start = opens[j]
-        self.data = {"nodes": nodes, "steps": steps, "groups": groups, "root": index[id(root)],
-                     "views": [{"svg": svg, "group": v.group, "expanded": sorted(v.expanded)}
-                               for v, svg in zip(views, _layouts(views, order, named, nodes,
-                                                                 folds))],
-                     "full": full, "start": start}
+        self.data = _encodable({
+            "nodes": nodes, "steps": steps, "groups": groups, "root": index[id(root)],
+            "views": [{"svg": svg, "group": v.group, "expanded": sorted(v.expanded)}
+                      for v, svg in zip(views, _layouts(views, order, named, nodes, folds))],
+            "full": full, "start": start})
         self._widget = None
 
     @property
@@ -287,6 +288,21 @@ class Explorer:
         path.write_text(standalone_page("autodiff explorer",
                                         (_ESM.read_text(encoding="utf-8"), self.data)), encoding="utf-8")
         return path
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(x):
+    """`x` with each lone surrogate in its texts written as its escape ('\\ud800', as
+    pictures show it): Jupyter sends a widget's state as UTF-8, which cannot carry one."""
+    if isinstance(x, str):
+        return _LONE_SURROGATE.sub(lambda m: m.group().encode("unicode_escape").decode(), x)
+    if isinstance(x, dict):
+        return {k: _encodable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_encodable(v) for v in x]
+    return x
 
 
 def explore(root, *, collapse=None, grad_output=None, precision: int = 4) -> Explorer:
