@@ -130,9 +130,13 @@ def _held(module) -> tuple:
         if id(m) in seen:
             continue
         seen.add(id(m))
-        params, children = m._registries()
+        d = m.__dict__
+        if "_buffers" in d and "_parameters" in d:  # (the registries, read as they are)
+            params, children, buffers = d["_parameters"], d["_modules"], d["_buffers"]
+        else:  # (a subclass that skipped Module.__init__: made on first use)
+            (params, children), buffers = m._registries(), m._buffer_registry()
         ids += map(id, params.values())
-        ids += map(id, m._buffer_registry().values())
+        ids += map(id, buffers.values())
         stack += children.values()
     return tuple(ids)
 
@@ -145,15 +149,22 @@ _ATOMS = frozenset({int, float, bool, str, bytes, type(None), np.ndarray, np.flo
 _OPTIMIZER_OWN = frozenset({"defaults", "param_groups", "state", "_flat", "_work"})
 
 
+@functools.cache
+def _nn_types() -> tuple:
+    """(Module, ScalarModule, Optimizer), imported once (nn imports autodiff, not the
+    reverse: imported at the first call, which a call is checked on)."""
+    from nn.module import Module
+    from nn.optim.optimizer import Optimizer
+    from nn.scalar import ScalarModule
+    return Module, ScalarModule, Optimizer
+
+
 def _modules_of(fn, args) -> list:
     """The nn modules a step can reach through its closure, its `self`, the globals it
     names and its arguments, also inside lists, tuples, dicts and plain objects' attributes
     (a trainer's self.model), a few levels deep: their parameters, buffers and train/eval
     modes are checked at every call."""
-    from nn.module import Module
-    from nn.optim.optimizer import Optimizer
-    from nn.scalar import ScalarModule
-
+    Module, ScalarModule, Optimizer = _nn_types()
     found, seen = [], set()
     cands = list(args)
     f = fn
