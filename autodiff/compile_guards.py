@@ -84,13 +84,19 @@ def _walk(x, arrays, opaque, inside, depth=0, owners=None):
     return ("O", id(x))
 
 
-def _library_object(x) -> bool:
+@functools.cache
+def _nn_types() -> tuple:
+    """(Module, ScalarModule, Optimizer, LRScheduler), imported at the first call rather
+    than with this module (nn imports autodiff)."""
     from nn.module import Module
     from nn.optim.lr_scheduler import LRScheduler
     from nn.optim.optimizer import Optimizer
     from nn.scalar import ScalarModule
+    return Module, ScalarModule, Optimizer, LRScheduler
 
-    return isinstance(x, (Module, ScalarModule, Optimizer, LRScheduler))
+
+def _library_object(x) -> bool:
+    return isinstance(x, _nn_types())
 
 
 def _aliases(arrays) -> tuple | None:
@@ -149,22 +155,12 @@ _ATOMS = frozenset({int, float, bool, str, bytes, type(None), np.ndarray, np.flo
 _OPTIMIZER_OWN = frozenset({"defaults", "param_groups", "state", "_flat", "_work"})
 
 
-@functools.cache
-def _nn_types() -> tuple:
-    """(Module, ScalarModule, Optimizer), imported once (nn imports autodiff, not the
-    reverse: imported at the first call, which a call is checked on)."""
-    from nn.module import Module
-    from nn.optim.optimizer import Optimizer
-    from nn.scalar import ScalarModule
-    return Module, ScalarModule, Optimizer
-
-
 def _modules_of(fn, args) -> list:
     """The nn modules a step can reach through its closure, its `self`, the globals it
     names and its arguments, also inside lists, tuples, dicts and plain objects' attributes
     (a trainer's self.model), a few levels deep: their parameters, buffers and train/eval
     modes are checked at every call."""
-    Module, ScalarModule, Optimizer = _nn_types()
+    Module, ScalarModule, Optimizer, _ = _nn_types()
     found, seen = [], set()
     cands = list(args)
     f = fn
