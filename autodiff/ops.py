@@ -51,8 +51,8 @@ class Op:
     view          the output may share memory with the first input (reshape, x[i]...)
     internal      options that are not shown in pictures
     defaults      options pictures leave out while they hold their default: option -> the
-                  number every entry of the default equals, or the name of the option it
-                  defaults to (a pool's stride is its kernel size)
+                  value every entry of the default equals (a number, a flag, None), or the
+                  name of the option it defaults to (a pool's stride is its kernel size)
     buffers       options kept only for backward: a releasing backward drops their arrays
     scatter_add   for an op whose vjp spreads g into zeros of the input's shape (x[index]):
                   scatter_add(total, g, **options) adds that gradient into `total`, an
@@ -571,9 +571,11 @@ def WHERE(g, out, *ab, cond):
 
 # ---------------------------------------------------------------------------
 # Reductions. Options: axis (None, int or tuple; negatives allowed) and keepdims.
+_REDUCED = {"axis": None, "keepdims": False}  # (pictures say neither while at these)
 
 @primitive("sum", "sum(x, axis); d/dx = 1 for every summed element",
-           lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), reads="shapes")
+           lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), reads="shapes",
+           defaults=_REDUCED)
 def SUM(g, out, x, axis, keepdims):
     return (broadcast_to(keep_dims(g, x.shape, axis, keepdims), x.shape),)
 
@@ -585,7 +587,8 @@ def _count(shape, axis) -> int:
 
 
 @primitive("mean", "mean(x, axis); d/dx = 1/n for each of the n averaged elements",
-           lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), reads="shapes")
+           lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), reads="shapes",
+           defaults=_REDUCED)
 def MEAN(g, out, x, axis, keepdims):
     n = _count(x.shape, axis)
     return (broadcast_to(keep_dims(g, x.shape, axis, keepdims) / n, x.shape),)
@@ -601,14 +604,14 @@ def _extreme_vjp(g, out, x, axis, keepdims):
 
 @primitive("max", "max(x, axis); d/dx = 1/k at each of the k maxima, 0 elsewhere",
            lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-           reads_output=True)
+           reads_output=True, defaults=_REDUCED)
 def MAX(g, out, x, axis, keepdims):
     return _extreme_vjp(g, out, x, axis, keepdims)
 
 
 @primitive("min", "min(x, axis); d/dx = 1/k at each of the k minima, 0 elsewhere",
            lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-           reads_output=True)
+           reads_output=True, defaults=_REDUCED)
 def MIN(g, out, x, axis, keepdims):
     return _extreme_vjp(g, out, x, axis, keepdims)
 
@@ -624,7 +627,7 @@ def _logsumexp_forward(x, axis, keepdims):
 # Fused rather than composed from exp/sum/log: the max shift keeps it finite at
 # +-1000, and its vjp reuses `out` (softmax = exp(x - out)) instead of recomputing.
 @primitive("logsumexp", "log(sum(exp(x), axis)); d/dx = softmax(x) = exp(x - out)",
-           _logsumexp_forward, reads_output=True)
+           _logsumexp_forward, reads_output=True, defaults=_REDUCED)
 def LOGSUMEXP(g, out, x, axis, keepdims):
     shape = raw(x).shape
     return (keep_dims(g, shape, axis, keepdims) * exp(x - keep_dims(out, shape, axis, keepdims)),)

@@ -234,7 +234,7 @@ def max_pool2d_indices(x: np.ndarray, geo: PoolGeometry) -> np.ndarray:
            "window's first maximum (PyTorch's choice among ties), 0 elsewhere; windows "
            "that overlap add up", _max_pool2d_forward, symbol="max_pool {kernel_size}",
            residuals=True, defaults={"stride": "kernel_size", "padding": 0, "dilation": 1,
-                                     "ceil_mode": 0})
+                                     "ceil_mode": False})
 def MAX_POOL2D(g, out, x, idx=None, *, kernel_size, stride, padding, dilation, ceil_mode):
     geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode)
     if idx is None:  # create_graph, or pictures after a release: find the maxima again
@@ -307,8 +307,9 @@ def _avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_includ
 @primitive("avg_pool2d", "mean over each window of the last two axes (sum / divisor, "
            "PyTorch's divisor); d/dx = 1/divisor for each element of a window; windows "
            "that overlap add up", _avg_pool2d_forward, symbol="avg_pool {kernel_size}",
-           reads="shapes", defaults={"stride": "kernel_size", "padding": 0, "ceil_mode": 0,
-                                     "count_include_pad": 1, "divisor_override": None})
+           reads="shapes", defaults={"stride": "kernel_size", "padding": 0,
+                                     "ceil_mode": False, "count_include_pad": True,
+                                     "divisor_override": None})
 def AVG_POOL2D(g, out, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad,
                divisor_override):
     geo, div = _avg_options(x, kernel_size, stride, padding, ceil_mode, count_include_pad,

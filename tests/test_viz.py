@@ -712,3 +712,9 @@ def test_op_captions_leave_out_options_at_their_defaults():
         "max_pool (3, 3) (stride=(1, 1), ceil_mode=True)"
     assert caption(nn.AvgPool2d(2, padding=1, count_include_pad=False)) == \
         "avg_pool (2, 2) (padding=(1, 1), count_include_pad=False)"
+    # reductions say axis and keepdims only where they are not None and False
+    from autodiff.viz._common import _op_text
+    m = Tensor(np.ones((2, 3)), requires_grad=True)
+    assert [_op_text(y) for y in (m.sum(), m.sum(axis=0), m.mean(axis=1, keepdims=True),
+                                  m.max())] == ["sum", "sum(axis=0)",
+                                                "mean(axis=1, keepdims=True)", "max"]

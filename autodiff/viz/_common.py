@@ -242,10 +242,6 @@ def _op_text(node) -> str:
     for k, default in op.defaults.items():
         if k in kw and _at_default(kw[k], default, node._kw):
             kw.pop(k)
-    if op.name in ("sum", "mean", "max", "min", "logsumexp") and not kw.get("keepdims"):
-        kw.pop("keepdims", None)
-    if kw.get("axis", 0) is None:
-        kw.pop("axis")
     if kw:
         text += (" (" if named else "(") + ", ".join(f"{k}={_short(v)}" for k, v in kw.items()) + ")"
     return text
