@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import (RULE_FAILURES, _array_text, _as_roots, _backprop, _check_precision,
-                       _group_jacobians, _jacobian_text, _names, _op_text, _param_names, _seed,
-                       _topo)
+from .._common import (_INVISIBLE, RULE_FAILURES, _array_text, _as_roots, _backprop,
+                       _check_precision, _group_jacobians, _jacobian_text, _names, _op_text,
+                       _param_names, _seed, _topo)
 from ...value import Value
 from ..chain import chain_rule_in
 from ..draw import Graph, _attr
@@ -266,11 +266,12 @@ class Explorer:
                 if j is None or opens.get(j) is None or opens[j] == start:
                     break
                 start = opens[j]
-        self.data = _encodable({
-            "nodes": nodes, "steps": steps, "groups": groups, "root": index[id(root)],
-            "views": [{"svg": svg, "group": v.group, "expanded": sorted(v.expanded)}
-                      for v, svg in zip(views, _layouts(views, order, named, nodes, folds))],
-            "full": full, "start": start})
+        self.data = {"nodes": _encodable(nodes), "steps": _encodable(steps),
+                     "groups": _encodable(groups), "root": index[id(root)],
+                     "views": [{"svg": svg, "group": v.group, "expanded": sorted(v.expanded)}
+                               for v, svg in zip(views, _layouts(views, order, named, nodes,
+                                                                 folds))],
+                     "full": full, "start": start}  # (dot's SVG is UTF-8 already)
         self._widget = None
 
     @property
@@ -297,7 +298,7 @@ def _encodable(x):
     """`x` with each lone surrogate in its texts written as its escape ('\\ud800', as
     pictures show it): Jupyter sends a widget's state as UTF-8, which cannot carry one."""
     if isinstance(x, str):
-        return _LONE_SURROGATE.sub(lambda m: m.group().encode("unicode_escape").decode(), x)
+        return _LONE_SURROGATE.sub(lambda m: _INVISIBLE[ord(m.group())], x)
     if isinstance(x, dict):
         return {k: _encodable(v) for k, v in x.items()}
     if isinstance(x, list):
